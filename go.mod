@@ -1,0 +1,5 @@
+module github.com/presence-mps/presence
+
+go 1.26
+
+toolchain go1.27.3
