@@ -1,0 +1,32 @@
+// Package tunnel is the server side of one Intel AMT CIRA connection: the TLS
+// handshake under a deadline, the APF protocol state machine (version, auth
+// service, password authentication, port-forwarding service, tcpip-forward),
+// keepalives and the idle timeout, and channels to the ports AMT announced,
+// exposed as [net.Conn] with flow-control windows enforced both ways.
+//
+// Protocol flow (../../shared/apf.md §3):
+//
+//	AMT                                   Presence
+//	TLS ClientHello ───────────────────►  (RSA certificate, AMT-compatible suites)
+//	PROTOCOL_VERSION(1.0, UUID) ───────►
+//	SERVICE_REQUEST auth@amt ──────────►  ◄─── SERVICE_ACCEPT
+//	USERAUTH_REQUEST(user, password) ──►  ◄─── USERAUTH_SUCCESS | USERAUTH_FAILURE (14 bytes)
+//	                      [Accept returns here; the handshake deadline is cleared]
+//	SERVICE_REQUEST pfwd@amt ──────────►  ◄─── SERVICE_ACCEPT
+//	GLOBAL_REQUEST tcpip-forward ×N ───►  ◄─── REQUEST_SUCCESS(port) each
+//	                      [no forward for Config.ForwardSettle: "ready"]
+//	                                      ◄─── KEEPALIVE_OPTIONS_REQUEST(interval, timeout)
+//	KEEPALIVE_REQUEST(cookie) ─────────►  ◄─── KEEPALIVE_REPLY(cookie)
+//	                                      ◄─── CHANNEL_OPEN(forwarded-tcpip, port)   [Dial]
+//	CHANNEL_OPEN_CONFIRMATION ─────────►
+//	CHANNEL_DATA / WINDOW_ADJUST ◄─────►
+//	CHANNEL_CLOSE ◄────────────────────►
+//
+// Each tunnel has exactly two goroutines once accepted: the reader, which is
+// the goroutine that calls [Conn.Serve] (it decodes and dispatches, and never
+// blocks on a consumer), and a writer that owns writes to the TLS connection.
+// Backpressure comes from windows: a channel buffers at most the window it
+// advertised, and a device that sends more is a protocol error. Memory per
+// tunnel is bounded by the window per channel times the channel cap, plus the
+// bounded write queue.
+package tunnel
