@@ -1,0 +1,436 @@
+// Package mps is the Presence Management Presence Server engine: the CIRA
+// listener, the registry of connected Intel AMT devices keyed by UUID, Dial
+// to a device port, events for later consumers (history, GUI), and a graceful
+// shutdown. It knows no GUI and no console protocol.
+package mps
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/presence-mps/presence/mps/apf"
+	"github.com/presence-mps/presence/mps/tunnel"
+)
+
+// Config configures a [Server]. Zero fields take defaults; TLS and Tunnel.Auth
+// are required.
+type Config struct {
+	// TLS is the CIRA listener's TLS configuration (see tunnel.TLSConfig).
+	TLS *tls.Config
+	// Tunnel holds the per-tunnel settings (auth, keepalive, idle timeout,
+	// windows). Its TLS, OnReady and OnAuthFailure fields are set by the
+	// server.
+	Tunnel tunnel.Config
+	// MaxTunnels caps concurrent tunnels, handshakes included (default 50,000).
+	MaxTunnels int
+	// MaxHandshakes caps concurrent TLS+APF handshakes (default 256); more
+	// connections wait their turn within the handshake timeout.
+	MaxHandshakes int
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Errors returned by Dial and Disconnect.
+var (
+	ErrUnknownDevice = errors.New("mps: no connected device by that name")
+	ErrServerClosed  = errors.New("mps: server closed")
+)
+
+// Server accepts CIRA tunnels and routes Dials to them. Its methods are safe
+// for concurrent use.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	tcfg tunnel.Config
+	sem  chan struct{}
+
+	ctx    context.Context // cancelled by Shutdown; aborts handshakes
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every connection goroutine and accept loop
+
+	mu        sync.Mutex // guards the fields below
+	listeners []net.Listener
+	devices   map[apf.UUID]*tunnel.Conn
+	conns     map[*tunnel.Conn]struct{} // every accepted tunnel, registered or not
+	raws      map[net.Conn]struct{}     // connections still in their handshake
+	subs      map[*subscriber]struct{}
+	closing   bool
+
+	stats stats
+}
+
+// New returns a server; start it with [Server.Serve] or [Server.Listen].
+func New(cfg Config) (*Server, error) {
+	if cfg.TLS == nil {
+		return nil, errors.New("mps: Config.TLS is required")
+	}
+	if cfg.Tunnel.Auth == nil {
+		return nil, errors.New("mps: Config.Tunnel.Auth is required")
+	}
+	if cfg.MaxTunnels <= 0 {
+		cfg.MaxTunnels = 50000
+	}
+	if cfg.MaxHandshakes <= 0 {
+		cfg.MaxHandshakes = 256
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		sem:     make(chan struct{}, cfg.MaxHandshakes),
+		devices: make(map[apf.UUID]*tunnel.Conn),
+		conns:   make(map[*tunnel.Conn]struct{}),
+		raws:    make(map[net.Conn]struct{}),
+		subs:    make(map[*subscriber]struct{}),
+	}
+	s.stats.failures = make(map[string]uint64)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.tcfg = cfg.Tunnel
+	s.tcfg.TLS = cfg.TLS
+	if s.tcfg.Logger == nil {
+		s.tcfg.Logger = cfg.Logger.WithGroup("tunnel")
+	}
+	s.tcfg.OnReady = s.onReady
+	s.tcfg.OnAuthFailure = s.onAuthFailure
+	return s, nil
+}
+
+// Listen listens on addr (":4433" style) and serves in the background. It
+// returns the listener's address.
+func (s *Server) Listen(addr string) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("mps: CIRA listener: %w", err)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.Serve(ln)
+	}()
+	return ln.Addr(), nil
+}
+
+// Serve accepts CIRA connections on ln until Shutdown. It returns
+// [ErrServerClosed] after Shutdown, or the listener's error.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	s.log.Info("CIRA listener up", "addr", ln.Addr().String())
+	var backoff time.Duration
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
+				// Out of file descriptors and the like: back off, as
+				// net/http does, rather than spin or stop.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("CIRA accept failed; retrying", "err", err, "in", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-s.ctx.Done():
+					return ErrServerClosed
+				}
+				continue
+			}
+			return fmt.Errorf("mps: CIRA listener: %w", err)
+		}
+		backoff = 0
+		if !s.track(raw) {
+			raw.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go s.handle(raw)
+	}
+}
+
+// track records a connection in its handshake; false refuses it.
+func (s *Server) track(raw net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	if len(s.conns)+len(s.raws) >= s.cfg.MaxTunnels {
+		s.stats.fail("too-many-tunnels")
+		return false
+	}
+	s.raws[raw] = struct{}{}
+	return true
+}
+
+// handle runs one connection: handshake, registration, serve.
+func (s *Server) handle(raw net.Conn) {
+	defer s.wg.Done()
+	c, err := s.accept(raw)
+	s.mu.Lock()
+	delete(s.raws, raw)
+	if err == nil && s.closing {
+		err = &tunnel.CloseError{Reason: tunnel.ReasonShutdown}
+		c.CloseWithReason(tunnel.ReasonShutdown, "")
+	}
+	if err != nil {
+		s.mu.Unlock()
+		raw.Close()
+		reason := tunnel.ReasonOf(err)
+		s.stats.fail(reason.String())
+		if reason != tunnel.ReasonShutdown && reason != tunnel.ReasonAuthFailed {
+			s.log.Debug("CIRA handshake failed", "remote", raw.RemoteAddr().String(), "reason", reason.String(), "err", err)
+		}
+		return
+	}
+	s.conns[c] = struct{}{}
+	old := s.devices[c.UUID()]
+	s.devices[c.UUID()] = c
+	s.mu.Unlock()
+	s.stats.handshakes.Add(1)
+	if old != nil {
+		old.CloseWithReason(tunnel.ReasonReplaced, "a newer connection of the same device")
+	}
+
+	err = c.Serve()
+
+	s.mu.Lock()
+	delete(s.conns, c)
+	if s.devices[c.UUID()] == c {
+		delete(s.devices, c.UUID())
+	}
+	s.mu.Unlock()
+	info := c.Info()
+	s.publish(Event{Kind: EventDisconnected, Time: time.Now(), Device: snapshot(info), Reason: tunnel.ReasonOf(err).String(),
+		Detail: errDetail(err)})
+}
+
+// accept runs the handshake, waiting for a handshake slot first.
+func (s *Server) accept(raw net.Conn) (*tunnel.Conn, error) {
+	timeout := s.tcfg.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case s.sem <- struct{}{}:
+	case <-t.C:
+		return nil, &tunnel.CloseError{Reason: tunnel.ReasonHandshakeTimeout, Detail: "waiting for a handshake slot"}
+	case <-s.ctx.Done():
+		return nil, &tunnel.CloseError{Reason: tunnel.ReasonShutdown}
+	}
+	defer func() { <-s.sem }()
+	return tunnel.Accept(s.ctx, raw, &s.tcfg)
+}
+
+func (s *Server) onReady(c *tunnel.Conn) {
+	s.publish(Event{Kind: EventConnected, Time: time.Now(), Device: snapshot(c.Info())})
+}
+
+func (s *Server) onAuthFailure(device apf.UUID, user, remote string) {
+	s.publish(Event{Kind: EventAuthFailed, Time: time.Now(), User: user,
+		Device: Device{UUID: device.String(), Remote: remote}, Reason: tunnel.ReasonAuthFailed.String()})
+}
+
+func errDetail(err error) string {
+	var ce *tunnel.CloseError
+	if errors.As(err, &ce) {
+		return ce.Detail
+	}
+	return ""
+}
+
+// lookup finds a connected device by UUID text (any case, dashes optional)
+// or by the host name it announced (case-insensitive, optionally with a
+// trailing ".amt").
+func (s *Server) lookup(name string) *tunnel.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u, err := apf.ParseUUID(strings.TrimSuffix(name, ".amt")); err == nil {
+		return s.devices[u]
+	}
+	host := strings.TrimSuffix(strings.ToLower(name), ".amt")
+	var best *tunnel.Conn
+	for _, c := range s.devices {
+		if strings.EqualFold(hostname(c.Info().Forwards), host) {
+			if best == nil || c.Info().ConnectedAt.After(best.Info().ConnectedAt) {
+				best = c
+			}
+		}
+	}
+	return best
+}
+
+// Dial opens a channel to port on the named device (see lookup). The
+// returned net.Conn is a *tunnel.Channel.
+func (s *Server) Dial(ctx context.Context, device string, port uint32) (net.Conn, error) {
+	c := s.lookup(device)
+	if c == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownDevice, device)
+	}
+	ch, err := c.Dial(ctx, port)
+	if err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+// Disconnect closes a device's tunnel.
+func (s *Server) Disconnect(device string) error {
+	c := s.lookup(device)
+	if c == nil {
+		return fmt.Errorf("%w: %q", ErrUnknownDevice, device)
+	}
+	c.CloseWithReason(tunnel.ReasonAdmin, "disconnected by an administrator")
+	return nil
+}
+
+// Device is a snapshot of a connected device.
+type Device struct {
+	UUID     string // lower-case GUID text
+	Hostname string // the address AMT put in its tcpip-forward requests
+	Remote   string
+	Info     tunnel.Info
+}
+
+func snapshot(in tunnel.Info) Device {
+	return Device{UUID: in.UUID.String(), Hostname: hostname(in.Forwards), Remote: in.Remote, Info: in}
+}
+
+// hostname is the first non-empty printable address among the forwards.
+func hostname(fs []tunnel.Forward) string {
+	for _, f := range fs {
+		if f.Address != "" && strings.IndexFunc(f.Address, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
+			return f.Address
+		}
+	}
+	return ""
+}
+
+// Devices returns a snapshot of every connected device, sorted by UUID.
+func (s *Server) Devices() []Device {
+	s.mu.Lock()
+	conns := make([]*tunnel.Conn, 0, len(s.devices))
+	for _, c := range s.devices {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	out := make([]Device, len(conns))
+	for i, c := range conns {
+		out[i] = snapshot(c.Info())
+	}
+	slices.SortFunc(out, func(a, b Device) int { return strings.Compare(a.UUID, b.UUID) })
+	return out
+}
+
+// Device returns one connected device by name (see Dial).
+func (s *Server) Device(name string) (Device, bool) {
+	c := s.lookup(name)
+	if c == nil {
+		return Device{}, false
+	}
+	return snapshot(c.Info()), true
+}
+
+// Shutdown stops accepting, ends every tunnel with DISCONNECT and waits for
+// every goroutine of the server. If ctx ends first, remaining connections
+// are closed hard and Shutdown still waits for the goroutines, which then
+// exit promptly, and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	lns := s.listeners
+	s.listeners = nil
+	conns := make([]*tunnel.Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	s.cancel() // aborts handshakes in progress
+	var wg sync.WaitGroup
+	for chunk := range slices.Chunk(conns, 256) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, c := range chunk {
+				c.CloseWithReason(tunnel.ReasonShutdown, "")
+			}
+		}()
+	}
+	wg.Wait()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.closeSubs()
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for raw := range s.raws {
+		raw.Close()
+	}
+	s.mu.Unlock()
+	<-done
+	s.closeSubs()
+	return ctx.Err()
+}
+
+// Stats is a snapshot of the server's counters.
+type Stats struct {
+	Tunnels    int               // authenticated tunnels now
+	Handshakes int               // connections in their handshake now
+	Accepted   uint64            // handshakes completed since start
+	Failures   map[string]uint64 // failed or refused handshakes by reason
+	Dropped    uint64            // events dropped for slow subscribers
+}
+
+type stats struct {
+	handshakes atomic.Uint64
+	dropped    atomic.Uint64
+	mu         sync.Mutex
+	failures   map[string]uint64
+}
+
+func (st *stats) fail(reason string) {
+	st.mu.Lock()
+	st.failures[reason]++
+	st.mu.Unlock()
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	out := Stats{Tunnels: len(s.conns), Handshakes: len(s.raws)}
+	s.mu.Unlock()
+	out.Accepted = s.stats.handshakes.Load()
+	out.Dropped = s.stats.dropped.Load()
+	s.stats.mu.Lock()
+	out.Failures = make(map[string]uint64, len(s.stats.failures))
+	for k, v := range s.stats.failures {
+		out.Failures[k] = v
+	}
+	s.stats.mu.Unlock()
+	return out
+}
