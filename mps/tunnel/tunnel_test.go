@@ -667,6 +667,7 @@ func TestCloseUnblocksWriterAndReader(t *testing.T) {
 	if err := <-werr; !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Write past deadline: %v", err)
 	}
+	ch.SetWriteDeadline(time.Time{})
 	go func() { _, err := ch.Write([]byte("blocked")); werr <- err }()
 	c.CloseWithReason(ReasonShutdown, "")
 	for _, e := range []chan error{werr, rerr} {
