@@ -1,0 +1,160 @@
+// Package cli implements Presence's command line (../../shared/DESIGN.md,
+// "The command line"). main only wires signals and exit codes to [Run], so
+// every command is testable without a process or a display.
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/presence-mps/presence/vault"
+)
+
+// Version is the program version, set at build time with -ldflags -X.
+var Version = "0.1.0-dev"
+
+// Env is what a command gets from its caller.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+// usageError is a command-line mistake: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+const usage = `Presence — an Intel AMT Management Presence Server (MPS).
+
+Usage:
+  presence serve   [flags]           run the server with no window (logs to stderr)
+  presence demo    [--devices N]     the server plus N simulated AMT devices on loopback
+  presence cert    init --cn ADDRESS [--force] | show | export-root
+  presence account add|list|remove --kind cira|console|amt [NAME]   (password on stdin)
+  presence simulate --mps HOST:PORT --ca FILE --devices N --user U  (password on stdin)
+  presence version
+
+Run "presence COMMAND -h" for a command's flags.
+`
+
+// Run runs the command in args (without the program name) and returns the
+// process exit status: 0 success, 1 failure, 2 usage error.
+func Run(ctx context.Context, args []string, env Env) int {
+	if len(args) == 0 {
+		fmt.Fprint(env.Stderr, usage)
+		return 2
+	}
+	cmds := map[string]func(context.Context, []string, Env) error{
+		"serve":    runServe,
+		"demo":     runDemo,
+		"cert":     runCert,
+		"account":  runAccount,
+		"simulate": runSimulate,
+		"version": func(_ context.Context, _ []string, env Env) error {
+			fmt.Fprintf(env.Stdout, "presence %s\n", Version)
+			return nil
+		},
+	}
+	name := args[0]
+	if name == "-h" || name == "--help" || name == "help" {
+		fmt.Fprint(env.Stdout, usage)
+		return 0
+	}
+	cmd, ok := cmds[name]
+	if !ok {
+		fmt.Fprintf(env.Stderr, "presence: unknown command %q\n\n%s", name, usage)
+		return 2
+	}
+	err := cmd(ctx, args[1:], env)
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(env.Stderr, "presence %s: %s\n", name, ue.msg)
+		return 2
+	}
+	fmt.Fprintf(env.Stderr, "presence %s: %v\n", name, err)
+	return 1
+}
+
+// common holds the flags every server-side command shares.
+type common struct {
+	dataDir  string
+	vault    string
+	logLevel string
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	def, err := os.UserConfigDir()
+	if err != nil {
+		def = "."
+	}
+	fs.StringVar(&c.dataDir, "data-dir", filepath.Join(def, "presence"), "where Presence keeps its settings, secrets (file vault) and history")
+	fs.StringVar(&c.vault, "vault", "file", "secret store: file or memory (the OS keychain arrives in a later release)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+func (c *common) store() (vault.Store, error) {
+	if c.vault == "file" {
+		if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+	}
+	return vault.Open(c.vault, c.dataDir)
+}
+
+func (c *common) logger(w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", c.logLevel)}
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv})), nil
+}
+
+// parse parses a subcommand's flags; -h prints them to stdout.
+func parse(fs *flag.FlagSet, args []string, env Env) error {
+	fs.SetOutput(env.Stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	return nil
+}
+
+// readPassword reads one line from stdin: the password, never argv.
+func readPassword(r io.Reader) (vault.Secret, error) {
+	if r == nil {
+		return "", usageError{"the password is read from standard input, and there is none"}
+	}
+	line, err := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("reading the password from standard input: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return "", usageError{"no password on standard input (pipe it in, e.g. printf %s \"$PW\" | presence ...)"}
+	}
+	return vault.Secret(pw), nil
+}
+
+// durationFlag rejects zero and negative durations at parse time.
+func positive(name string, d time.Duration) error {
+	if d <= 0 {
+		return usageError{fmt.Sprintf("--%s must be positive, got %s", name, d)}
+	}
+	return nil
+}

@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/presence-mps/presence/mps/amtsim"
+)
+
+func runSimulate(ctx context.Context, args []string, env Env) error {
+	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
+	mpsAddr := fs.String("mps", "", "the MPS's CIRA address, HOST:PORT (required)")
+	caFile := fs.String("ca", "", "PEM file of the MPS root certificate the devices trust (required; presence cert export-root)")
+	serverName := fs.String("server-name", "", "name the MPS certificate must carry (default: the host of --mps)")
+	devices := fs.Int("devices", 1, "how many devices to simulate")
+	first := fs.Int("first", 0, "index of the first device (split a big fleet over processes with disjoint ranges)")
+	seed := fs.String("seed", "presence", "identity seed: the same seed and index give the same device UUID")
+	user := fs.String("user", "", "CIRA user name (required); the password is read from standard input")
+	echo := fs.Uint("echo-port", 0, "also serve an echo service on this port (0: none)")
+	var fault amtsim.Fault
+	fs.TextVar(&fault, "fault", amtsim.FaultNone, "misbehaviour: none, wrong-password, garbage, trickle, silent, drop-after, reconnect-loop")
+	hold := fs.Duration("hold", 0, "how long drop-after and reconnect-loop devices keep the tunnel up")
+	duration := fs.Duration("duration", 0, "stop after this long (0: run until interrupted)")
+	rate := fs.Float64("rate", 0, "devices started per second (0: all at once)")
+	maxHS := fs.Int("max-handshakes", 0, "cap on handshakes in flight (0: none)")
+	report := fs.Duration("report", 0, "print a JSON summary to stderr this often (0: only at the end)")
+	window := fs.Uint("window", 0, "channel window the devices grant (0: default)")
+	tlsMax := fs.String("tls-max", "1.2", "highest TLS version the devices offer: 1.0, 1.1, 1.2 (AMT 12 and later) or 1.3")
+	noRetry := fs.Bool("no-retry", false, "do not reconnect after a connection ends")
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	if *mpsAddr == "" || *caFile == "" || *user == "" {
+		return usageError{"--mps, --ca and --user are required"}
+	}
+	if *devices <= 0 || *first < 0 {
+		return usageError{"--devices must be positive and --first not negative"}
+	}
+	maxVersion, ok := tlsVersions[*tlsMax]
+	if !ok {
+		return usageError{fmt.Sprintf("--tls-max %q: want 1.0, 1.1, 1.2 or 1.3", *tlsMax)}
+	}
+	pem, err := os.ReadFile(*caFile)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("%s holds no PEM certificate", *caFile)
+	}
+	pw, err := readPassword(env.Stdin)
+	if err != nil {
+		return err
+	}
+	fleet, err := amtsim.NewFleet(amtsim.FleetConfig{
+		Device: amtsim.Config{
+			MPSAddr: *mpsAddr, RootCAs: roots, ServerName: *serverName,
+			User: *user, Password: []byte(pw.Reveal()),
+			MaxVersion: maxVersion, MinVersion: tls.VersionTLS10,
+			EchoPort: uint32(*echo), Fault: fault, Hold: *hold, Window: uint32(*window),
+		},
+		Devices: *devices, First: *first, Seed: *seed,
+		StartRate: *rate, MaxHandshakes: *maxHS, NoRetry: *noRetry,
+	})
+	if err != nil {
+		return err
+	}
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	if *report > 0 {
+		go func() {
+			t := time.NewTicker(*report)
+			defer t.Stop()
+			enc := json.NewEncoder(env.Stderr)
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					enc.Encode(fleet.Summary())
+				}
+			}
+		}()
+	}
+	sum := fleet.Run(ctx)
+	enc := json.NewEncoder(env.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(sum)
+}
+
+var tlsVersions = map[string]uint16{"1.0": tls.VersionTLS10, "1.1": tls.VersionTLS11, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}

@@ -1,0 +1,40 @@
+// Package amtsim simulates Intel AMT devices: the client side of CIRA
+// (Client Initiated Remote Access). Tests, load benchmarks, `presence
+// simulate` and `presence demo` use it in place of real firmware.
+//
+// A [Device] dials the MPS over TLS, verifies its certificate against a given
+// root (as AMT does), and runs the APF handshake of apf.md §3:
+// PROTOCOL_VERSION, the auth and pfwd services, a password USERAUTH_REQUEST
+// and one tcpip-forward per announced port, each awaiting its
+// REQUEST_SUCCESS. It then sends keepalives (at the interval the MPS asks
+// for with KEEPALIVE_OPTIONS_REQUEST), answers the MPS's keepalives, and
+// serves the forwarded-tcpip channels the MPS opens: WS-Man over HTTP/1.1
+// with digest authentication on 16992 ([WSManHandler]), an optional echo
+// service, and accept-then-close on the other announced ports. Both
+// directions of every channel obey the APF windows. A [Fault] makes the
+// device misbehave in one of several ways for tests.
+//
+// A [Fleet] runs many devices with deterministic identities ([DeviceUUID],
+// [DeviceHostname]), ramps their connections, reconnects them, and reports a
+// JSON-marshalable [Summary].
+//
+// The channel and window logic here is written independently of the
+// server's (mps/tunnel) on purpose: a test peer that shared code with the
+// server would hide the bugs they share. Only the wire codec, mps/apf, is
+// common.
+//
+// # Cost per device
+//
+// A connected device costs one goroutine (the reader that runs
+// [Device.Run]), one TLS connection and a few kilobytes of buffers; the
+// keepalive and fault timers are [time.AfterFunc] timers, not goroutines,
+// and start at a random offset so that many devices do not tick together.
+// Channels add a goroutine per open echo or HTTP channel and allocate their
+// buffers on first use.
+//
+// Every device holds one open file (its TCP connection). A process may hold
+// at most the RLIMIT_NOFILE hard limit (20,000 on the load-test machine), so
+// fleets of more than a few thousand devices, and all fleets running in the
+// same process as the MPS (two descriptors per device), must be split over
+// several processes; [NewFleet] refuses a fleet that cannot fit.
+package amtsim

@@ -1,0 +1,57 @@
+package amtsim_test
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/presence-mps/presence/mps/amtsim"
+)
+
+// A fleet's identities are derived from a seed, so every run presents the
+// same devices to the MPS.
+func ExampleDeviceUUID() {
+	for i := range 2 {
+		fmt.Println(amtsim.DeviceHostname(i), amtsim.DeviceUUID("lab", i))
+	}
+	// Output:
+	// sim-000000 e845684a-2213-4c63-9822-bdcea4378be3
+	// sim-000001 27a626f9-b583-41fa-898f-fd4c3deb54fb
+}
+
+// One device connecting to an MPS whose certificate chains to root.
+func ExampleDevice() {
+	var root *x509.CertPool // the MPS root CA, e.g. from `presence cert export-root`
+	d, err := amtsim.New(amtsim.Config{
+		UUID:        amtsim.DeviceUUID("example", 0),
+		Hostname:    "amt-example",
+		User:        "admin",
+		Password:    []byte("P@ssw0rd"),
+		MPSAddr:     "mps.example.com:4433",
+		RootCAs:     root,
+		EchoPort:    amtsim.PortRedirect,
+		AMTPassword: []byte("Amt-Adm1n!"),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go func() {
+		<-d.Connected()
+		fmt.Println("tunnel up after", d.Stats().LastHandshake)
+	}()
+	err = d.Run(ctx)
+	var de *amtsim.DisconnectError
+	switch {
+	case errors.Is(err, amtsim.ErrAuthFailed):
+		fmt.Println("the MPS refused the CIRA password")
+	case errors.As(err, &de):
+		fmt.Println("the MPS disconnected:", de.Reason)
+	default:
+		fmt.Println("tunnel ended:", amtsim.Reason(err))
+	}
+}

@@ -1,0 +1,419 @@
+package amtsim
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	mrand "math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/presence-mps/presence/mps/apf"
+)
+
+// DeviceUUID derives the UUID of fleet device i from seed: the same seed and
+// index give the same identity on every run, so an MPS keeps recognising
+// the simulated devices. The result is a random-looking version 4 UUID.
+func DeviceUUID(seed string, i int) apf.UUID {
+	sum := sha256.Sum256([]byte("presence amtsim\x00" + seed + "\x00" + strconv.Itoa(i)))
+	var u apf.UUID
+	copy(u[:], sum[:16])
+	// Wire byte 7 is the high byte of the third group, wire byte 8 the
+	// first of the fourth (apf.md §2.1).
+	u[7] = u[7]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return u
+}
+
+// DeviceHostname is the host name of fleet device i: "sim-000123".
+func DeviceHostname(i int) string { return fmt.Sprintf("sim-%06d", i) }
+
+// FleetConfig configures a [Fleet].
+type FleetConfig struct {
+	// Device is the template of every device. UUID and Hostname are
+	// replaced by [DeviceUUID] and [DeviceHostname]; the rest (MPS address,
+	// roots, credentials, fault...) is shared.
+	Device Config
+	// Password, if set, gives device i its own CIRA password instead of
+	// Device.Password.
+	Password func(i int, id apf.UUID) []byte
+	// Devices is how many devices to run, with indexes First to
+	// First+Devices-1. Split large fleets over processes by giving each
+	// its own range.
+	Devices int
+	First   int
+	// Seed makes the identities; see [DeviceUUID].
+	Seed string
+	// StartRate is how many devices start per second; 0 starts them all
+	// at once. Reconnects are not rate-limited.
+	StartRate float64
+	// MaxHandshakes caps handshakes in flight (dial to last forward
+	// reply), reconnects included; 0 means no cap.
+	MaxHandshakes int
+	// NoRetry stops a device after its first connection ends. Otherwise a
+	// device reconnects after a backoff that starts at RetryMin (default
+	// 1 s), doubles on every failed handshake up to RetryMax (default
+	// 30 s), and is jittered by ±50%. FaultReconnectLoop devices
+	// reconnect at once after their deliberate drop.
+	NoRetry            bool
+	RetryMin, RetryMax time.Duration
+	// Logger receives debug events; nil discards them.
+	Logger *slog.Logger
+}
+
+// Fleet runs many simulated devices. Its methods are safe for concurrent
+// use; Run may be called once.
+type Fleet struct {
+	cfg     FleetConfig
+	devices []*Device
+	stats   fleetStats
+	started atomic.Int64
+	begin   atomic.Int64 // Run's start, UnixNano
+}
+
+// NewFleet builds the devices of cfg. It fails when the process may not
+// open enough files for them (see the package documentation).
+func NewFleet(cfg FleetConfig) (*Fleet, error) {
+	if cfg.Devices <= 0 {
+		return nil, errors.New("amtsim: FleetConfig.Devices must be positive")
+	}
+	if lim := openFileLimit(); lim > 0 && uint64(cfg.Devices)+64 > lim {
+		return nil, fmt.Errorf("amtsim: %d devices need %d open files but this process may open %d: split the fleet over several processes",
+			cfg.Devices, cfg.Devices+64, lim)
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = time.Second
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		cfg.RetryMax = max(30*time.Second, cfg.RetryMin)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	tmpl := cfg.Device
+	tmpl.Password = append([]byte(nil), tmpl.Password...)
+	tmpl.AMTPassword = append([]byte(nil), tmpl.AMTPassword...)
+	tmpl.Ports = append([]uint32(nil), tmpl.Ports...)
+	tmpl.CipherSuites = append([]uint16(nil), tmpl.CipherSuites...)
+	if tmpl.Logger == nil {
+		tmpl.Logger = cfg.Logger
+	}
+	// Validate the template once with a stand-in identity; every device
+	// then shares its slices and one TLS configuration.
+	tmpl.UUID = DeviceUUID(cfg.Seed, cfg.First)
+	tmpl.Hostname = DeviceHostname(cfg.First)
+	if cfg.Password != nil {
+		tmpl.Password = []byte("x")
+	}
+	if err := tmpl.setDefaults(); err != nil {
+		return nil, err
+	}
+	tc, err := tmpl.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	f := &Fleet{cfg: cfg, devices: make([]*Device, cfg.Devices)}
+	var gate chan struct{}
+	if cfg.MaxHandshakes > 0 {
+		gate = make(chan struct{}, cfg.MaxHandshakes)
+	}
+	for k := range f.devices {
+		i := cfg.First + k
+		dc := tmpl
+		dc.UUID = DeviceUUID(cfg.Seed, i)
+		dc.Hostname = DeviceHostname(i)
+		if cfg.Password != nil {
+			dc.Password = append([]byte(nil), cfg.Password(i, dc.UUID)...)
+			if len(dc.Password) == 0 {
+				return nil, fmt.Errorf("amtsim: empty password for device %d", i)
+			}
+		}
+		d := newDevice(dc, tc)
+		d.gate = gate
+		d.fleet = &f.stats
+		f.devices[k] = d
+	}
+	return f, nil
+}
+
+// Devices returns the fleet's devices, in index order.
+func (f *Fleet) Devices() []*Device { return append([]*Device(nil), f.devices...) }
+
+// Run starts the devices at the configured rate and keeps them connected
+// until ctx is done (or, with NoRetry, until every device has stopped);
+// then it waits for every device goroutine and returns the final summary.
+func (f *Fleet) Run(ctx context.Context) Summary {
+	f.begin.Store(time.Now().UnixNano())
+	var wg sync.WaitGroup
+	start := time.Now()
+	var t *time.Timer
+	for k, d := range f.devices {
+		if f.cfg.StartRate > 0 && k > 0 {
+			wait := time.Until(start.Add(time.Duration(float64(k) / f.cfg.StartRate * float64(time.Second))))
+			if wait > 0 {
+				if t == nil {
+					t = time.NewTimer(wait)
+					defer t.Stop()
+				} else {
+					t.Reset(wait)
+				}
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		f.started.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.serve(ctx, d)
+		}()
+	}
+	stopped := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-ctx.Done():
+	case <-stopped: // only with NoRetry
+	}
+	<-stopped
+	return f.Summary()
+}
+
+// serve keeps one device connected until ctx is done.
+func (f *Fleet) serve(ctx context.Context, d *Device) {
+	backoff := f.cfg.RetryMin
+	var t *time.Timer
+	for {
+		f.stats.attempts.Add(1)
+		connected, err := d.runOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		f.stats.count(connected, Reason(err))
+		if f.cfg.NoRetry {
+			return
+		}
+		if connected {
+			backoff = f.cfg.RetryMin
+			if d.cfg.Fault == FaultReconnectLoop && errors.Is(err, ErrDropped) {
+				continue
+			}
+		}
+		wait := backoff/2 + mrand.N(backoff)
+		if !connected {
+			backoff = min(2*backoff, f.cfg.RetryMax)
+		}
+		if t == nil {
+			t = time.NewTimer(wait)
+			defer t.Stop()
+		} else {
+			t.Reset(wait)
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Summary is a JSON-marshalable report of a fleet.
+type Summary struct {
+	Devices      int   `json:"devices"`
+	Started      int   `json:"started"`       // devices whose goroutine started
+	ConnectedNow int   `json:"connected_now"` // tunnels up at the snapshot
+	Attempts     int64 `json:"attempts"`      // connections begun
+	Handshakes   int64 `json:"handshakes"`    // handshakes completed
+	// Failed counts connections that ended before their handshake
+	// completed, by [Reason]; Ended counts tunnels that ended after it.
+	Failed             map[string]int64 `json:"failed,omitempty"`
+	Ended              map[string]int64 `json:"ended,omitempty"`
+	HandshakeMS        Latency          `json:"handshake_ms"`
+	HandshakesPerSec   float64          `json:"handshakes_per_sec"` // over ElapsedSec
+	ElapsedSec         float64          `json:"elapsed_sec"`
+	KeepalivesSent     int64            `json:"keepalives_sent"`
+	KeepalivesAnswered int64            `json:"keepalives_answered"`
+	KeepaliveBad       int64            `json:"keepalive_bad_replies,omitempty"`
+	ServerKeepalives   int64            `json:"server_keepalives"`
+	ChannelsOpened     int64            `json:"channels_opened"`
+	ChannelsRefused    int64            `json:"channels_refused"`
+	BytesIn            int64            `json:"bytes_in"`
+	BytesOut           int64            `json:"bytes_out"`
+}
+
+// Latency summarises handshake durations in milliseconds. Percentiles are
+// read from a log-scale histogram, within about 3%.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// Summary returns a snapshot; it may be called while Run runs.
+func (f *Fleet) Summary() Summary {
+	s := Summary{
+		Devices:    len(f.devices),
+		Started:    int(f.started.Load()),
+		Attempts:   f.stats.attempts.Load(),
+		Handshakes: f.stats.handshakes.Load(),
+	}
+	s.Failed, s.Ended = f.stats.reasons()
+	s.HandshakeMS = f.stats.hist.latency()
+	if b := f.begin.Load(); b != 0 {
+		s.ElapsedSec = time.Since(time.Unix(0, b)).Seconds()
+		if s.ElapsedSec > 0 {
+			s.HandshakesPerSec = float64(s.Handshakes) / s.ElapsedSec
+		}
+	}
+	for _, d := range f.devices {
+		st := d.Stats()
+		if st.State == StateConnected {
+			s.ConnectedNow++
+		}
+		s.KeepalivesSent += st.KeepalivesSent
+		s.KeepalivesAnswered += st.KeepalivesAnswered
+		s.KeepaliveBad += st.KeepaliveBadReplies
+		s.ServerKeepalives += st.ServerKeepalives
+		s.ChannelsOpened += st.ChannelsOpened
+		s.ChannelsRefused += st.ChannelsRefused
+		s.BytesIn += st.BytesIn
+		s.BytesOut += st.BytesOut
+	}
+	return s
+}
+
+// fleetStats aggregates what the devices of a fleet report.
+type fleetStats struct {
+	attempts   atomic.Int64
+	handshakes atomic.Int64
+	hist       histogram
+
+	mu     sync.Mutex
+	failed map[string]int64
+	ended  map[string]int64
+}
+
+func (s *fleetStats) handshake(d time.Duration) {
+	s.handshakes.Add(1)
+	s.hist.add(d)
+}
+
+func (s *fleetStats) count(connected bool, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := &s.failed
+	if connected {
+		m = &s.ended
+	}
+	if *m == nil {
+		*m = map[string]int64{}
+	}
+	(*m)[reason]++
+}
+
+func (s *fleetStats) reasons() (failed, ended map[string]int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cp := func(m map[string]int64) map[string]int64 {
+		if len(m) == 0 {
+			return nil
+		}
+		out := make(map[string]int64, len(m))
+		for k, v := range m {
+			out[k] = v
+		}
+		return out
+	}
+	return cp(s.failed), cp(s.ended)
+}
+
+// histogram counts durations in microseconds in log-linear buckets: exact
+// below 32 µs, then 16 buckets per power of two (≤ 6.25% wide, so a
+// bucket's midpoint is within about 3%).
+type histogram struct {
+	buckets [32 + 16*40]atomic.Int64
+	count   atomic.Int64
+	sumUS   atomic.Int64
+	maxUS   atomic.Int64
+}
+
+func bucketOf(us uint64) int {
+	if us < 32 {
+		return int(us)
+	}
+	e := bits.Len64(us) - 5 // us>>e is in [16, 31]
+	return min(32+(e-1)*16+int(us>>e)-16, 32+16*40-1)
+}
+
+// bucketMid returns the midpoint of bucket i in microseconds.
+func bucketMid(i int) float64 {
+	if i < 32 {
+		return float64(i)
+	}
+	e := (i-32)/16 + 1
+	m := uint64((i-32)%16 + 16)
+	lo, hi := m<<e, (m+1)<<e
+	return float64(lo+hi) / 2
+}
+
+func (h *histogram) add(d time.Duration) {
+	us := max(d.Microseconds(), 0)
+	h.buckets[bucketOf(uint64(us))].Add(1)
+	h.count.Add(1)
+	h.sumUS.Add(us)
+	for {
+		m := h.maxUS.Load()
+		if us <= m || h.maxUS.CompareAndSwap(m, us) {
+			break
+		}
+	}
+}
+
+func (h *histogram) latency() Latency {
+	n := h.count.Load()
+	if n == 0 {
+		return Latency{}
+	}
+	var counts [len(h.buckets)]int64
+	total := int64(0)
+	for i := range h.buckets {
+		counts[i] = h.buckets[i].Load()
+		total += counts[i]
+	}
+	maxMS := float64(h.maxUS.Load()) / 1000
+	pct := func(p float64) float64 {
+		rank := int64(p * float64(total))
+		if rank >= total {
+			rank = total - 1
+		}
+		seen := int64(0)
+		for i, c := range counts {
+			seen += c
+			if seen > rank {
+				return min(bucketMid(i)/1000, maxMS)
+			}
+		}
+		return maxMS
+	}
+	return Latency{
+		P50:  pct(0.50),
+		P90:  pct(0.90),
+		P99:  pct(0.99),
+		Max:  maxMS,
+		Mean: float64(h.sumUS.Load()) / float64(n) / 1000,
+	}
+}
