@@ -471,7 +471,10 @@ func (d *Device) Stats() Stats {
 func (d *Device) Run(ctx context.Context) error {
 	for {
 		_, err := d.runOnce(ctx)
-		if d.cfg.Fault != FaultReconnectLoop || !errors.Is(err, ErrDropped) || ctx.Err() != nil {
+		if d.cfg.Fault == FaultReconnectLoop && errors.Is(err, ErrDropped) && ctx.Err() != nil {
+			return ctx.Err() // stopped between two rounds
+		}
+		if d.cfg.Fault != FaultReconnectLoop || !errors.Is(err, ErrDropped) {
 			return err
 		}
 	}

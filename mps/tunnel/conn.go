@@ -180,6 +180,11 @@ func (c *Conn) handshake(ctx context.Context) error {
 				c.conn.Write([]byte(httpProbeReply))
 				return c.abort(&CloseError{Reason: ReasonProtocolError, Detail: "HTTP request on the CIRA port"}, 0)
 			}
+			if attempts > 0 && !errors.As(err, &pe) {
+				// The device gave up after a refused password.
+				return c.abort(&CloseError{Reason: ReasonAuthFailed,
+					Detail: fmt.Sprintf("connection ended after %d failed attempts", attempts)}, 0)
+			}
 			return c.readFailed(ctx, err)
 		}
 		if ka, ok := m.(*apf.KeepaliveRequest); ok && c.state > stVersion {
@@ -498,12 +503,18 @@ func (c *Conn) markReady() {
 	c.mu.Unlock()
 	// The timeout field's meaning is undocumented (apf.md §5, §11): send 0
 	// as the device-management-toolkit MPS and MeshCentral do with real AMT.
-	if c.send(&apf.KeepaliveOptionsRequest{Interval: uint32(c.cfg.KeepaliveInterval / time.Second)}) != nil {
+	if c.send(&apf.KeepaliveOptionsRequest{Interval: keepaliveSeconds(c.cfg.KeepaliveInterval)}) != nil {
 		return
 	}
 	if c.cfg.OnReady != nil {
 		c.cfg.OnReady(c)
 	}
+}
+
+// keepaliveSeconds is the interval in whole seconds, as APF carries it,
+// rounded up and at least 1: 0 would leave AMT on its own default.
+func keepaliveSeconds(d time.Duration) uint32 {
+	return uint32(max(1, (d+time.Second-1)/time.Second))
 }
 
 // send queues a control message; it never waits.

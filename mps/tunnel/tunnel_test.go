@@ -732,3 +732,26 @@ func TestBulkEcho(t *testing.T) {
 		t.Fatal("echoed data differs")
 	}
 }
+
+func TestKeepaliveSeconds(t *testing.T) {
+	for _, tt := range []struct {
+		d    time.Duration
+		want uint32
+	}{{time.Millisecond, 1}, {500 * time.Millisecond, 1}, {time.Second, 1}, {1500 * time.Millisecond, 2}, {30 * time.Second, 30}} {
+		if got := keepaliveSeconds(tt.d); got != tt.want {
+			t.Errorf("keepaliveSeconds(%s) = %d; want %d", tt.d, got, tt.want)
+		}
+	}
+}
+
+// TestDeviceGivesUpAfterFailure: a device that closes after one refused
+// password ends the handshake as an auth failure, not a plain close.
+func TestDeviceGivesUpAfterFailure(t *testing.T) {
+	h := start(t, Config{})
+	h.peer.login(testUser, "wrong")
+	recv[*apf.UserauthFailure](h.peer)
+	h.peer.conn.Close()
+	if ce := h.acceptErr(); ce.Reason != ReasonAuthFailed {
+		t.Fatalf("reason %s; want auth-failed", ce.Reason)
+	}
+}
