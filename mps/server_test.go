@@ -35,7 +35,7 @@ const (
 )
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *mps.Server
 	addr  string
 	roots *x509.CertPool
@@ -45,7 +45,7 @@ type env struct {
 	more   chan struct{}
 }
 
-func newEnv(t *testing.T, tc tunnel.Config) *env {
+func newEnv(t testing.TB, tc tunnel.Config) *env {
 	t.Helper()
 	ca := vaulttest.CA(t, "127.0.0.1")
 	acc := vault.NewAccounts(vault.NewMemory(0))

@@ -32,6 +32,7 @@ func runSimulate(ctx context.Context, args []string, env Env) error {
 	report := fs.Duration("report", 0, "print a JSON summary to stderr this often (0: only at the end)")
 	window := fs.Uint("window", 0, "channel window the devices grant (0: default)")
 	tlsMax := fs.String("tls-max", "1.2", "highest TLS version the devices offer: 1.0, 1.1, 1.2 (AMT 12 and later) or 1.3")
+	resume := fs.Bool("resume", false, "resume TLS sessions on reconnect (tickets) instead of full handshakes")
 	noRetry := fs.Bool("no-retry", false, "do not reconnect after a connection ends")
 	if err := parse(fs, args, env); err != nil {
 		return err
@@ -62,7 +63,7 @@ func runSimulate(ctx context.Context, args []string, env Env) error {
 		Device: amtsim.Config{
 			MPSAddr: *mpsAddr, RootCAs: roots, ServerName: *serverName,
 			User: *user, Password: []byte(pw.Reveal()),
-			MaxVersion: maxVersion, MinVersion: tls.VersionTLS10,
+			MaxVersion: maxVersion, MinVersion: tls.VersionTLS10, ResumeSessions: *resume,
 			EchoPort: uint32(*echo), Fault: fault, Hold: *hold, Window: uint32(*window),
 		},
 		Devices: *devices, First: *first, Seed: *seed,

@@ -80,6 +80,11 @@ type Config struct {
 	// TLS_RSA_WITH_AES_128_CBC_SHA for AMT 11. Zero means Go's defaults.
 	MinVersion, MaxVersion uint16
 	CipherSuites           []uint16
+	// ResumeSessions keeps the device's last TLS session ticket and offers
+	// it when reconnecting, so the MPS can skip the RSA operation of a full
+	// handshake. Whether AMT firmware resumes sessions is not known
+	// (apf.md §11); the default is full handshakes.
+	ResumeSessions bool
 
 	// Ports are announced with tcpip-forward, in order. Default:
 	// [DefaultPorts]. EchoPort is appended when it is not in the list.
@@ -390,6 +395,10 @@ func newDevice(cfg Config, tc *tls.Config) *Device {
 	ports := cfg.Ports
 	if cfg.EchoPort != 0 && !containsPort(ports, cfg.EchoPort) {
 		ports = append(append([]uint32(nil), ports...), cfg.EchoPort)
+	}
+	if cfg.ResumeSessions {
+		tc = tc.Clone()
+		tc.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 	}
 	d := &Device{
 		cfg:       cfg,

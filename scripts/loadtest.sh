@@ -1,0 +1,574 @@
+#!/usr/bin/env bash
+# Load test of the CIRA side of `presence serve`, with `presence simulate` as
+# the devices, on this machine:
+#
+#   1. tunnels held: for each count N, a fresh server, N devices connected
+#      (split over simulator processes of at most --per-sim devices, with
+#      disjoint --first ranges), settled; then the server's RSS (VmRSS) and
+#      RSS per tunnel = (RSS at N - RSS of the same server at 0 tunnels) / N,
+#      and the server's CPU while it only answers keepalives (utime+stime
+#      over --idle-window seconds, % of one core).
+#   2. reconnect storm: for each TLS version, a fresh server and
+#      --storm-devices devices in `--fault reconnect-loop --hold 0s` (each
+#      drops its tunnel as soon as it is up and reconnects at once);
+#      handshakes/s over --storm-window seconds after --storm-warmup, with
+#      the CPU share of the server and of the simulators (they share the
+#      machine). Optionally once more with the server pinned to CPU 0 and
+#      the simulators to the others (--storm-pinned).
+#
+#   bash scripts/loadtest.sh --quick          # 1,000 tunnels, short windows: ~2 minutes
+#   bash scripts/loadtest.sh                  # 1,000 / 10,000 / 19,000 tunnels: ~15 minutes
+#   bash scripts/loadtest.sh --help           # every option
+#
+# As root it runs inside a private network namespace (`unshare -n`, loopback
+# only), where it may raise net.ipv4.tcp_tw_reuse and widen the ephemeral
+# port range without touching the host; otherwise on the host's loopback,
+# with a warning. Every process it starts is stopped on exit (trap), every
+# wait is bounded. It prints a markdown results table (also written to
+# --out FILE) and the exact commands it ran. Logs and summaries stay in the
+# work directory when --keep is given or a phase failed.
+#
+# scripts/loadtest/ (package main) adds up the simulators' JSON summaries.
+set -uo pipefail
+SCRIPT_NAME=loadtest
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# --- options ------------------------------------------------------------------
+TUNNELS="1000 10000 19000"
+SETTLE=45          # s after connected_now == N before RSS is read
+IDLE_WINDOW=60     # s over which idle CPU is measured
+RAMP_RATE=400      # devices started per second, all simulators together
+RAMP_INFLIGHT=64   # --max-handshakes of each simulator while ramping up
+PER_SIM=5000       # most devices per simulator process
+STORM_DEVICES=2000
+STORM_WARMUP=10
+STORM_WINDOW=60
+STORM_TLS="1.2 1.3"
+STORM_PINNED=1     # also a TLS 1.2 storm with the server on CPU 0 alone
+KEEPALIVE=30s
+IDLE_TIMEOUT=90s
+SERVER_LOG_LEVEL=warn
+PHASES="tunnels storm"
+OUT=""
+KEEP=0
+NETNS=auto
+QUICK=0
+
+usage() {
+	cat <<EOF
+usage: bash scripts/loadtest.sh [options]
+  --quick                1,000 tunnels, settle 10 s, idle window 20 s, storms of 15 s, no pinned storm (~2 min)
+  --tunnels "N ..."      tunnel counts to hold (default "$TUNNELS"; the server needs N + ~10 fds, limit $(ulimit -Hn))
+  --settle S             seconds to wait after all are connected before reading RSS (default $SETTLE)
+  --idle-window S        seconds of the idle CPU measurement (default $IDLE_WINDOW)
+  --ramp-rate R          devices started per second while building up the tunnels (default $RAMP_RATE)
+  --per-sim N            most devices per simulator process (default $PER_SIM)
+  --storm-devices N      devices in the reconnect storm (default $STORM_DEVICES)
+  --storm-warmup S       seconds of storm before the window opens (default $STORM_WARMUP)
+  --storm-window S       seconds of the storm measurement (default $STORM_WINDOW)
+  --storm-tls "V ..."    TLS versions the storm devices offer at most (default "$STORM_TLS")
+  --storm-pinned | --no-storm-pinned   one more TLS 1.2 storm with the server pinned to CPU 0 (default on)
+  --keepalive D          server keepalive interval (default $KEEPALIVE; keep 30s for meaningful keepalive CPU)
+  --idle-timeout D       server idle timeout (default $IDLE_TIMEOUT)
+  --server-log-level L   debug logs every failed handshake with its reason (default $SERVER_LOG_LEVEL)
+  --only tunnels|storm   run one phase
+  --out FILE             also write the results (markdown) to FILE
+  --keep                 keep the work directory (logs, summaries)
+  --no-netns             run on the host network even as root
+EOF
+}
+
+ORIG_ARGS=("$@")
+while [ $# -gt 0 ]; do
+	case $1 in
+	--quick)
+		QUICK=1 TUNNELS=1000 SETTLE=10 IDLE_WINDOW=20 STORM_WARMUP=5 STORM_WINDOW=15 STORM_PINNED=0
+		;;
+	--tunnels) TUNNELS=$2; shift ;;
+	--settle) SETTLE=$2; shift ;;
+	--idle-window) IDLE_WINDOW=$2; shift ;;
+	--ramp-rate) RAMP_RATE=$2; shift ;;
+	--per-sim) PER_SIM=$2; shift ;;
+	--storm-devices) STORM_DEVICES=$2; shift ;;
+	--storm-warmup) STORM_WARMUP=$2; shift ;;
+	--storm-window) STORM_WINDOW=$2; shift ;;
+	--storm-tls) STORM_TLS=$2; shift ;;
+	--storm-pinned) STORM_PINNED=1 ;;
+	--no-storm-pinned) STORM_PINNED=0 ;;
+	--keepalive) KEEPALIVE=$2; shift ;;
+	--idle-timeout) IDLE_TIMEOUT=$2; shift ;;
+	--server-log-level) SERVER_LOG_LEVEL=$2; shift ;;
+	--only) PHASES=$2; shift ;;
+	--out) OUT=$2; shift ;;
+	--keep) KEEP=1 ;;
+	--no-netns) NETNS=no ;;
+	--inner) NETNS=inner ;; # internal: already inside the namespace
+	-h | --help) usage; exit 0 ;;
+	*) usage >&2; die "unknown option $1" ;;
+	esac
+	shift
+done
+for v in SETTLE IDLE_WINDOW RAMP_RATE PER_SIM STORM_DEVICES STORM_WARMUP STORM_WINDOW; do
+	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "--$(tr 'A-Z_' 'a-z-' <<<"$v") must be a positive integer, not '${!v}'"
+done
+for n in $TUNNELS; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "--tunnels: '$n' is not a positive integer"; done
+[ -z "$OUT" ] || OUT=$(realpath -m "$OUT")
+
+# --- outside the namespace: build, then re-run inside it ----------------------
+if [ "$NETNS" != inner ]; then
+	WORK=$(mktemp -d "${TMPDIR:-/tmp}/presence-loadtest.XXXXXX") || die "mktemp failed"
+	echo "loadtest: work directory $WORK"
+	cd "$REPO_ROOT" || exit 1
+	echo "+ go build -o $WORK/presence . && go build -o $WORK/ltsum ./scripts/loadtest"
+	if ! go build -o "$WORK/presence" . || ! go build -o "$WORK/ltsum" ./scripts/loadtest; then
+		rm -rf "$WORK"
+		die "build failed (GOTOOLCHAIN=$GOTOOLCHAIN)"
+	fi
+	# Facts the namespace cannot (or should not) find out itself.
+	export LT_WORK=$WORK
+	LT_GO=$(go version) LT_BINGO=$(go version "$WORK/presence" | sed 's/^[^:]*: //')
+	LT_COMMIT=$(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+	export LT_GO LT_BINGO LT_COMMIT
+	why=""
+	if [ "$NETNS" = no ]; then
+		why="--no-netns"
+	elif [ "$(id -u)" -ne 0 ]; then
+		why="not root"
+	elif ! command -v unshare >/dev/null || ! command -v ip >/dev/null; then
+		why="unshare or ip missing (scripts/setup.sh installs util-linux and iproute2)"
+	elif ! unshare -n ip link set lo up 2>/dev/null; then
+		why="unshare -n does not work here"
+	fi
+	if [ -z "$why" ]; then
+		echo "+ unshare -n bash $0 --inner ${ORIG_ARGS[*]}"
+		exec unshare -n -- bash "$0" "${ORIG_ARGS[@]}" --inner
+	fi
+	echo "WARNING: running on the host's loopback ($why): other traffic shares it, and a reconnect storm may run out of ephemeral ports" >&2
+	LT_NETNS="host ($why)"
+else
+	WORK=${LT_WORK:?--inner is internal to loadtest.sh}
+	LT_NETNS="private (unshare -n)"
+	ip link set lo up || die "ip link set lo up failed"
+	# TIME_WAIT sockets of the storm: reuse them for new outgoing
+	# connections, and give the clients every port there is.
+	sysctl -qw net.ipv4.tcp_tw_reuse=1 || true
+	sysctl -qw net.ipv4.ip_local_port_range="1024 65535" || true
+fi
+
+# --- from here on, in the namespace (or on the host) --------------------------
+BIN=$WORK/presence
+LTSUM=$WORK/ltsum
+DATA=$WORK/data
+ROOT_PEM=$WORK/root.pem
+PORT=4433
+ADDR=127.0.0.1:$PORT
+CIRA_USER=loadtest
+CIRA_PW=loadtest-Pw-0 # a throwaway account in a throwaway vault
+SEED=loadtest
+RESULTS=$WORK/results.md
+CLK_TCK=$(getconf CLK_TCK)
+NCPU=$(nproc)
+FAILED=0
+PIDS=() # every process started and not yet reaped, for cleanup
+SIM_PIDS=()
+SERVER_PID=0
+
+# --- helpers ------------------------------------------------------------------
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%s\", $* }"; } # calc 'sprintf("%.1f", 1/3)'
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+
+alive() { # PID: running and not a zombie
+	local st
+	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$st" ] && [ "${st:0:1}" != Z ]
+}
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+ticks() { # PID...: utime+stime, summed
+	local p t=0 x
+	for p in "$@"; do
+		x=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }')
+		t=$((t + ${x:-0}))
+	done
+	echo "$t"
+}
+machine_ticks() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat; }
+passive_opens() {
+	awk '/^Tcp:/ { if (!h) { h = 1; for (i = 1; i <= NF; i++) if ($i == "PassiveOpens") c = i; next } print $c }' /proc/net/snmp
+}
+server_sockets() { ss -Htn state established "( sport = :$PORT )" 2>/dev/null | wc -l; }
+
+# stop PID SECS: SIGTERM, wait up to SECS, then SIGKILL; reaps it and sets
+# STOP_RC (its exit status, or "killed") and STOP_SECS.
+stop() {
+	local pid=$1 secs=$2 t0 i=0
+	t0=$(now)
+	kill -TERM "$pid" 2>/dev/null
+	while alive "$pid" && [ "$i" -lt $((secs * 10)) ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if alive "$pid"; then
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		STOP_RC=killed
+	else
+		wait "$pid" 2>/dev/null
+		STOP_RC=$?
+	fi
+	STOP_SECS=$(calc "sprintf(\"%.1f\", $(now) - $t0)")
+	forget "$pid"
+}
+
+# forget PID: it was reaped; never signal that number again.
+forget() {
+	local p keep=()
+	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+	PIDS=("${keep[@]}")
+}
+
+cleanup() {
+	local rc=$? pid
+	trap - EXIT INT TERM
+	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+	for pid in "${PIDS[@]}"; do stop "$pid" 10; done
+	if [ "$KEEP" = 1 ] || [ "$FAILED" = 1 ] || [ "$rc" -ne 0 ]; then
+		echo "loadtest: logs and summaries kept in $WORK" >&2
+	else
+		rm -rf "$WORK"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated"; exit 143' TERM
+
+CMDS=() # one example of every kind of command, for the report
+note_cmd() { # KEY CMD...: records CMD once per KEY
+	local k=$1 c
+	shift
+	for c in "${CMDS[@]}"; do [[ $c == "$k"$'\t'* ]] && return; done
+	CMDS+=("$k"$'\t'"$*")
+}
+
+# start_server NAME [taskset-cpus]: a fresh server; sets SERVER_PID, SERVER_LOG.
+start_server() {
+	local name=$1 cpus=${2:-} pin=() i
+	SERVER_LOG=$WORK/$name.server.log
+	[ -z "$cpus" ] || pin=(taskset -c "$cpus")
+	local cmd=("${pin[@]}" "$BIN" serve --data-dir "$DATA" --cira-addr "$ADDR" --keepalive "$KEEPALIVE"
+		--idle-timeout "$IDLE_TIMEOUT" --log-level "$SERVER_LOG_LEVEL")
+	note_cmd "serve${cpus:+ pinned}" "${cmd[*]}"
+	"${cmd[@]}" >"$SERVER_LOG" 2>&1 &
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+	for ((i = 0; i < 150; i++)); do
+		ss -Hltn "( sport = :$PORT )" | grep -q . && return 0
+		alive "$SERVER_PID" || break
+		sleep 0.1
+	done
+	log "server did not start listening on $ADDR within 15 s:"
+	tail -n 20 "$SERVER_LOG" >&2
+	return 1
+}
+
+# stop_server: graceful stop, bounded; sets SERVER_STOP ("rc 0 in 1.2 s")
+# and SERVER_WARN (warnings and errors in its log).
+stop_server() {
+	stop "$SERVER_PID" 30
+	SERVER_STOP="exit $STOP_RC after ${STOP_SECS} s"
+	SERVER_WARN=$(grep -cE 'level=(WARN|ERROR)' "$SERVER_LOG")
+	if [ "$SERVER_WARN" -gt 0 ]; then
+		log "server log $(basename "$SERVER_LOG"): $SERVER_WARN warnings/errors, e.g.:"
+		grep -E 'level=(WARN|ERROR)' "$SERVER_LOG" | sed -E 's/^time=[^ ]+ //; s/remote=[^ ]+ //' | sort | uniq -c | sort -rn | head -n 5 >&2
+	fi
+}
+
+# start_sims NAME TOTAL DURATION [CPUS] -- EXTRA...: TOTAL devices over
+# ceil(TOTAL/PER_SIM) simulators with disjoint --first ranges, each ending
+# after DURATION at the latest. Sets SIM_PIDS, SIM_ERR (--report lines),
+# SIM_OUT (final summaries). EXTRA are more simulate flags; the literal
+# word RATE in them becomes this simulator's share of RAMP_RATE.
+start_sims() {
+	local name=$1 total=$2 dur=$3 cpus=${4:-} pin=() first=0 i=0 n cmd extra a
+	shift 4
+	[ "${1:-}" = -- ] && shift
+	[ -z "$cpus" ] || pin=(taskset -c "$cpus")
+	SIM_PIDS=() SIM_ERR=() SIM_OUT=()
+	local procs=$(((total + PER_SIM - 1) / PER_SIM))
+	while [ "$first" -lt "$total" ]; do
+		n=$(((total - first + procs - i - 1) / (procs - i))) # even split
+		extra=()
+		for a in "$@"; do
+			[ "$a" = RATE ] && a=$(calc "sprintf(\"%.1f\", $RAMP_RATE * $n / $total)")
+			extra+=("$a")
+		done
+		cmd=("${pin[@]}" "$BIN" simulate --mps "$ADDR" --ca "$ROOT_PEM" --user "$CIRA_USER" --devices "$n" --first "$first"
+			--seed "$SEED" --duration "$dur" "${extra[@]}")
+		note_cmd "simulate $name" "printf %s PW | ${cmd[*]}"
+		printf %s "$CIRA_PW" | "${cmd[@]}" >"$WORK/$name.sim$i.out" 2>"$WORK/$name.sim$i.err" &
+		SIM_PIDS+=("$!")
+		PIDS+=("$!")
+		SIM_ERR+=("$WORK/$name.sim$i.err")
+		SIM_OUT+=("$WORK/$name.sim$i.out")
+		first=$((first + n))
+		i=$((i + 1))
+	done
+}
+
+# stop_sims: SIGTERM, bounded; their final summaries land in SIM_OUT.
+stop_sims() {
+	local p
+	for p in "${SIM_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "${SIM_PIDS[@]}"; do stop "$p" 30; done
+}
+
+sims_alive() {
+	local p
+	for p in "${SIM_PIDS[@]}"; do alive "$p" || return 1; done
+}
+
+# snapshot DIR: copies every simulator's --report file to DIR.
+snapshot() {
+	local i
+	mkdir -p "$1"
+	for i in "${!SIM_ERR[@]}"; do cp "${SIM_ERR[$i]}" "$1/$i"; done
+}
+delta_args() { # A B: "A/0 B/0 A/1 B/1 ..."
+	local i
+	for i in "${!SIM_ERR[@]}"; do printf '%s %s ' "$1/$i" "$2/$i"; done
+}
+# kv FILE KEY: the value of KEY=... in FILE
+kv() { sed -n "s/^$2=//p" "$1" | head -n1; }
+
+# --- setup: a vault with the CA and one CIRA account -----------------------------
+setup_vault() {
+	log "making the CA (RSA 3072 root, RSA 2048 server certificate) and a CIRA account"
+	note_cmd "cert init" "$BIN cert init --cn 127.0.0.1 --data-dir $DATA"
+	"$BIN" cert init --cn 127.0.0.1 --data-dir "$DATA" >"$WORK/cert-init.log" 2>&1 || { cat "$WORK/cert-init.log" >&2; return 1; }
+	note_cmd "export-root" "$BIN cert export-root --data-dir $DATA > $ROOT_PEM"
+	"$BIN" cert export-root --data-dir "$DATA" >"$ROOT_PEM" || return 1
+	note_cmd "account add" "printf %s PW | $BIN account add --kind cira --data-dir $DATA $CIRA_USER"
+	printf %s "$CIRA_PW" | "$BIN" account add --kind cira --data-dir "$DATA" "$CIRA_USER" >/dev/null || return 1
+}
+
+# --- phase 1: tunnels held ------------------------------------------------------
+TUNNEL_ROWS=()
+TUNNEL_NOTES=()
+
+hold_tunnels() {
+	local n=$1 name="hold$1" rss0 t_ramp deadline c=0 srv_sock rss hwm fdn
+	log "== $n tunnels: fresh server"
+	start_server "$name" || return 1
+	sleep 2
+	rss0=$(rss_kb "$SERVER_PID")
+	t_ramp=$(calc "int($n / $RAMP_RATE) + 1")
+	local budget=$((2 * t_ramp + 60)) # to get everything connected
+	local dur=$((budget + SETTLE + IDLE_WINDOW + 120))
+	log "   server pid $SERVER_PID, RSS at 0 tunnels ${rss0} kB; starting $n devices at $RAMP_RATE/s (~${t_ramp} s)"
+	start_sims "$name" "$n" "${dur}s" "" -- --rate RATE --max-handshakes "$RAMP_INFLIGHT" --report 2s --tls-max 1.2
+	local t0 t1
+	t0=$(now)
+	deadline=$(($(date +%s) + budget))
+	while [ "$(date +%s)" -lt "$deadline" ]; do
+		sleep 2
+		c=$("$LTSUM" sum connected_now "${SIM_ERR[@]}" 2>/dev/null || echo 0)
+		[ "$c" -ge "$n" ] && break
+		sims_alive || { log "   a simulator exited early:"; tail -n 5 "${SIM_ERR[@]}" >&2; break; }
+	done
+	t1=$(now)
+	local ramp_secs
+	ramp_secs=$(calc "sprintf(\"%.0f\", $t1 - $t0)")
+	if [ "$c" -lt "$n" ]; then
+		log "   only $c of $n connected after ${ramp_secs} s: measuring what is held"
+		TUNNEL_NOTES+=("$n tunnels: only $c connected within ${budget} s")
+		FAILED=1
+	else
+		log "   all $n connected after ~${ramp_secs} s; settling ${SETTLE} s"
+	fi
+	sleep "$SETTLE"
+	rss=$(rss_kb "$SERVER_PID")
+	# The idle window: CPU of the server (and of the simulators) while the
+	# tunnels only exchange keepalives.
+	snapshot "$WORK/$name.A"
+	local s0 m0 w0 s1 m1 w1 mb0 mt0 mb1 mt1
+	s0=$(ticks "$SERVER_PID") m0=$(ticks "${SIM_PIDS[@]}") w0=$(now)
+	read -r mb0 mt0 < <(machine_ticks)
+	log "   RSS ${rss} kB; idle CPU window ${IDLE_WINDOW} s"
+	sleep "$IDLE_WINDOW"
+	sleep 2.5 # one more --report line, so the snapshot covers the window
+	s1=$(ticks "$SERVER_PID") m1=$(ticks "${SIM_PIDS[@]}") w1=$(now)
+	read -r mb1 mt1 < <(machine_ticks)
+	snapshot "$WORK/$name.B"
+	local rss_end
+	rss_end=$(rss_kb "$SERVER_PID") hwm=$(hwm_kb "$SERVER_PID") fdn=$(fds "$SERVER_PID") srv_sock=$(server_sockets)
+	# shellcheck disable=SC2046 # word splitting wanted
+	"$LTSUM" delta $(delta_args "$WORK/$name.A" "$WORK/$name.B") >"$WORK/$name.delta" || return 1
+	c=$(kv "$WORK/$name.delta" connected_now)
+	local srv_cpu sim_cpu mach held per per_end ka kab reconnects
+	srv_cpu=$(calc "sprintf(\"%.2f\", 100 * ($s1 - $s0) / $CLK_TCK / ($w1 - $w0))")
+	sim_cpu=$(calc "sprintf(\"%.2f\", 100 * ($m1 - $m0) / $CLK_TCK / ($w1 - $w0))")
+	mach=$(calc "sprintf(\"%.1f\", 100 * ($mb1 - $mb0) / ($mt1 - $mt0))")
+	held=$c
+	per=$(calc "$held > 0 ? sprintf(\"%.1f\", ($rss - $rss0) / $held) : \"-\"")
+	per_end=$(calc "$held > 0 ? sprintf(\"%.1f\", ($rss_end - $rss0) / $held) : \"-\"")
+	ka=$(kv "$WORK/$name.delta" keepalives_per_sec)
+	kab=$(kv "$WORK/$name.delta" keepalive_bad)
+	reconnects=$(kv "$WORK/$name.delta" attempts)
+	local cpu_s
+	cpu_s=$(calc "sprintf(\"%.2f\", ($s1 - $s0) / $CLK_TCK)")
+	log "   held $held (server sockets $srv_sock, fds $fdn); RSS $rss -> $rss_end kB; server CPU ${srv_cpu}% ($cpu_s s over $(calc "sprintf(\"%.1f\", $w1 - $w0)") s); keepalives ${ka}/s"
+	stop_sims
+	"$LTSUM" final "${SIM_OUT[@]}" >"$WORK/$name.final" 2>/dev/null || echo "failed=? ended=?" >"$WORK/$name.final"
+	stop_server
+	local failed ended
+	failed=$(kv "$WORK/$name.final" failed) ended=$(kv "$WORK/$name.final" ended)
+	[ "$failed" = - ] || TUNNEL_NOTES+=("$n tunnels: failed handshakes during the ramp-up: $failed")
+	[ "$ended" = - ] || TUNNEL_NOTES+=("$n tunnels: tunnels that ended while held: $ended")
+	[ "$reconnects" = 0 ] || TUNNEL_NOTES+=("$n tunnels: $reconnects connection attempts during the idle window (expected 0)")
+	[ "${kab:-0}" = 0 ] || TUNNEL_NOTES+=("$n tunnels: $kab bad keepalive replies")
+	[ "$SERVER_WARN" = 0 ] || TUNNEL_NOTES+=("$n tunnels: $SERVER_WARN warnings/errors in the server log")
+	TUNNEL_NOTES+=("$n tunnels: ramp-up took ~${ramp_secs} s; handshake p50/p99 $(kv "$WORK/$name.final" hs_p50_ms)/$(kv "$WORK/$name.final" hs_p99_ms) ms; RSS at the end of the idle window ${rss_end} kB (${per_end} KiB/tunnel); graceful stop: $SERVER_STOP")
+	TUNNEL_ROWS+=("| $n | $held / $srv_sock | $fdn | $(calc "sprintf(\"%.1f\", $rss0 / 1024)") | $(calc "sprintf(\"%.1f\", $rss / 1024)") | **$per** | $(calc "sprintf(\"%.1f\", $hwm / 1024)") | **$srv_cpu** | $ka | $sim_cpu | $mach |")
+}
+
+# --- phase 2: reconnect storm ---------------------------------------------------
+STORM_ROWS=()
+STORM_NOTES=()
+
+storm() { # TLS-VERSION [pinned]
+	local tls=$1 pinned=${2:-} name="storm-tls$1${2:+-pinned}" scpu="" mcpu=""
+	if [ -n "$pinned" ]; then
+		scpu=0 mcpu=1-$((NCPU - 1))
+	fi
+	log "== reconnect storm, TLS $tls${pinned:+, server pinned to CPU 0, simulators to CPU $mcpu}: $STORM_DEVICES devices"
+	start_server "$name" "$scpu" || return 1
+	local dur=$((STORM_WARMUP + STORM_WINDOW + 60))
+	start_sims "$name" "$STORM_DEVICES" "${dur}s" "$mcpu" -- --fault reconnect-loop --hold 0s --report 1s --tls-max "$tls"
+	sleep "$STORM_WARMUP"
+	sims_alive || { log "   a simulator exited early:"; tail -n 5 "${SIM_ERR[@]}" >&2; return 1; }
+	local s0 m0 w0 p0 s1 m1 w1 p1 mb0 mt0 mb1 mt1
+	snapshot "$WORK/$name.A"
+	s0=$(ticks "$SERVER_PID") m0=$(ticks "${SIM_PIDS[@]}") p0=$(passive_opens) w0=$(now)
+	read -r mb0 mt0 < <(machine_ticks)
+	sleep "$STORM_WINDOW"
+	s1=$(ticks "$SERVER_PID") m1=$(ticks "${SIM_PIDS[@]}") p1=$(passive_opens) w1=$(now)
+	read -r mb1 mt1 < <(machine_ticks)
+	snapshot "$WORK/$name.B"
+	local fdn hwm
+	fdn=$(fds "$SERVER_PID") hwm=$(hwm_kb "$SERVER_PID")
+	# shellcheck disable=SC2046 # word splitting wanted
+	"$LTSUM" delta $(delta_args "$WORK/$name.A" "$WORK/$name.B") >"$WORK/$name.delta" || return 1
+	stop_sims
+	"$LTSUM" final "${SIM_OUT[@]}" >"$WORK/$name.final" 2>/dev/null || echo "failed=? ended=?" >"$WORK/$name.final"
+	stop_server
+	local secs hs rate accepts srv_cpu sim_cpu mach ms_per cap failed
+	secs=$(calc "$w1 - $w0")
+	hs=$(kv "$WORK/$name.delta" handshakes)
+	rate=$(kv "$WORK/$name.delta" handshakes_per_sec)
+	accepts=$(calc "sprintf(\"%.0f\", ($p1 - $p0) / $secs)")
+	srv_cpu=$(calc "sprintf(\"%.0f\", 100 * ($s1 - $s0) / $CLK_TCK / $secs)")
+	sim_cpu=$(calc "sprintf(\"%.0f\", 100 * ($m1 - $m0) / $CLK_TCK / $secs)")
+	mach=$(calc "sprintf(\"%.0f\", 100 * ($mb1 - $mb0) / ($mt1 - $mt0))")
+	ms_per=$(calc "$hs > 0 ? sprintf(\"%.2f\", 1000 * ($s1 - $s0) / $CLK_TCK / $hs) : \"-\"")
+	local cores=$NCPU
+	[ -n "$pinned" ] && cores=1
+	cap=$(calc "$hs > 0 ? sprintf(\"%.0f\", $cores * $hs * $CLK_TCK / ($s1 - $s0)) : \"-\"")
+	failed=$(kv "$WORK/$name.delta" failed)
+	log "   ${rate} handshakes/s, ${accepts} TCP accepts/s; server CPU ${srv_cpu}%, simulators ${sim_cpu}%, machine ${mach}% busy"
+	local label="$tls"
+	[ -n "$pinned" ] && label="$tls, server pinned to 1 CPU"
+	STORM_ROWS+=("| $label | $STORM_DEVICES (${#SIM_PIDS[@]}) | $(calc "sprintf(\"%.0f\", $secs)") | **$rate** | $accepts | $srv_cpu | $sim_cpu | $mach | $ms_per | $cap | $(kv "$WORK/$name.final" hs_p50_ms) / $(kv "$WORK/$name.final" hs_p99_ms) | $failed |")
+	STORM_NOTES+=("storm TLS $tls${pinned:+ pinned}: window $hs handshakes, $(kv "$WORK/$name.delta" attempts) attempts; whole run: failed $(kv "$WORK/$name.final" failed), ended $(kv "$WORK/$name.final" ended); server fds at the end $fdn, peak RSS $(calc "sprintf(\"%.1f\", $hwm / 1024)") MiB; graceful stop: $SERVER_STOP; server log warnings/errors: $SERVER_WARN")
+}
+
+# --- run --------------------------------------------------------------------------
+machine() {
+	local model
+	model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+	echo "- machine: $NCPU CPUs ($model), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r), open files $(ulimit -n) (hard $(ulimit -Hn))"
+	echo "- Go: ${LT_GO:-?}; binary built with ${LT_BINGO:-?}; commit ${LT_COMMIT:-?}"
+	echo "- network: $LT_NETNS; tcp_tw_reuse=$(cat /proc/sys/net/ipv4/tcp_tw_reuse), ephemeral ports $(tr '\t' '-' </proc/sys/net/ipv4/ip_local_port_range)"
+	echo "- server: keepalive $KEEPALIVE, idle timeout $IDLE_TIMEOUT, log level $SERVER_LOG_LEVEL; simulators: at most $PER_SIM devices each, TLS 1.2 for the tunnels"
+}
+
+# stop_leftovers: after a failed phase, whatever it left running.
+stop_leftovers() {
+	local p
+	for p in "${PIDS[@]}"; do stop "$p" 30; done
+}
+
+T_START=$(now)
+setup_vault || die "vault setup failed"
+for phase in $PHASES; do
+	case $phase in
+	tunnels)
+		for n in $TUNNELS; do
+			hold_tunnels "$n" || { FAILED=1; log "the $n-tunnel run failed"; TUNNEL_NOTES+=("$n tunnels: FAILED, see $WORK"); }
+			stop_leftovers
+		done
+		;;
+	storm)
+		for v in $STORM_TLS; do
+			storm "$v" || { FAILED=1; STORM_NOTES+=("storm TLS $v: FAILED, see $WORK"); }
+			stop_leftovers
+		done
+		if [ "$STORM_PINNED" = 1 ]; then
+			if [ "$NCPU" -ge 2 ]; then
+				storm 1.2 pinned || { FAILED=1; STORM_NOTES+=("pinned storm: FAILED, see $WORK"); }
+				stop_leftovers
+			else
+				STORM_NOTES+=("pinned storm skipped: one CPU")
+			fi
+		fi
+		;;
+	*) die "--only: unknown phase '$phase' (want tunnels or storm)" ;;
+	esac
+done
+
+{
+	echo "## Presence load test ($(date -u +%Y-%m-%dT%H:%MZ), $(calc "sprintf(\"%.0f\", ($(now) - $T_START) / 60)") min$([ "$QUICK" = 1 ] && echo ", --quick"))"
+	echo
+	machine
+	if [ "${#TUNNEL_ROWS[@]}" -gt 0 ]; then
+		echo
+		echo "### Tunnels held (targets at 19,000: ≤ 15 KB RSS per tunnel, < 3% of a core; MeshCentral MPS: 45 KB, 12%)"
+		echo
+		echo "| tunnels | held (sims / server sockets) | server fds | RSS at 0, MiB | RSS at N, MiB | **RSS/tunnel, KiB** | peak RSS, MiB | **server CPU idle, % of a core** | keepalives/s | sims CPU, % | machine busy, % |"
+		echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+		printf '%s\n' "${TUNNEL_ROWS[@]}"
+		echo
+		echo "RSS at N is read ${SETTLE} s after the simulators report every device connected; RSS/tunnel = (RSS at N − RSS at 0) / held."
+		echo "CPU is utime+stime from /proc/PID/stat over ${IDLE_WINDOW} s of idle holding (keepalives only)."
+	fi
+	if [ "${#STORM_ROWS[@]}" -gt 0 ]; then
+		echo
+		echo "### Reconnect storm: TLS + APF handshakes (target ≥ 1,500/s)"
+		echo
+		echo "| TLS | devices (sim procs) | window, s | **handshakes/s** | TCP accepts/s (server netns) | server CPU, % of a core | sims CPU, % | machine busy, % | server CPU ms / handshake | hs/s if the server had its CPUs alone | handshake p50 / p99, ms | failed in window |"
+		echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+		printf '%s\n' "${STORM_ROWS[@]}"
+		echo
+		echo "handshakes/s: completed TLS + APF handshakes (dial to last tcpip-forward reply) summed from the simulators' --report lines over the window,"
+		echo "after ${STORM_WARMUP} s of warm-up; TCP accepts/s: the kernel's Tcp PassiveOpens in the namespace. \"If alone\" = CPUs × handshakes per server CPU-second"
+		echo "(a projection: it assumes the server scales to every CPU the simulators use now). Latencies are over the whole storm and are mostly queueing (devices / rate)."
+	fi
+	if [ "$((${#TUNNEL_NOTES[@]} + ${#STORM_NOTES[@]}))" -gt 0 ]; then
+		echo
+		echo "### Notes"
+		echo
+		for x in "${TUNNEL_NOTES[@]}" "${STORM_NOTES[@]}"; do echo "- $x"; done
+	fi
+	echo
+	echo "### Commands"
+	echo
+	echo '```'
+	for x in "${CMDS[@]}"; do printf '%s\n' "${x#*$'\t'}"; done
+	echo '```'
+} >"$RESULTS"
+cat "$RESULTS"
+[ -z "$OUT" ] || cp "$RESULTS" "$OUT"
+[ "$FAILED" = 0 ] || exit 1
