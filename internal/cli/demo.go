@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"flag"
@@ -83,8 +84,9 @@ func runDemo(ctx context.Context, args []string, env Env) error {
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Root())
 	fleet, err := amtsim.NewFleet(amtsim.FleetConfig{
+		// TLS 1.2, as AMT 12 and later speak it.
 		Device: amtsim.Config{MPSAddr: addr.String(), RootCAs: roots, User: "demo", Password: []byte(ciraPW),
-			AMTPassword: []byte(amtPW), EchoPort: 7},
+			AMTPassword: []byte(amtPW), EchoPort: 7, MaxVersion: tls.VersionTLS12},
 		Devices: *devices, Seed: "demo",
 	})
 	if err != nil {
