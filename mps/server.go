@@ -267,13 +267,11 @@ func (s *Server) lookup(name string) *tunnel.Conn {
 	if u, err := apf.ParseUUID(strings.TrimSuffix(name, ".amt")); err == nil {
 		return s.devices[u]
 	}
-	host := strings.TrimSuffix(strings.ToLower(name), ".amt")
+	host := strings.TrimSuffix(name, ".amt")
 	var best *tunnel.Conn
 	for _, c := range s.devices {
-		if strings.EqualFold(hostname(c.Info().Forwards), host) {
-			if best == nil || c.Info().ConnectedAt.After(best.Info().ConnectedAt) {
-				best = c
-			}
+		if strings.EqualFold(c.Hostname(), host) && (best == nil || c.ConnectedAt().After(best.ConnectedAt())) {
+			best = c
 		}
 	}
 	return best
@@ -312,17 +310,7 @@ type Device struct {
 }
 
 func snapshot(in tunnel.Info) Device {
-	return Device{UUID: in.UUID.String(), Hostname: hostname(in.Forwards), Remote: in.Remote, Info: in}
-}
-
-// hostname is the first non-empty printable address among the forwards.
-func hostname(fs []tunnel.Forward) string {
-	for _, f := range fs {
-		if f.Address != "" && strings.IndexFunc(f.Address, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
-			return f.Address
-		}
-	}
-	return ""
+	return Device{UUID: in.UUID.String(), Hostname: tunnel.Hostname(in.Forwards), Remote: in.Remote, Info: in}
 }
 
 // Devices returns a snapshot of every connected device, sorted by UUID.

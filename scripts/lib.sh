@@ -27,6 +27,12 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PRESENCE_CACHE="${PRESENCE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/presence}"
 # Pinned Go tools are installed here (not on PATH; scripts call them by path).
 PRESENCE_TOOLS_BIN="${PRESENCE_TOOLS_BIN:-$PRESENCE_CACHE/bin}"
+# On a machine whose go is missing or too old to honour GOTOOLCHAIN (Debian
+# 12 ships Go 1.19), setup.sh bootstraps the pinned toolchain here.
+PRESENCE_GO="$PRESENCE_CACHE/go"
+if [ -x "$PRESENCE_GO/bin/go" ]; then
+	export PATH="$PRESENCE_GO/bin:$PATH"
+fi
 
 # --- helpers ------------------------------------------------------------------
 _now() { date +%s.%N; }
@@ -82,3 +88,15 @@ tool_is_pinned() {
 }
 
 die() { echo "error: $*" >&2; exit 1; }
+
+# as_root CMD...: runs CMD as root, through sudo when we are not root.
+# Fails when neither works.
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo "$@"
+	else
+		return 1
+	fi
+}

@@ -37,6 +37,7 @@ SCRIPT_NAME=loadtest
 # --- options ------------------------------------------------------------------
 TUNNELS="1000 10000 19000"
 SETTLE=45          # s after connected_now == N before RSS is read
+BASE_WINDOW=10     # s of server CPU at 0 tunnels
 IDLE_WINDOW=60     # s over which idle CPU is measured
 RAMP_RATE=400      # devices started per second, all simulators together
 RAMP_INFLIGHT=64   # --max-handshakes of each simulator while ramping up
@@ -83,7 +84,7 @@ ORIG_ARGS=("$@")
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick)
-		QUICK=1 TUNNELS=1000 SETTLE=10 IDLE_WINDOW=20 STORM_WARMUP=5 STORM_WINDOW=15 STORM_PINNED=0
+		QUICK=1 TUNNELS=1000 SETTLE=10 BASE_WINDOW=5 IDLE_WINDOW=20 STORM_WARMUP=5 STORM_WINDOW=15 STORM_PINNED=0
 		;;
 	--tunnels) TUNNELS=$2; shift ;;
 	--settle) SETTLE=$2; shift ;;
@@ -157,6 +158,7 @@ else
 fi
 
 # --- from here on, in the namespace (or on the host) --------------------------
+cd "$WORK" || exit 1
 BIN=$WORK/presence
 LTSUM=$WORK/ltsum
 DATA=$WORK/data
@@ -176,7 +178,7 @@ SERVER_PID=0
 
 # --- helpers ------------------------------------------------------------------
 now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"%s\", $* }"; } # calc 'sprintf("%.1f", 1/3)'
+calc() { awk "BEGIN { x = ($*); printf \"%s\", x }"; } # calc 'sprintf("%.1f", 1/3)'
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 alive() { # PID: running and not a zombie
@@ -364,11 +366,17 @@ hold_tunnels() {
 	log "== $n tunnels: fresh server"
 	start_server "$name" || return 1
 	sleep 2
+	# The server's own CPU with no tunnel, as a baseline.
+	local b0 bw0 b1 bw1 base_cpu
+	b0=$(ticks "$SERVER_PID") bw0=$(now)
+	sleep "$BASE_WINDOW"
+	b1=$(ticks "$SERVER_PID") bw1=$(now)
+	base_cpu=$(calc "sprintf(\"%.2f\", 100 * ($b1 - $b0) / $CLK_TCK / ($bw1 - $bw0))")
 	rss0=$(rss_kb "$SERVER_PID")
 	t_ramp=$(calc "int($n / $RAMP_RATE) + 1")
 	local budget=$((2 * t_ramp + 60)) # to get everything connected
 	local dur=$((budget + SETTLE + IDLE_WINDOW + 120))
-	log "   server pid $SERVER_PID, RSS at 0 tunnels ${rss0} kB; starting $n devices at $RAMP_RATE/s (~${t_ramp} s)"
+	log "   server pid $SERVER_PID, RSS at 0 tunnels ${rss0} kB, CPU ${base_cpu}%; starting $n devices at $RAMP_RATE/s (~${t_ramp} s)"
 	start_sims "$name" "$n" "${dur}s" "" -- --rate RATE --max-handshakes "$RAMP_INFLIGHT" --report 2s --tls-max 1.2
 	local t0 t1
 	t0=$(now)
@@ -408,19 +416,20 @@ hold_tunnels() {
 	# shellcheck disable=SC2046 # word splitting wanted
 	"$LTSUM" delta $(delta_args "$WORK/$name.A" "$WORK/$name.B") >"$WORK/$name.delta" || return 1
 	c=$(kv "$WORK/$name.delta" connected_now)
-	local srv_cpu sim_cpu mach held per per_end ka kab reconnects
+	local srv_cpu sim_cpu rest held per per_end ka kab reconnects us_per_ka
 	srv_cpu=$(calc "sprintf(\"%.2f\", 100 * ($s1 - $s0) / $CLK_TCK / ($w1 - $w0))")
 	sim_cpu=$(calc "sprintf(\"%.2f\", 100 * ($m1 - $m0) / $CLK_TCK / ($w1 - $w0))")
-	mach=$(calc "sprintf(\"%.1f\", 100 * ($mb1 - $mb0) / ($mt1 - $mt0))")
+	rest=$(calc "sprintf(\"%.1f\", $NCPU * 100 * ($mb1 - $mb0) / ($mt1 - $mt0) - $srv_cpu - $sim_cpu)")
 	held=$c
 	per=$(calc "$held > 0 ? sprintf(\"%.1f\", ($rss - $rss0) / $held) : \"-\"")
 	per_end=$(calc "$held > 0 ? sprintf(\"%.1f\", ($rss_end - $rss0) / $held) : \"-\"")
 	ka=$(kv "$WORK/$name.delta" keepalives_per_sec)
 	kab=$(kv "$WORK/$name.delta" keepalive_bad)
 	reconnects=$(kv "$WORK/$name.delta" attempts)
+	us_per_ka=$(calc "$ka > 0 ? sprintf(\"%.0f\", 1e4 * ($srv_cpu - $base_cpu) / $ka) : \"-\"")
 	local cpu_s
 	cpu_s=$(calc "sprintf(\"%.2f\", ($s1 - $s0) / $CLK_TCK)")
-	log "   held $held (server sockets $srv_sock, fds $fdn); RSS $rss -> $rss_end kB; server CPU ${srv_cpu}% ($cpu_s s over $(calc "sprintf(\"%.1f\", $w1 - $w0)") s); keepalives ${ka}/s"
+	log "   held $held (server sockets $srv_sock, fds $fdn); RSS $rss -> $rss_end kB; server CPU ${srv_cpu}% ($cpu_s s over $(calc "sprintf(\"%.1f\", $w1 - $w0)") s); keepalives ${ka}/s; simulators ${sim_cpu}%, rest ${rest}%"
 	stop_sims
 	"$LTSUM" final "${SIM_OUT[@]}" >"$WORK/$name.final" 2>/dev/null || echo "failed=? ended=?" >"$WORK/$name.final"
 	stop_server
@@ -432,7 +441,7 @@ hold_tunnels() {
 	[ "${kab:-0}" = 0 ] || TUNNEL_NOTES+=("$n tunnels: $kab bad keepalive replies")
 	[ "$SERVER_WARN" = 0 ] || TUNNEL_NOTES+=("$n tunnels: $SERVER_WARN warnings/errors in the server log")
 	TUNNEL_NOTES+=("$n tunnels: ramp-up took ~${ramp_secs} s; handshake p50/p99 $(kv "$WORK/$name.final" hs_p50_ms)/$(kv "$WORK/$name.final" hs_p99_ms) ms; RSS at the end of the idle window ${rss_end} kB (${per_end} KiB/tunnel); graceful stop: $SERVER_STOP")
-	TUNNEL_ROWS+=("| $n | $held / $srv_sock | $fdn | $(calc "sprintf(\"%.1f\", $rss0 / 1024)") | $(calc "sprintf(\"%.1f\", $rss / 1024)") | **$per** | $(calc "sprintf(\"%.1f\", $hwm / 1024)") | **$srv_cpu** | $ka | $sim_cpu | $mach |")
+	TUNNEL_ROWS+=("| $n | $held / $srv_sock | $fdn | $(calc "sprintf(\"%.1f / %.1f\", $rss0 / 1024, $rss / 1024)") | **$per** | $(calc "sprintf(\"%.1f\", $hwm / 1024)") | $base_cpu | **$srv_cpu** | $ka | $us_per_ka | $sim_cpu | $rest |")
 }
 
 # --- phase 2: reconnect storm ---------------------------------------------------
@@ -465,23 +474,23 @@ storm() { # TLS-VERSION [pinned]
 	stop_sims
 	"$LTSUM" final "${SIM_OUT[@]}" >"$WORK/$name.final" 2>/dev/null || echo "failed=? ended=?" >"$WORK/$name.final"
 	stop_server
-	local secs hs rate accepts srv_cpu sim_cpu mach ms_per cap failed
+	local secs hs rate accepts srv_cpu sim_cpu rest ms_per cap failed
 	secs=$(calc "$w1 - $w0")
 	hs=$(kv "$WORK/$name.delta" handshakes)
 	rate=$(kv "$WORK/$name.delta" handshakes_per_sec)
 	accepts=$(calc "sprintf(\"%.0f\", ($p1 - $p0) / $secs)")
 	srv_cpu=$(calc "sprintf(\"%.0f\", 100 * ($s1 - $s0) / $CLK_TCK / $secs)")
 	sim_cpu=$(calc "sprintf(\"%.0f\", 100 * ($m1 - $m0) / $CLK_TCK / $secs)")
-	mach=$(calc "sprintf(\"%.0f\", 100 * ($mb1 - $mb0) / ($mt1 - $mt0))")
+	rest=$(calc "sprintf(\"%.0f\", $NCPU * 100 * ($mb1 - $mb0) / ($mt1 - $mt0) - $srv_cpu - $sim_cpu)")
 	ms_per=$(calc "$hs > 0 ? sprintf(\"%.2f\", 1000 * ($s1 - $s0) / $CLK_TCK / $hs) : \"-\"")
 	local cores=$NCPU
 	[ -n "$pinned" ] && cores=1
 	cap=$(calc "$hs > 0 ? sprintf(\"%.0f\", $cores * $hs * $CLK_TCK / ($s1 - $s0)) : \"-\"")
 	failed=$(kv "$WORK/$name.delta" failed)
-	log "   ${rate} handshakes/s, ${accepts} TCP accepts/s; server CPU ${srv_cpu}%, simulators ${sim_cpu}%, machine ${mach}% busy"
+	log "   ${rate} handshakes/s, ${accepts} TCP accepts/s; server CPU ${srv_cpu}%, simulators ${sim_cpu}%, rest ${rest}%"
 	local label="$tls"
 	[ -n "$pinned" ] && label="$tls, server pinned to 1 CPU"
-	STORM_ROWS+=("| $label | $STORM_DEVICES (${#SIM_PIDS[@]}) | $(calc "sprintf(\"%.0f\", $secs)") | **$rate** | $accepts | $srv_cpu | $sim_cpu | $mach | $ms_per | $cap | $(kv "$WORK/$name.final" hs_p50_ms) / $(kv "$WORK/$name.final" hs_p99_ms) | $failed |")
+	STORM_ROWS+=("| $label | $STORM_DEVICES (${#SIM_PIDS[@]}) | $(calc "sprintf(\"%.0f\", $secs)") | **$rate** | $accepts | $srv_cpu | $sim_cpu | $rest | $ms_per | $cap | $(kv "$WORK/$name.final" hs_p50_ms) / $(kv "$WORK/$name.final" hs_p99_ms) | $failed |")
 	STORM_NOTES+=("storm TLS $tls${pinned:+ pinned}: window $hs handshakes, $(kv "$WORK/$name.delta" attempts) attempts; whole run: failed $(kv "$WORK/$name.final" failed), ended $(kv "$WORK/$name.final" ended); server fds at the end $fdn, peak RSS $(calc "sprintf(\"%.1f\", $hwm / 1024)") MiB; graceful stop: $SERVER_STOP; server log warnings/errors: $SERVER_WARN")
 }
 
@@ -537,18 +546,20 @@ done
 		echo
 		echo "### Tunnels held (targets at 19,000: ≤ 15 KB RSS per tunnel, < 3% of a core; MeshCentral MPS: 45 KB, 12%)"
 		echo
-		echo "| tunnels | held (sims / server sockets) | server fds | RSS at 0, MiB | RSS at N, MiB | **RSS/tunnel, KiB** | peak RSS, MiB | **server CPU idle, % of a core** | keepalives/s | sims CPU, % | machine busy, % |"
-		echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+		echo "| tunnels | held (sims / server sockets) | server fds | RSS at 0 / at N, MiB | **RSS/tunnel, KiB** | peak RSS, MiB | server CPU at 0 tunnels, % of a core | **server CPU holding N, % of a core** | keepalives/s | server CPU µs per keepalive | sims CPU, % | rest of machine, % |"
+		echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 		printf '%s\n' "${TUNNEL_ROWS[@]}"
 		echo
 		echo "RSS at N is read ${SETTLE} s after the simulators report every device connected; RSS/tunnel = (RSS at N − RSS at 0) / held."
-		echo "CPU is utime+stime from /proc/PID/stat over ${IDLE_WINDOW} s of idle holding (keepalives only)."
+		echo "CPU is utime+stime from /proc/PID/stat over ${IDLE_WINDOW} s of idle holding (keepalives only; ${BASE_WINDOW} s at 0 tunnels), in % of one core."
+		echo "µs per keepalive = (CPU holding N − CPU at 0) / keepalives per second. Rest of machine = all CPU time in /proc/stat (softirq of the loopback"
+		echo "traffic, other processes) minus server and simulators, in % of one core."
 	fi
 	if [ "${#STORM_ROWS[@]}" -gt 0 ]; then
 		echo
 		echo "### Reconnect storm: TLS + APF handshakes (target ≥ 1,500/s)"
 		echo
-		echo "| TLS | devices (sim procs) | window, s | **handshakes/s** | TCP accepts/s (server netns) | server CPU, % of a core | sims CPU, % | machine busy, % | server CPU ms / handshake | hs/s if the server had its CPUs alone | handshake p50 / p99, ms | failed in window |"
+		echo "| TLS | devices (sim procs) | window, s | **handshakes/s** | TCP accepts/s (server netns) | server CPU, % of a core | sims CPU, % | rest of machine, % | server CPU ms / handshake | hs/s if the server had its CPUs alone | handshake p50 / p99, ms | failed in window |"
 		echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 		printf '%s\n' "${STORM_ROWS[@]}"
 		echo

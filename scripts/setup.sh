@@ -21,7 +21,47 @@ cd "$REPO_ROOT"
 #   curl:          real-client proxy tests
 APT_PACKAGES=(gcc libc6-dev git iproute2 util-linux curl)
 
+# go_minor prints the minor version of the go on PATH (21 for go1.21.x),
+# or 0 when there is none.
+go_minor() {
+	local v
+	v=$(GOTOOLCHAIN=local go env GOVERSION 2>/dev/null) || { echo 0; return; }
+	v=${v#go1.}
+	echo "${v%%[.a-z]*}"
+}
+
+# bootstrap_go installs the pinned toolchain when the machine's go is missing
+# or older than 1.21 (which ignores GOTOOLCHAIN): it takes Debian's golang-go
+# if there is no go at all, and with it downloads the toolchain module
+# golang.org/toolchain from the module proxy into $PRESENCE_GO.
+bootstrap_go() {
+	if [ "$(go_minor)" -ge 21 ]; then
+		echo "go $(GOTOOLCHAIN=local go env GOVERSION) can fetch $GOTOOLCHAIN itself"
+		return 0
+	fi
+	if ! command -v go >/dev/null 2>&1; then
+		echo "no go on PATH: installing Debian's golang-go to bootstrap"
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+			as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go ca-certificates ||
+			die "cannot install golang-go (run as root or with sudo), or install Go 1.21 or newer yourself"
+	fi
+	local arch ver dir
+	arch=$(GOTOOLCHAIN=local go env GOARCH)
+	ver="v0.0.1-${PRESENCE_GOTOOLCHAIN}.linux-${arch}"
+	dir=$(cd / && GOTOOLCHAIN=local GOFLAGS=-mod=mod go mod download -json "golang.org/toolchain@${ver}" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[ -f "$dir/bin/go" ] || die "could not download golang.org/toolchain@${ver} from the module proxy"
+	# Module zips carry no file modes: mark the binaries executable, as the
+	# go command does when it switches toolchains itself.
+	chmod a+x "$dir"/bin/* "$dir"/pkg/tool/*/*
+	mkdir -p "$PRESENCE_CACHE"
+	ln -sfn "$dir" "$PRESENCE_GO"
+	export PATH="$PRESENCE_GO/bin:$PATH"
+	echo "bootstrapped $PRESENCE_GOTOOLCHAIN into $PRESENCE_GO (scripts/*.sh put it on PATH)"
+}
+
 toolchain() {
+	bootstrap_go
 	# With GOTOOLCHAIN=goX.Y.Z the go command downloads that toolchain through
 	# the module proxy on first use; `go version` triggers and checks that.
 	go version
@@ -49,15 +89,12 @@ apt_packages() {
 		echo "WARNING: no apt-get here; install these yourself: ${missing[*]}" >&2
 		return 0
 	fi
-	if [ "$(id -u)" -ne 0 ]; then
-		echo "WARNING: not root, skipping apt. Missing Debian packages: ${missing[*]}" >&2
-		echo "WARNING: run as root: apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
-		return 0
-	fi
 	echo "installing: ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}"
+	if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
+		! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}"; then
+		echo "WARNING: could not install Debian packages (not root and no sudo?): ${missing[*]}" >&2
+		echo "WARNING: as root: apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
+	fi
 }
 
 # go_tool NAME PACKAGE MODULE VERSION: installs PACKAGE@VERSION into

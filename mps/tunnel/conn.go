@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -758,10 +759,31 @@ type Info struct {
 	Keepalives        uint64
 }
 
+// ConnectedAt returns when the connection was accepted.
+func (c *Conn) ConnectedAt() time.Time { return c.connectedAt }
+
 // UUID returns the device UUID from PROTOCOL_VERSION.
 func (c *Conn) UUID() apf.UUID { return c.uuid }
 
-// Ports reports whether port is announced.
+// Hostname returns the first printable, non-empty address among the
+// device's tcpip-forward requests: the host name AMT announced.
+func (c *Conn) Hostname() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Hostname(c.forwards)
+}
+
+// Hostname returns the first printable, non-empty address in fs.
+func Hostname(fs []Forward) string {
+	for _, f := range fs {
+		if f.Address != "" && strings.IndexFunc(f.Address, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
+			return f.Address
+		}
+	}
+	return ""
+}
+
+// HasPort reports whether port is announced.
 func (c *Conn) HasPort(port uint32) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
