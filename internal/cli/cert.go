@@ -40,11 +40,7 @@ func runCert(ctx context.Context, args []string, env Env) error {
 		if err := parse(fs, args[1:], env); err != nil {
 			return err
 		}
-		st, err := c.store()
-		if err != nil {
-			return err
-		}
-		ca, err := vault.LoadCA(ctx, st)
+		_, ca, err := c.loadCA(ctx)
 		if err != nil {
 			return err
 		}

@@ -115,6 +115,16 @@ func (c *common) store() (vault.Store, error) {
 	return vault.Open(c.vault, c.dataDir)
 }
 
+// loadCA opens the store and loads the certificate authority from it.
+func (c *common) loadCA(ctx context.Context) (vault.Store, *vault.CA, error) {
+	st, err := c.store()
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, err := vault.LoadCA(ctx, st)
+	return st, ca, err
+}
+
 func (c *common) logger(w io.Writer) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(c.logLevel)); err != nil {

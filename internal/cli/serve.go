@@ -93,11 +93,7 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	st, err := c.store()
-	if err != nil {
-		return err
-	}
-	ca, err := vault.LoadCA(ctx, st)
+	st, ca, err := c.loadCA(ctx)
 	if err != nil {
 		return err
 	}

@@ -152,20 +152,16 @@ func (f *Fleet) Run(ctx context.Context) Summary {
 	var wg sync.WaitGroup
 	start := time.Now()
 	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
 	for k, d := range f.devices {
 		if f.cfg.StartRate > 0 && k > 0 {
 			wait := time.Until(start.Add(time.Duration(float64(k) / f.cfg.StartRate * float64(time.Second))))
 			if wait > 0 {
-				if t == nil {
-					t = time.NewTimer(wait)
-					defer t.Stop()
-				} else {
-					t.Reset(wait)
-				}
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-				}
+				sleep(ctx, &t, wait)
 			}
 		}
 		if ctx.Err() != nil {
@@ -191,10 +187,31 @@ func (f *Fleet) Run(ctx context.Context) Summary {
 	return f.Summary()
 }
 
+// sleep waits for d or ctx, reusing *t, and reports whether d elapsed.
+// The caller stops *t when done with it.
+func sleep(ctx context.Context, t **time.Timer, d time.Duration) bool {
+	if *t == nil {
+		*t = time.NewTimer(d)
+	} else {
+		(*t).Reset(d)
+	}
+	select {
+	case <-(*t).C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // serve keeps one device connected until ctx is done.
 func (f *Fleet) serve(ctx context.Context, d *Device) {
 	backoff := f.cfg.RetryMin
 	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
 	for {
 		f.stats.attempts.Add(1)
 		connected, err := d.runOnce(ctx)
@@ -215,15 +232,7 @@ func (f *Fleet) serve(ctx context.Context, d *Device) {
 		if !connected {
 			backoff = min(2*backoff, f.cfg.RetryMax)
 		}
-		if t == nil {
-			t = time.NewTimer(wait)
-			defer t.Stop()
-		} else {
-			t.Reset(wait)
-		}
-		select {
-		case <-t.C:
-		case <-ctx.Done():
+		if !sleep(ctx, &t, wait) {
 			return
 		}
 	}
