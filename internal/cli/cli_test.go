@@ -167,7 +167,7 @@ func TestAccountCommands(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{}, {"frobnicate"}, {"cert"}, {"serve", "--keepalive", "30s", "--idle-timeout", "30s"},
-		{"simulate", "--devices", "3"}, {"demo", "--cira-addr", "0.0.0.0:4433"}} {
+		{"simulate", "--devices", "3"}, {"serve", "--debug-addr", "0.0.0.0:6060"}, {"demo", "--cira-addr", "0.0.0.0:4433"}} {
 		if r := run(t, "", args...); r.code != 2 {
 			t.Errorf("presence %v: exit %d; want 2 (%s)", args, r.code, r.stderr)
 		}

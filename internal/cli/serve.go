@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/presence-mps/presence/mps"
@@ -26,6 +27,7 @@ type serverFlags struct {
 	legacyTLS   bool
 	maxTunnels  int
 	shutdownMax time.Duration
+	debugAddr   string
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, ciraDefault string) {
@@ -39,6 +41,7 @@ func (f *serverFlags) register(fs *flag.FlagSet, ciraDefault string) {
 	fs.BoolVar(&f.legacyTLS, "legacy-tls", false, "also allow TLS 1.0 and 1.1, for AMT 11 and older")
 	fs.IntVar(&f.maxTunnels, "max-tunnels", 50000, "most tunnels held at once")
 	fs.DurationVar(&f.shutdownMax, "shutdown-timeout", 5*time.Second, "how long a graceful stop may take")
+	fs.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this loopback address, for diagnosing memory and CPU (off by default)")
 }
 
 func (f *serverFlags) check() error {
@@ -46,6 +49,12 @@ func (f *serverFlags) check() error {
 		"handshake-timeout": f.handshake, "shutdown-timeout": f.shutdownMax} {
 		if err := positive(name, d); err != nil {
 			return err
+		}
+	}
+	if f.debugAddr != "" {
+		host, _, err := net.SplitHostPort(f.debugAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			return usageError{fmt.Sprintf("--debug-addr %q: profiles are served on loopback only (127.0.0.1:PORT)", f.debugAddr)}
 		}
 	}
 	if f.idle <= f.keepalive {
@@ -110,6 +119,15 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	addr, err := srv.Listen(f.ciraAddr)
 	if err != nil {
 		return err
+	}
+	if f.debugAddr != "" {
+		stop, err := serveDebug(f.debugAddr)
+		if err != nil {
+			srv.Shutdown(context.Background())
+			return err
+		}
+		defer stop()
+		log.Info("pprof profiles served", "addr", f.debugAddr)
 	}
 	log.Info("Presence MPS serving", "cira", addr.String(), "root_sha256", ca.RootFingerprintSHA256(), "version", Version)
 	<-ctx.Done()
