@@ -36,7 +36,7 @@ const (
 	highWater     = 256 << 10
 	hardCap       = 4 << 20
 	smallReadBuf  = 512
-	maxSpare      = 64 << 10
+	maxPooled     = 64 << 10
 	finalDeadline = time.Second
 )
 
@@ -52,7 +52,6 @@ type Conn struct {
 	cfg  Config
 	raw  net.Conn
 	conn net.Conn // the TLS connection over raw (raw itself when Config.TLS is nil)
-	log  *slog.Logger
 	lim  apf.Limits
 
 	// Set during the handshake; read-only afterwards.
@@ -83,17 +82,16 @@ type Conn struct {
 	closed      bool
 	openedTotal uint64
 
-	writing sync.Mutex // held while taking the queue and writing it, so writes keep queue order
-	wmu     sync.Mutex // guards pending and spare; wcond waits on it
-	wcond   sync.Cond
-	pending []byte
-	spare   []byte
-	wake    chan struct{}
+	writing      sync.Mutex // held while taking the queue and writing it, so writes keep queue order
+	wmu          sync.Mutex // guards pending and writerActive; wcond waits on it
+	wcond        sync.Cond
+	pending      []byte // from bufPool; nil while empty
+	writerActive bool
+	writer       sync.WaitGroup // the writer goroutine, while it runs
 
-	done       chan struct{} // closed when the tunnel ends
-	writerDone chan struct{}
-	closeOnce  sync.Once
-	err        *CloseError // set before done is closed
+	done      chan struct{} // closed when the tunnel ends
+	closeOnce sync.Once
+	err       *CloseError // set before done is closed
 
 	lastRecv   atomic.Int64 // unix nanoseconds
 	lastKA     atomic.Int64
@@ -115,14 +113,11 @@ func Accept(ctx context.Context, raw net.Conn, cfg *Config) (*Conn, error) {
 		lim:         apf.Limits{MaxString: apf.DefaultLimits.MaxString, MaxData: d.Window},
 		remote:      raw.RemoteAddr().String(),
 		channels:    make(map[uint32]*Channel),
-		wake:        make(chan struct{}, 1),
 		done:        make(chan struct{}),
-		writerDone:  make(chan struct{}),
 		rbuf:        make([]byte, smallReadBuf),
 		connectedAt: time.Now(),
 	}
 	c.wcond.L = &c.wmu
-	c.log = d.Logger.With("remote", c.remote)
 	if err := raw.SetDeadline(time.Now().Add(d.HandshakeTimeout)); err != nil {
 		return nil, c.abort(&CloseError{Reason: ReasonNetworkError, Err: err}, 0)
 	}
@@ -145,6 +140,22 @@ func Accept(ctx context.Context, raw net.Conn, cfg *Config) (*Conn, error) {
 	}
 	c.lastRecv.Store(time.Now().UnixNano())
 	return c, nil
+}
+
+// logAt logs with the tunnel's remote address and device UUID. The
+// attributes are added per call rather than kept in a derived logger: a
+// logger per tunnel costs memory on every idle tunnel, and logs are rare.
+func (c *Conn) logAt(level slog.Level, msg string, args ...any) {
+	l := c.cfg.Logger
+	ctx := context.Background()
+	if !l.Enabled(ctx, level) {
+		return
+	}
+	args = append(args, "remote", c.remote)
+	if !c.uuid.IsZero() {
+		args = append(args, "device", c.uuid.String())
+	}
+	l.Log(ctx, level, msg, args...)
 }
 
 // handshakeError classifies a failure before authentication completed.
@@ -208,7 +219,6 @@ func (c *Conn) handshake(ctx context.Context) error {
 					Detail: fmt.Sprintf("unsupported APF version %d.%d", pv.Major, pv.Minor)}, apf.DisconnectVersionNotSupported)
 			}
 			c.version, c.uuid = *pv, pv.UUID
-			c.log = c.log.With("device", c.uuid.String())
 			c.state = stAuthService
 		case stAuthService:
 			sr, ok := m.(*apf.ServiceRequest)
@@ -242,7 +252,7 @@ func (c *Conn) handshake(ctx context.Context) error {
 			if ua.Method == apf.MethodPassword && c.cfg.OnAuthFailure != nil {
 				c.cfg.OnAuthFailure(c.uuid, ua.Username, c.remote)
 			}
-			c.log.Info("CIRA authentication failed", "user", ua.Username, "method", ua.Method, "attempt", attempts)
+			c.logAt(slog.LevelInfo, "CIRA authentication failed", "user", ua.Username, "method", ua.Method, "attempt", attempts)
 			if err := c.writeNow(&apf.UserauthFailure{Methods: apf.MethodPassword}); err != nil {
 				return fail(err)
 			}
@@ -376,10 +386,9 @@ func (c *Conn) writeNow(m apf.Message) error {
 }
 
 // Serve runs the tunnel until it ends and returns why, as a [*CloseError].
-// The calling goroutine becomes the tunnel's reader; Serve starts the writer
-// and returns only after both have stopped.
+// The calling goroutine becomes the tunnel's reader. Serve returns only
+// after the writer goroutine, if one runs, has stopped too.
 func (c *Conn) Serve() error {
-	go c.writeLoop()
 	for {
 		m, err := c.readMsg()
 		if err != nil {
@@ -390,7 +399,7 @@ func (c *Conn) Serve() error {
 			break
 		}
 	}
-	<-c.writerDone
+	c.writer.Wait() // no writer starts once the tunnel is done
 	return c.err
 }
 
@@ -434,7 +443,7 @@ func (c *Conn) dispatch(m apf.Message) error {
 	case *apf.UDPSendTo:
 		return nil // no anchor answers it (apf.md §2.5)
 	case *apf.GlobalRequest:
-		c.log.Debug("unknown global request", "name", m.Name)
+		c.logAt(slog.LevelDebug, "unknown global request", "name", m.Name)
 		if m.WantReply {
 			return c.reply(&apf.RequestFailure{})
 		}
@@ -510,6 +519,7 @@ func (c *Conn) markReady() {
 		return
 	}
 	c.ready = true
+	c.settle = nil
 	c.mu.Unlock()
 	// The timeout field's meaning is undocumented (apf.md §5, §11): send 0
 	// as the device-management-toolkit MPS and MeshCentral do with real AMT.
@@ -554,7 +564,7 @@ func (c *Conn) queue(m apf.Message) error {
 		c.wmu.Unlock()
 		return ErrClosed
 	}
-	c.pending = m.Append(c.pending)
+	c.pending = m.Append(c.buffer())
 	over := len(c.pending) > hardCap
 	c.wmu.Unlock()
 	if over {
@@ -574,18 +584,38 @@ func (c *Conn) sendData(recipient uint32, p []byte) error {
 		c.wmu.Unlock()
 		return c.err
 	}
-	c.pending = apf.AppendChannelDataHeader(c.pending, recipient, len(p))
+	c.pending = apf.AppendChannelDataHeader(c.buffer(), recipient, len(p))
 	c.pending = append(c.pending, p...)
 	c.wmu.Unlock()
 	c.signalWriter()
 	return nil
 }
 
-func (c *Conn) signalWriter() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// Write buffers are pooled, so an idle tunnel holds none.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// buffer returns the queue to append to, taking a pooled buffer when the
+// queue is empty. The caller holds wmu.
+func (c *Conn) buffer() []byte {
+	if c.pending == nil {
+		c.pending = *bufPool.Get().(*[]byte)
 	}
+	return c.pending
+}
+
+// signalWriter makes sure a writer goroutine runs to drain the queue. The
+// writer exits when the queue is empty, so an idle tunnel has only its
+// reader goroutine; at most one writer runs at a time.
+func (c *Conn) signalWriter() {
+	c.wmu.Lock()
+	if c.writerActive || c.isDone() {
+		c.wmu.Unlock()
+		return
+	}
+	c.writerActive = true
+	c.writer.Add(1)
+	c.wmu.Unlock()
+	go c.writeLoop()
 }
 
 func (c *Conn) isDone() bool {
@@ -598,19 +628,22 @@ func (c *Conn) isDone() bool {
 }
 
 // writeLoop is the tunnel's writer goroutine: it takes the whole queue and
-// writes it in one call, so bursts of small messages share TLS records.
+// writes it in one call, so bursts of small messages share TLS records, and
+// exits once the queue is empty.
 func (c *Conn) writeLoop() {
-	defer close(c.writerDone)
+	defer c.writer.Done()
 	for {
-		select {
-		case <-c.wake:
-		case <-c.done:
-			return
-		}
 		c.writing.Lock()
 		for c.flushLocked() {
 		}
 		c.writing.Unlock()
+		c.wmu.Lock()
+		if len(c.pending) == 0 || c.isDone() {
+			c.writerActive = false
+			c.wmu.Unlock()
+			return
+		}
+		c.wmu.Unlock()
 	}
 }
 
@@ -640,10 +673,19 @@ func (c *Conn) flushFromReader() {
 func (c *Conn) flushLocked() bool {
 	c.wmu.Lock()
 	buf := c.pending
-	c.pending, c.spare = c.spare[:0], nil
+	c.pending = nil
 	c.wcond.Broadcast()
 	c.wmu.Unlock()
-	if len(buf) == 0 || c.isDone() {
+	if buf == nil {
+		return false
+	}
+	defer func() {
+		if cap(buf) <= maxPooled {
+			buf = buf[:0]
+			bufPool.Put(&buf)
+		}
+	}()
+	if c.isDone() {
 		return false
 	}
 	c.conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
@@ -659,13 +701,6 @@ func (c *Conn) flushLocked() bool {
 		return false
 	}
 	c.bytesOut.Add(uint64(len(buf)))
-	if cap(buf) <= maxSpare {
-		c.wmu.Lock()
-		if c.spare == nil && len(c.pending) == 0 {
-			c.spare = buf[:0]
-		}
-		c.wmu.Unlock()
-	}
 	return true
 }
 
@@ -714,7 +749,7 @@ func (c *Conn) closeWith(err *CloseError, disc apf.DisconnectReason) {
 		if err.Reason == ReasonShutdown {
 			level = slog.LevelDebug
 		}
-		c.log.Log(context.Background(), level, "tunnel closed", "reason", err.Reason.String(), "err", err)
+		c.logAt(level, "tunnel closed", "reason", err.Reason.String(), "err", err)
 	})
 }
 

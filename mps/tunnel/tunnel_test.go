@@ -199,7 +199,7 @@ func (h *harness) conn() *Conn {
 		if r.err != nil {
 			h.t.Fatalf("Accept: %v", r.err)
 		}
-		h.t.Cleanup(func() { r.c.CloseWithReason(ReasonShutdown, ""); <-r.c.writerDone })
+		h.t.Cleanup(func() { r.c.CloseWithReason(ReasonShutdown, ""); r.c.writer.Wait() })
 		return r.c
 	case <-time.After(10 * time.Second):
 		h.t.Fatal("Accept did not return")
