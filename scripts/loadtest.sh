@@ -13,11 +13,14 @@
 #      drops its tunnel as soon as it is up and reconnects at once);
 #      handshakes/s over --storm-window seconds after --storm-warmup, with
 #      the CPU share of the server and of the simulators (they share the
-#      machine). Optionally once more with the server pinned to CPU 0 and
-#      the simulators to the others (--storm-pinned).
+#      machine). Then TLS 1.2 again with the server pinned to CPU 0 and the
+#      simulators to the others (--storm-pinned: the server's capacity on
+#      one core, measured rather than projected), and with the devices
+#      resuming their TLS sessions (--storm-resume; whether AMT firmware
+#      does is not known).
 #
-#   bash scripts/loadtest.sh --quick          # 1,000 tunnels, short windows: ~2 minutes
-#   bash scripts/loadtest.sh                  # 1,000 / 10,000 / 19,000 tunnels: ~15 minutes
+#   bash scripts/loadtest.sh --quick          # 1,000 tunnels, short windows: ~1.5 minutes
+#   bash scripts/loadtest.sh                  # 1,000 / 10,000 / 19,000 tunnels, 4 storms: ~13 minutes
 #   bash scripts/loadtest.sh --help           # every option
 #
 # As root it runs inside a private network namespace (`unshare -n`, loopback
@@ -47,6 +50,8 @@ STORM_WARMUP=10
 STORM_WINDOW=60
 STORM_TLS="1.2 1.3"
 STORM_PINNED=1     # also a TLS 1.2 storm with the server on CPU 0 alone
+STORM_RESUME=1     # also a TLS 1.2 storm with session resumption
+SERVER_ENV=""      # VAR=VALUE ... for the server only (e.g. GOGC=50)
 KEEPALIVE=30s
 IDLE_TIMEOUT=90s
 SERVER_LOG_LEVEL=warn
@@ -59,7 +64,7 @@ QUICK=0
 usage() {
 	cat <<EOF
 usage: bash scripts/loadtest.sh [options]
-  --quick                1,000 tunnels, settle 10 s, idle window 20 s, storms of 15 s, no pinned storm (~2 min)
+  --quick                1,000 tunnels, settle 10 s, idle window 20 s, storms of 15 s, no pinned or resumed storm (~2 min)
   --tunnels "N ..."      tunnel counts to hold (default "$TUNNELS"; the server needs N + ~10 fds, limit $(ulimit -Hn))
   --settle S             seconds to wait after all are connected before reading RSS (default $SETTLE)
   --idle-window S        seconds of the idle CPU measurement (default $IDLE_WINDOW)
@@ -70,6 +75,8 @@ usage: bash scripts/loadtest.sh [options]
   --storm-window S       seconds of the storm measurement (default $STORM_WINDOW)
   --storm-tls "V ..."    TLS versions the storm devices offer at most (default "$STORM_TLS")
   --storm-pinned | --no-storm-pinned   one more TLS 1.2 storm with the server pinned to CPU 0 (default on)
+  --storm-resume | --no-storm-resume   one more TLS 1.2 storm whose devices resume their TLS sessions (default on)
+  --server-env "V=X ..." environment for the server only, e.g. "GOGC=50" or "GOMEMLIMIT=200MiB"
   --keepalive D          server keepalive interval (default $KEEPALIVE; keep 30s for meaningful keepalive CPU)
   --idle-timeout D       server idle timeout (default $IDLE_TIMEOUT)
   --server-log-level L   debug logs every failed handshake with its reason (default $SERVER_LOG_LEVEL)
@@ -84,7 +91,7 @@ ORIG_ARGS=("$@")
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick)
-		QUICK=1 TUNNELS=1000 SETTLE=10 BASE_WINDOW=5 IDLE_WINDOW=20 STORM_WARMUP=5 STORM_WINDOW=15 STORM_PINNED=0
+		QUICK=1 TUNNELS=1000 SETTLE=10 BASE_WINDOW=5 IDLE_WINDOW=20 STORM_WARMUP=5 STORM_WINDOW=15 STORM_PINNED=0 STORM_RESUME=0
 		;;
 	--tunnels) TUNNELS=$2; shift ;;
 	--settle) SETTLE=$2; shift ;;
@@ -97,6 +104,9 @@ while [ $# -gt 0 ]; do
 	--storm-tls) STORM_TLS=$2; shift ;;
 	--storm-pinned) STORM_PINNED=1 ;;
 	--no-storm-pinned) STORM_PINNED=0 ;;
+	--storm-resume) STORM_RESUME=1 ;;
+	--no-storm-resume) STORM_RESUME=0 ;;
+	--server-env) SERVER_ENV=$2; shift ;;
 	--keepalive) KEEPALIVE=$2; shift ;;
 	--idle-timeout) IDLE_TIMEOUT=$2; shift ;;
 	--server-log-level) SERVER_LOG_LEVEL=$2; shift ;;
@@ -169,6 +179,11 @@ CIRA_USER=loadtest
 CIRA_PW=loadtest-Pw-0 # a throwaway account in a throwaway vault
 SEED=loadtest
 RESULTS=$WORK/results.md
+# Go memory statistics of the server, when this version has --debug-addr.
+DEBUG_ADDR=127.0.0.1:6061
+if ! "$BIN" serve -h 2>&1 | grep -q -- -debug-addr || ! command -v curl >/dev/null; then
+	DEBUG_ADDR=""
+fi
 CLK_TCK=$(getconf CLK_TCK)
 NCPU=$(nproc)
 FAILED=0
@@ -178,7 +193,8 @@ SERVER_PID=0
 
 # --- helpers ------------------------------------------------------------------
 now() { date +%s.%N; }
-calc() { awk "BEGIN { x = ($*); printf \"%s\", x }"; } # calc 'sprintf("%.1f", 1/3)'
+# calc EXPR: awk arithmetic, e.g. calc 'sprintf("%.1f", 1/3)'; max0(x) is max(x, 0)
+calc() { awk "function max0(x) { return x > 0 ? x : 0 } BEGIN { x = ($*); printf \"%s\", x }"; }
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 alive() { # PID: running and not a zombie
@@ -263,9 +279,15 @@ start_server() {
 	[ -z "$cpus" ] || pin=(taskset -c "$cpus")
 	local cmd=("${pin[@]}" "$BIN" serve --data-dir "$DATA" --cira-addr "$ADDR" --keepalive "$KEEPALIVE"
 		--idle-timeout "$IDLE_TIMEOUT" --log-level "$SERVER_LOG_LEVEL")
-	note_cmd "serve${cpus:+ pinned}" "${cmd[*]}"
-	"${cmd[@]}" >"$SERVER_LOG" 2>&1 &
-	SERVER_PID=$!
+	[ -z "$DEBUG_ADDR" ] || cmd+=(--debug-addr "$DEBUG_ADDR")
+	# gctrace: one line per GC on stderr, with the live heap and the
+	# goroutine stacks; cheap, and it tells what the RSS is made of.
+	local envs=(GODEBUG=gctrace=1)
+	# shellcheck disable=SC2206 # VAR=VALUE words
+	envs+=($SERVER_ENV)
+	note_cmd "serve${cpus:+ pinned}" "env ${envs[*]} ${cmd[*]}"
+	env "${envs[@]}" "${cmd[@]}" >"$SERVER_LOG" 2>&1 &
+	SERVER_PID=$! SERVER_T0=$(now)
 	PIDS+=("$SERVER_PID")
 	for ((i = 0; i < 150; i++)); do
 		ss -Hltn "( sport = :$PORT )" | grep -q . && return 0
@@ -289,6 +311,29 @@ stop_server() {
 	fi
 }
 
+# gc_last: the server's last GC line (GODEBUG=gctrace=1) as the words
+# "N T LIVE STACKS BEFORE GOAL": GC number, seconds since start, live heap,
+# goroutine stacks, heap before the GC, heap goal (MB); empty if none.
+gc_last() {
+	grep '^gc [0-9]' "$SERVER_LOG" | tail -n 1 | sed -nE \
+		's/^gc ([0-9]+) @([0-9.]+)s .* ([0-9]+)->([0-9]+)->([0-9]+) MB, ([0-9]+) MB goal, ([0-9]+) MB stacks.*/\1 \2 \5 \7 \3 \6/p'
+}
+
+# go_mem: the server's Go memory statistics (serve --debug-addr) as the
+# words "HEAP_INUSE STACK_INUSE HEAP_FREE HEAP_ALLOC NUMGC GOROUTINES" (bytes,
+# free = idle but not released to the OS); empty when unavailable. Reading
+# them stops the world for a moment: call it outside the CPU windows.
+go_mem() {
+	[ -n "$DEBUG_ADDR" ] || return 0
+	local g
+	g=$(curl -sf --max-time 10 "http://$DEBUG_ADDR/debug/pprof/goroutine?debug=1" | sed -n '1s/^goroutine profile: total //p')
+	curl -sf --max-time 10 "http://$DEBUG_ADDR/debug/pprof/heap?debug=1" | awk -v g="${g:-0}" '
+		$1 == "#" && $3 == "=" { v[$2] = $4 }
+		END { if ("HeapInuse" in v) print v["HeapInuse"], v["Stack"], v["HeapIdle"] - v["HeapReleased"], v["HeapAlloc"], v["NumGC"], g }'
+}
+
+per_tunnel() { calc "sprintf(\"%.1f MiB (%.1f KiB/tunnel)\", $1 / 1048576, $1 / 1024 / $2)"; } # BYTES N
+
 # start_sims NAME TOTAL DURATION [CPUS] -- EXTRA...: TOTAL devices over
 # ceil(TOTAL/PER_SIM) simulators with disjoint --first ranges, each ending
 # after DURATION at the latest. Sets SIM_PIDS, SIM_ERR (--report lines),
@@ -310,7 +355,7 @@ start_sims() {
 		done
 		cmd=("${pin[@]}" "$BIN" simulate --mps "$ADDR" --ca "$ROOT_PEM" --user "$CIRA_USER" --devices "$n" --first "$first"
 			--seed "$SEED" --duration "$dur" "${extra[@]}")
-		note_cmd "simulate $name" "printf %s PW | ${cmd[*]}"
+		note_cmd "simulate $name $i" "printf %s PW | ${cmd[*]}"
 		printf %s "$CIRA_PW" | "${cmd[@]}" >"$WORK/$name.sim$i.out" 2>"$WORK/$name.sim$i.err" &
 		SIM_PIDS+=("$!")
 		PIDS+=("$!")
@@ -419,8 +464,26 @@ hold_tunnels() {
 	local srv_cpu sim_cpu rest held per per_end ka kab reconnects us_per_ka
 	srv_cpu=$(calc "sprintf(\"%.2f\", 100 * ($s1 - $s0) / $CLK_TCK / ($w1 - $w0))")
 	sim_cpu=$(calc "sprintf(\"%.2f\", 100 * ($m1 - $m0) / $CLK_TCK / ($w1 - $w0))")
-	rest=$(calc "sprintf(\"%.1f\", $NCPU * 100 * ($mb1 - $mb0) / ($mt1 - $mt0) - $srv_cpu - $sim_cpu)")
+	rest=$(calc "sprintf(\"%.1f\", max0($NCPU * 100 * ($mb1 - $mb0) / ($mt1 - $mt0) - $srv_cpu - $sim_cpu))")
 	held=$c
+	local threads gcn gct gclive gcbefore gcgoal gc mem=()
+	threads=$(awk '/^Threads:/ { print $2 }' "/proc/$SERVER_PID/status")
+	read -r gcn gct gclive _ gcbefore gcgoal < <(gc_last)
+	if [ -z "${gcn:-}" ]; then
+		gc="no GC yet"
+	else
+		gc="last GC #$gcn at ${gct} s"
+		if [ "$(calc "$gct >= $t1 - $SERVER_T0")" = 1 ]; then
+			gc+=" (after all were connected)"
+		else
+			gc+=" (during the ramp-up)"
+		fi
+		gc+=": live heap $gclive MiB (heap before it $gcbefore MiB, next goal $gcgoal MiB)"
+	fi
+	read -r -a mem < <(go_mem)
+	if [ "${#mem[@]}" -eq 6 ] && [ "$held" -gt 0 ]; then
+		gc="after the idle window: heap in use $(per_tunnel "${mem[0]}" "$held"), goroutine stacks $(per_tunnel "${mem[1]}" "$held"), heap free but not returned to the OS $(per_tunnel "${mem[2]}" "$held"); $(calc "sprintf(\"%.2f\", ${mem[5]} / $held)") goroutines per tunnel (${mem[5]} in all); $gc"
+	fi
 	per=$(calc "$held > 0 ? sprintf(\"%.1f\", ($rss - $rss0) / $held) : \"-\"")
 	per_end=$(calc "$held > 0 ? sprintf(\"%.1f\", ($rss_end - $rss0) / $held) : \"-\"")
 	ka=$(kv "$WORK/$name.delta" keepalives_per_sec)
@@ -441,6 +504,7 @@ hold_tunnels() {
 	[ "${kab:-0}" = 0 ] || TUNNEL_NOTES+=("$n tunnels: $kab bad keepalive replies")
 	[ "$SERVER_WARN" = 0 ] || TUNNEL_NOTES+=("$n tunnels: $SERVER_WARN warnings/errors in the server log")
 	TUNNEL_NOTES+=("$n tunnels: ramp-up took ~${ramp_secs} s; handshake p50/p99 $(kv "$WORK/$name.final" hs_p50_ms)/$(kv "$WORK/$name.final" hs_p99_ms) ms; RSS at the end of the idle window ${rss_end} kB (${per_end} KiB/tunnel); graceful stop: $SERVER_STOP")
+	TUNNEL_NOTES+=("$n tunnels: Go runtime $gc; $threads threads")
 	TUNNEL_ROWS+=("| $n | $held / $srv_sock | $fdn | $(calc "sprintf(\"%.1f / %.1f\", $rss0 / 1024, $rss / 1024)") | **$per** | $(calc "sprintf(\"%.1f\", $hwm / 1024)") | $base_cpu | **$srv_cpu** | $ka | $us_per_ka | $sim_cpu | $rest |")
 }
 
@@ -448,15 +512,23 @@ hold_tunnels() {
 STORM_ROWS=()
 STORM_NOTES=()
 
-storm() { # TLS-VERSION [pinned]
-	local tls=$1 pinned=${2:-} name="storm-tls$1${2:+-pinned}" scpu="" mcpu=""
-	if [ -n "$pinned" ]; then
-		scpu=0 mcpu=1-$((NCPU - 1))
-	fi
-	log "== reconnect storm, TLS $tls${pinned:+, server pinned to CPU 0, simulators to CPU $mcpu}: $STORM_DEVICES devices"
+# storm TLS-VERSION [pinned|resume]: pinned puts the server on CPU 0 and the
+# simulators on the others; resume makes the devices resume their TLS
+# sessions (simulate --resume), which skips the server's RSA signature.
+storm() {
+	local tls=$1 variant=${2:-} name="storm-tls$1${2:+-$2}" scpu="" mcpu="" label="$1" extra=()
+	case $variant in
+	pinned)
+		scpu=0 mcpu=1
+		[ "$NCPU" -gt 2 ] && mcpu=1-$((NCPU - 1))
+		label="$tls, server pinned to CPU 0 (GOMAXPROCS 1), sims to CPU $mcpu"
+		;;
+	resume) extra=(--resume) label="$tls, sessions resumed (--resume)" ;;
+	esac
+	log "== reconnect storm, TLS $label: $STORM_DEVICES devices"
 	start_server "$name" "$scpu" || return 1
 	local dur=$((STORM_WARMUP + STORM_WINDOW + 60))
-	start_sims "$name" "$STORM_DEVICES" "${dur}s" "$mcpu" -- --fault reconnect-loop --hold 0s --report 1s --tls-max "$tls"
+	start_sims "$name" "$STORM_DEVICES" "${dur}s" "$mcpu" -- --fault reconnect-loop --hold 0s --report 1s --tls-max "$tls" "${extra[@]}"
 	sleep "$STORM_WARMUP"
 	sims_alive || { log "   a simulator exited early:"; tail -n 5 "${SIM_ERR[@]}" >&2; return 1; }
 	local s0 m0 w0 p0 s1 m1 w1 p1 mb0 mt0 mb1 mt1
@@ -481,17 +553,15 @@ storm() { # TLS-VERSION [pinned]
 	accepts=$(calc "sprintf(\"%.0f\", ($p1 - $p0) / $secs)")
 	srv_cpu=$(calc "sprintf(\"%.0f\", 100 * ($s1 - $s0) / $CLK_TCK / $secs)")
 	sim_cpu=$(calc "sprintf(\"%.0f\", 100 * ($m1 - $m0) / $CLK_TCK / $secs)")
-	rest=$(calc "sprintf(\"%.0f\", $NCPU * 100 * ($mb1 - $mb0) / ($mt1 - $mt0) - $srv_cpu - $sim_cpu)")
+	rest=$(calc "sprintf(\"%.0f\", max0($NCPU * 100 * ($mb1 - $mb0) / ($mt1 - $mt0) - $srv_cpu - $sim_cpu))")
 	ms_per=$(calc "$hs > 0 ? sprintf(\"%.2f\", 1000 * ($s1 - $s0) / $CLK_TCK / $hs) : \"-\"")
 	local cores=$NCPU
-	[ -n "$pinned" ] && cores=1
+	[ "$variant" = pinned ] && cores=1
 	cap=$(calc "$hs > 0 ? sprintf(\"%.0f\", $cores * $hs * $CLK_TCK / ($s1 - $s0)) : \"-\"")
 	failed=$(kv "$WORK/$name.delta" failed)
 	log "   ${rate} handshakes/s, ${accepts} TCP accepts/s; server CPU ${srv_cpu}%, simulators ${sim_cpu}%, rest ${rest}%"
-	local label="$tls"
-	[ -n "$pinned" ] && label="$tls, server pinned to 1 CPU"
 	STORM_ROWS+=("| $label | $STORM_DEVICES (${#SIM_PIDS[@]}) | $(calc "sprintf(\"%.0f\", $secs)") | **$rate** | $accepts | $srv_cpu | $sim_cpu | $rest | $ms_per | $cap | $(kv "$WORK/$name.final" hs_p50_ms) / $(kv "$WORK/$name.final" hs_p99_ms) | $failed |")
-	STORM_NOTES+=("storm TLS $tls${pinned:+ pinned}: window $hs handshakes, $(kv "$WORK/$name.delta" attempts) attempts; whole run: failed $(kv "$WORK/$name.final" failed), ended $(kv "$WORK/$name.final" ended); server fds at the end $fdn, peak RSS $(calc "sprintf(\"%.1f\", $hwm / 1024)") MiB; graceful stop: $SERVER_STOP; server log warnings/errors: $SERVER_WARN")
+	STORM_NOTES+=("storm TLS $label: window $hs handshakes, $(kv "$WORK/$name.delta" attempts) attempts; whole run: failed $(kv "$WORK/$name.final" failed), ended $(kv "$WORK/$name.final" ended); server fds at the end $fdn, peak RSS $(calc "sprintf(\"%.1f\", $hwm / 1024)") MiB; graceful stop: $SERVER_STOP; server log warnings/errors: $SERVER_WARN")
 }
 
 # --- run --------------------------------------------------------------------------
@@ -501,7 +571,7 @@ machine() {
 	echo "- machine: $NCPU CPUs ($model), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r), open files $(ulimit -n) (hard $(ulimit -Hn))"
 	echo "- Go: ${LT_GO:-?}; binary built with ${LT_BINGO:-?}; commit ${LT_COMMIT:-?}"
 	echo "- network: $LT_NETNS; tcp_tw_reuse=$(cat /proc/sys/net/ipv4/tcp_tw_reuse), ephemeral ports $(tr '\t' '-' </proc/sys/net/ipv4/ip_local_port_range)"
-	echo "- server: keepalive $KEEPALIVE, idle timeout $IDLE_TIMEOUT, log level $SERVER_LOG_LEVEL; simulators: at most $PER_SIM devices each, TLS 1.2 for the tunnels"
+	echo "- server: keepalive $KEEPALIVE, idle timeout $IDLE_TIMEOUT, log level $SERVER_LOG_LEVEL, environment: GODEBUG=gctrace=1${SERVER_ENV:+ $SERVER_ENV}; simulators: at most $PER_SIM devices each, TLS 1.2 for the tunnels"
 }
 
 # stop_leftovers: after a failed phase, whatever it left running.
@@ -532,6 +602,10 @@ for phase in $PHASES; do
 			else
 				STORM_NOTES+=("pinned storm skipped: one CPU")
 			fi
+		fi
+		if [ "$STORM_RESUME" = 1 ]; then
+			storm 1.2 resume || { FAILED=1; STORM_NOTES+=("resumed storm: FAILED, see $WORK"); }
+			stop_leftovers
 		fi
 		;;
 	*) die "--only: unknown phase '$phase' (want tunnels or storm)" ;;

@@ -22,9 +22,14 @@
 //	CHANNEL_DATA / WINDOW_ADJUST ◄─────►
 //	CHANNEL_CLOSE ◄────────────────────►
 //
-// Each tunnel has exactly two goroutines once accepted: the reader, which is
-// the goroutine that calls [Conn.Serve] (it decodes and dispatches, and never
-// blocks on a consumer), and a writer that owns writes to the TLS connection.
+// Each tunnel has one reader goroutine, the one that calls [Conn.Serve]: it
+// decodes and dispatches, never blocks on a consumer, and writes its own
+// small replies (keepalive replies and the like) before it next waits for
+// input, when no write is in progress. At most one writer goroutine drains
+// the rest of the write queue (channel data, window adjusts); it runs only
+// while there is something to write. So an idle tunnel costs one goroutine
+// and no buffer but the 512-byte read buffer, and a keepalive costs no
+// thread handoff: both were measured to matter at 19,000 tunnels.
 // Backpressure comes from windows: a channel buffers at most the window it
 // advertised, and a device that sends more is a protocol error. Memory per
 // tunnel is bounded by the window per channel times the channel cap, plus the
