@@ -117,6 +117,9 @@ func (ch *Channel) onConfirm(peer, window uint32) (closeNow bool) {
 }
 
 func (ch *Channel) onOpenFailure(reason apf.OpenFailureReason) {
+	// Free the slot before Dial learns of the failure, so a Dial that
+	// follows at once is not refused for a channel that no longer exists.
+	ch.c.removeChannel(ch.id)
 	ch.mu.Lock()
 	if ch.state == chOpening {
 		ch.state = chFailed
@@ -124,7 +127,6 @@ func (ch *Channel) onOpenFailure(reason apf.OpenFailureReason) {
 		ch.cond.Broadcast()
 	}
 	ch.mu.Unlock()
-	ch.c.removeChannel(ch.id)
 }
 
 // onWindowAdjust adds send credit; false means the credit would overflow.
@@ -172,6 +174,7 @@ func (ch *Channel) onData(p []byte) bool {
 // onClose handles the device's CHANNEL_CLOSE: answer it unless we already
 // sent ours, and forget the channel.
 func (ch *Channel) onClose() {
+	ch.c.removeChannel(ch.id) // before readers see EOF; see onOpenFailure
 	ch.mu.Lock()
 	if ch.state == chOpening {
 		ch.state = chFailed
@@ -183,7 +186,6 @@ func (ch *Channel) onClose() {
 	peer := ch.peer
 	ch.cond.Broadcast()
 	ch.mu.Unlock()
-	ch.c.removeChannel(ch.id)
 	if reply {
 		ch.c.send(&apf.ChannelClose{Recipient: peer})
 	}
