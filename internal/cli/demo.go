@@ -92,7 +92,7 @@ func runDemo(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	fctx, stopFleet := context.WithCancel(ctx)
+	fctx, stopFleet := context.WithCancel(context.WithoutCancel(ctx)) // stopped after the final report
 	fleetDone := make(chan amtsim.Summary, 1)
 	go func() { fleetDone <- fleet.Run(fctx) }()
 	defer func() { stopFleet(); <-fleetDone }()
