@@ -61,11 +61,7 @@ func runDemo(ctx context.Context, args []string, env Env) error {
 	if err := acc.Add(ctx, vault.KindCIRA, "demo", vault.Secret(ciraPW)); err != nil {
 		return err
 	}
-	srv, err := newServer(ca, acc, &f, log)
-	if err != nil {
-		return err
-	}
-	addr, err := srv.Listen(f.ciraAddr)
+	srv, addr, err := startServer(ca, acc, &f, log)
 	if err != nil {
 		return err
 	}

@@ -87,6 +87,19 @@ func newServer(ca *vault.CA, acc *vault.Accounts, f *serverFlags, log *slog.Logg
 	})
 }
 
+// startServer builds the engine and starts its CIRA listener.
+func startServer(ca *vault.CA, acc *vault.Accounts, f *serverFlags, log *slog.Logger) (*mps.Server, net.Addr, error) {
+	srv, err := newServer(ca, acc, f, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	addr, err := srv.Listen(f.ciraAddr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv, addr, nil
+}
+
 func runServe(ctx context.Context, args []string, env Env) error {
 	var c common
 	var f serverFlags
@@ -113,11 +126,7 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	} else if len(names) == 0 {
 		log.Warn("no CIRA account yet: devices cannot log in until you add one (presence account add --kind cira NAME)")
 	}
-	srv, err := newServer(ca, acc, &f, log)
-	if err != nil {
-		return err
-	}
-	addr, err := srv.Listen(f.ciraAddr)
+	srv, addr, err := startServer(ca, acc, &f, log)
 	if err != nil {
 		return err
 	}

@@ -117,13 +117,8 @@ func (pc *conn) serveHTTP() {
 			return
 		}
 		logger = logger.With("host", host, "port", port)
-		ctx, cancel := pc.dialCtx()
-		dc, err := pc.s.dial(ctx, host, port)
-		cancel()
-		if err != nil {
-			logger.Info("proxy: refused", "err", err)
-			code, reason := dialError(err, host, port)
-			pc.writeHTTPError(code, reason)
+		dc, ok := pc.dialOrRefuse(host, port, logger)
+		if !ok {
 			return
 		}
 		if _, err := pc.c.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
@@ -146,13 +141,8 @@ func (pc *conn) serveHTTP() {
 		return
 	}
 	logger = logger.With("host", host, "port", port)
-	ctx, cancel := pc.dialCtx()
-	dc, err := pc.s.dial(ctx, host, port)
-	cancel()
-	if err != nil {
-		logger.Info("proxy: refused", "err", err)
-		code, reason := dialError(err, host, port)
-		pc.writeHTTPError(code, reason)
+	dc, ok := pc.dialOrRefuse(host, port, logger)
+	if !ok {
 		return
 	}
 	defer pc.s.untrack(dc)
@@ -217,4 +207,19 @@ func writeInterim(w io.Writer, resp *http.Response) error {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// dialOrRefuse dials the device for an HTTP request, or answers the
+// client with the refusal's status and one-line reason.
+func (pc *conn) dialOrRefuse(host string, port uint32, logger *slog.Logger) (net.Conn, bool) {
+	ctx, cancel := pc.dialCtx()
+	defer cancel()
+	dc, err := pc.s.dial(ctx, host, port)
+	if err != nil {
+		logger.Info("proxy: refused", "err", err)
+		code, reason := dialError(err, host, port)
+		pc.writeHTTPError(code, reason)
+		return nil, false
+	}
+	return dc, true
 }
