@@ -1,7 +1,6 @@
 package mps
 
 import (
-	"sync"
 	"time"
 )
 
@@ -38,55 +37,13 @@ type Event struct {
 	User   string // the offered user name, for EventAuthFailed
 }
 
-type subscriber struct {
-	ch   chan Event
-	once sync.Once
-}
-
 // Subscribe returns a channel that receives events, with room for buf of
 // them. Delivery never blocks a tunnel: events that do not fit are dropped
 // and counted in Stats().Dropped. cancel ends the subscription and closes
 // the channel; Shutdown closes it too.
 func (s *Server) Subscribe(buf int) (events <-chan Event, cancel func()) {
-	sub := &subscriber{ch: make(chan Event, max(buf, 1))}
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		close(sub.ch)
-		return sub.ch, func() {}
-	}
-	s.subs[sub] = struct{}{}
-	s.mu.Unlock()
-	return sub.ch, func() {
-		s.mu.Lock()
-		_, ok := s.subs[sub]
-		delete(s.subs, sub)
-		s.mu.Unlock()
-		if ok {
-			sub.once.Do(func() { close(sub.ch) })
-		}
-	}
+	return s.events.Subscribe(buf)
 }
 
 // publish delivers ev to every subscriber without blocking.
-func (s *Server) publish(ev Event) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for sub := range s.subs {
-		select {
-		case sub.ch <- ev:
-		default:
-			s.stats.dropped.Add(1)
-		}
-	}
-}
-
-func (s *Server) closeSubs() {
-	s.mu.Lock()
-	subs := s.subs
-	s.subs = make(map[*subscriber]struct{})
-	s.mu.Unlock()
-	for sub := range subs {
-		sub.once.Do(func() { close(sub.ch) })
-	}
-}
+func (s *Server) publish(ev Event) { s.events.Publish(ev) }

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/presence-mps/presence/internal/hub"
 	"github.com/presence-mps/presence/mps/apf"
 	"github.com/presence-mps/presence/mps/tunnel"
 )
@@ -62,7 +63,7 @@ type Server struct {
 	devices   map[apf.UUID]*tunnel.Conn
 	conns     map[*tunnel.Conn]struct{} // every accepted tunnel, registered or not
 	raws      map[net.Conn]struct{}     // connections still in their handshake
-	subs      map[*subscriber]struct{}
+	events    hub.Hub[Event]
 	closing   bool
 
 	stats stats
@@ -92,7 +93,6 @@ func New(cfg Config) (*Server, error) {
 		devices: make(map[apf.UUID]*tunnel.Conn),
 		conns:   make(map[*tunnel.Conn]struct{}),
 		raws:    make(map[net.Conn]struct{}),
-		subs:    make(map[*subscriber]struct{}),
 	}
 	s.stats.failures = make(map[string]uint64)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -371,7 +371,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		s.closeSubs()
+		s.events.Close()
 		return nil
 	case <-ctx.Done():
 	}
@@ -381,7 +381,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	<-done
-	s.closeSubs()
+	s.events.Close()
 	return ctx.Err()
 }
 
@@ -396,7 +396,6 @@ type Stats struct {
 
 type stats struct {
 	handshakes atomic.Uint64
-	dropped    atomic.Uint64
 	mu         sync.Mutex
 	failures   map[string]uint64
 }
@@ -413,7 +412,7 @@ func (s *Server) Stats() Stats {
 	out := Stats{Tunnels: len(s.conns), Handshakes: len(s.raws)}
 	s.mu.Unlock()
 	out.Accepted = s.stats.handshakes.Load()
-	out.Dropped = s.stats.dropped.Load()
+	out.Dropped = s.events.Dropped()
 	s.stats.mu.Lock()
 	out.Failures = make(map[string]uint64, len(s.stats.failures))
 	for k, v := range s.stats.failures {

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,6 +35,12 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // (HTTP request line plus headers, or a SOCKS greeting and request).
 const maxHandshakeBytes = 64 << 10
 
+// Defaults for zero Config fields.
+const (
+	DefaultIdleTimeout = 2 * time.Minute // between keep-alive HTTP requests
+	DefaultMaxConns    = 10000           // concurrent console connections
+)
+
 // Config configures a [Server]. Zero fields take defaults; Dial is required.
 type Config struct {
 	// Dial reaches a device port. Required.
@@ -40,33 +48,72 @@ type Config struct {
 	// Auth checks console credentials (HTTP Proxy-Authorization Basic,
 	// SOCKS5 username/password). Nil means no authentication is required;
 	// only tests and explicit loopback-noauth setups should leave it nil.
-	// With Auth set, SOCKS4a (which carries no password) is refused.
+	// With Auth set, SOCKS4a (which carries no password) is refused, except
+	// from loopback when AllowLoopbackNoAuth is set.
 	Auth func(user, pass string) bool
+	// AllowLoopbackNoAuth lets consoles on the loopback interface in
+	// without credentials (the admin's own tools on the workstation).
+	AllowLoopbackNoAuth bool
+	// MaxAuthFailures failed logins within AuthWindow block a source
+	// address for AuthWindow (defaults DefaultAuthFailures,
+	// DefaultAuthWindow). A blocked source gets HTTP 429 or a SOCKS
+	// failure without its credentials being checked.
+	MaxAuthFailures int
+	AuthWindow      time.Duration
 	// HandshakeTimeout bounds the whole greeting/request phase. Zero means
 	// DefaultHandshakeTimeout. The deadline is cleared before relaying.
 	HandshakeTimeout time.Duration
+	// IdleTimeout bounds the wait for the next request on a keep-alive
+	// HTTP connection. Zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxConns caps concurrent console connections (default
+	// DefaultMaxConns); more are closed at once.
+	MaxConns int
+	// Sessions records console sessions. Nil gives the Server a table of
+	// its own (see [Server.Sessions]).
+	Sessions *Sessions
 	// Logger receives per-connection logs. Nil discards them.
 	Logger *slog.Logger
 }
 
-// Server is a combined HTTP/SOCKS proxy. Create it with [New].
+// Server is a combined HTTP/SOCKS proxy with port mappings. Create it with
+// [New].
 type Server struct {
 	cfg    Config
 	logger *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	closed bool
-	lns    map[net.Listener]struct{}
-	conns  map[net.Conn]struct{} // client and device conns
-	wg     sync.WaitGroup
+	limiter      *limiter
+	sessions     *Sessions
+	authFailures atomic.Uint64
+	refused      atomic.Uint64 // dials refused or failed
+
+	mu       sync.Mutex
+	closed   bool
+	lns      map[net.Listener]struct{}
+	conns    map[net.Conn]struct{} // client and device conns
+	clients  int
+	mappings map[uint64]*mapping
+	nextMap  uint64
+	owned    map[*Session]struct{} // this Server's live sessions
+	wg       sync.WaitGroup
 }
 
 // New returns a Server for cfg.
 func New(cfg Config) *Server {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	sessions := cfg.Sessions
+	if sessions == nil {
+		sessions = NewSessions()
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -80,7 +127,55 @@ func New(cfg Config) *Server {
 		cancel: cancel,
 		lns:    make(map[net.Listener]struct{}),
 		conns:  make(map[net.Conn]struct{}),
+
+		limiter:  newLimiter(cfg.MaxAuthFailures, cfg.AuthWindow),
+		sessions: sessions,
+		mappings: make(map[uint64]*mapping),
+		owned:    make(map[*Session]struct{}),
 	}
+}
+
+func (s *Server) own(sess *Session) {
+	s.mu.Lock()
+	s.owned[sess] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *Server) forget(sess *Session) {
+	s.mu.Lock()
+	delete(s.owned, sess)
+	s.mu.Unlock()
+}
+
+// killOwned kills this Server's live sessions.
+func (s *Server) killOwned(reason string) {
+	s.mu.Lock()
+	victims := make([]*Session, 0, len(s.owned))
+	for sess := range s.owned {
+		victims = append(victims, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range victims {
+		sess.Kill(reason)
+	}
+}
+
+// Sessions returns the table the Server records its sessions in.
+func (s *Server) Sessions() *Sessions { return s.sessions }
+
+// Stats are the proxy's counters.
+type Stats struct {
+	Conns        int    // console connections open now
+	AuthFailures uint64 // failed console logins
+	Refused      uint64 // dials refused (unknown device, port not allowed) or failed
+	Mappings     int    // port mappings open now
+}
+
+// Stats returns the proxy's counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Conns: s.clients, AuthFailures: s.authFailures.Load(), Refused: s.refused.Load(), Mappings: len(s.mappings)}
 }
 
 // Serve accepts connections on ln until ln fails or the Server is closed.
@@ -116,13 +211,18 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		if !s.trackClient(c) {
+		switch s.trackClient(c) {
+		case trackClosed:
 			c.Close()
 			return net.ErrClosed
+		case trackFull:
+			s.logger.Warn("proxy: too many console connections; closing a new one", "remote", c.RemoteAddr().String(), "max", s.cfg.MaxConns)
+			c.Close()
+			continue
 		}
 		go func() {
 			defer s.wg.Done()
-			defer s.untrack(c)
+			defer s.untrackClient(c)
 			defer c.Close()
 			s.handle(c)
 		}()
@@ -138,6 +238,18 @@ func (s *Server) Close() error {
 	for ln := range s.lns {
 		ln.Close()
 	}
+	maps := make([]*mapping, 0, len(s.mappings))
+	for _, m := range s.mappings {
+		maps = append(maps, m)
+	}
+	s.mu.Unlock()
+	// Sessions first, so they end as "shutdown" rather than as closed by
+	// one side.
+	s.killOwned(EndShutdown)
+	for _, m := range maps {
+		m.close(EndShutdown)
+	}
+	s.mu.Lock()
 	for c := range s.conns {
 		c.Close()
 	}
@@ -165,17 +277,36 @@ func (s *Server) track(c net.Conn) bool {
 	return true
 }
 
+type trackResult int
+
+const (
+	tracked trackResult = iota
+	trackClosed
+	trackFull
+)
+
 // trackClient is track plus a wg.Add under the same lock, so Close never
 // waits before a handler goroutine is counted.
-func (s *Server) trackClient(c net.Conn) bool {
+func (s *Server) trackClient(c net.Conn) trackResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false
+		return trackClosed
 	}
+	if s.clients >= s.cfg.MaxConns {
+		return trackFull
+	}
+	s.clients++
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
-	return true
+	return tracked
+}
+
+func (s *Server) untrackClient(c net.Conn) {
+	s.mu.Lock()
+	s.clients--
+	delete(s.conns, c)
+	s.mu.Unlock()
 }
 
 func (s *Server) untrack(c net.Conn) {
@@ -188,6 +319,7 @@ func (s *Server) untrack(c net.Conn) {
 func (s *Server) dial(ctx context.Context, host string, port uint32) (net.Conn, error) {
 	dc, err := s.cfg.Dial(ctx, host, port)
 	if err != nil {
+		s.refused.Add(1)
 		return nil, err
 	}
 	if !s.track(dc) {
@@ -229,6 +361,9 @@ type conn struct {
 	cr     *capReader
 	br     *bufio.Reader
 	logger *slog.Logger
+	src    netip.Addr
+	// noAuth is set when the console needs no credentials.
+	noAuth bool
 	// deadline ends the whole handshake phase, dial included.
 	deadline time.Time
 }
@@ -241,7 +376,9 @@ func (s *Server) handle(c net.Conn) {
 		cr:     cr,
 		br:     bufio.NewReaderSize(cr, 4096),
 		logger: s.logger.With("remote", c.RemoteAddr().String()),
+		src:    sourceAddr(c.RemoteAddr()),
 	}
+	pc.noAuth = s.cfg.Auth == nil || (s.cfg.AllowLoopbackNoAuth && pc.src.IsLoopback())
 	pc.deadline = time.Now().Add(s.cfg.HandshakeTimeout)
 	c.SetDeadline(pc.deadline)
 	first, err := pc.br.Peek(1)
@@ -266,29 +403,86 @@ func (pc *conn) dialCtx() (context.Context, context.CancelFunc) {
 }
 
 // startRelay ends the handshake phase: it lifts the size cap and clears the
-// deadline, then relays between the client and dc until either side ends.
-func (pc *conn) startRelay(dc net.Conn) {
+// deadline, records a session and relays between the client and dc until
+// either side ends.
+func (pc *conn) startRelay(dc net.Conn, kind, user, host string, port uint32) {
 	pc.cr.n = -1
 	pc.c.SetDeadline(time.Time{})
-	relay(pc.c, pc.br, dc)
-	pc.s.untrack(dc)
+	defer pc.s.untrack(dc)
+	sess := pc.s.beginSession(SessionInfo{
+		Kind: kind, Console: pc.c.RemoteAddr().String(), User: user, Host: host, Port: port,
+	}, dc, pc.c)
+	if sess == nil {
+		dc.Close()
+		return
+	}
+	defer pc.s.forget(sess)
+	info := Relay(sess, pc.c, pc.br, dc)
+	pc.logger.Debug("proxy: session ended", "id", info.ID, "reason", info.EndReason,
+		"to_device", info.BytesToDevice, "from_device", info.BytesFromDevice)
 }
 
-// relay copies client→dev (reading from clientR, which holds any bytes the
-// client pipelined after its handshake) and dev→client. When either
-// direction ends, both connections are closed and relay waits for the other.
-func relay(client net.Conn, clientR io.Reader, dev net.Conn) {
-	done := make(chan struct{}, 2)
-	go proxyCopy(done, dev, clientR)
-	go proxyCopy(done, client, dev)
-	<-done
-	client.Close()
+// beginSession records a session owned by this Server, naming the device by
+// its identity when dc knows it.
+func (s *Server) beginSession(info SessionInfo, dc net.Conn, conns ...net.Conn) *Session {
+	info.Device = info.Host
+	if id, ok := dc.(Identified); ok {
+		info.Device = id.DeviceID()
+	}
+	sess := s.sessions.Begin(info, append(conns, dc)...)
+	if sess == nil {
+		return nil
+	}
+	s.own(sess)
+	if s.isClosed() {
+		sess.Kill(EndShutdown)
+	}
+	return sess
+}
+
+// copyBufs holds relay buffers: larger than io.Copy's 32 KiB, so a channel
+// with a 128 KiB window moves in few writes.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// onlyReader and onlyWriter hide ReadFrom/WriteTo so copies use the pooled
+// buffer rather than small internal ones.
+type onlyReader struct{ io.Reader }
+type onlyWriter struct{ io.Writer }
+
+func copyPooled(dst io.Writer, src io.Reader) {
+	bp := copyBufs.Get().(*[]byte)
+	io.CopyBuffer(onlyWriter{dst}, onlyReader{src}, *bp)
+	copyBufs.Put(bp)
+}
+
+// Relay copies between a console connection and a device connection for
+// sess until either side ends, then closes both and ends the session: as
+// closed by the console or by the device, whichever ended first, unless the
+// session was killed. consoleR supplies the console's bytes (it may hold
+// bytes buffered during a handshake); nil means console itself. Relay
+// returns the ended session.
+func Relay(sess *Session, console net.Conn, consoleR io.Reader, dev net.Conn) SessionInfo {
+	if consoleR == nil {
+		consoleR = console
+	}
+	done := make(chan string, 2)
+	go relayToDevice(done, countingWriter{dev, &sess.toDev}, consoleR)
+	go relayToConsole(done, console, countingReader{dev, &sess.fromDev})
+	reason := <-done
+	console.Close()
 	dev.Close()
 	<-done
+	return sess.End(reason)
 }
 
-// proxyCopy is a named function so relays show up in stack dumps.
-func proxyCopy(done chan<- struct{}, dst io.Writer, src io.Reader) {
-	io.Copy(dst, src)
-	done <- struct{}{}
+// relayToDevice and relayToConsole are named so relays show up in stack
+// dumps.
+func relayToDevice(done chan<- string, dst io.Writer, src io.Reader) {
+	copyPooled(dst, src)
+	done <- EndConsole
+}
+
+func relayToConsole(done chan<- string, dst io.Writer, src io.Reader) {
+	copyPooled(dst, src)
+	done <- EndDevice
 }

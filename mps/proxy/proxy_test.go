@@ -24,9 +24,11 @@ import (
 // port 16992, served by an in-test HTTP handler on a loopback listener.
 type fakeEngine struct {
 	addr string // device HTTP server
+	echo string // device echo server (port 16994)
 
-	mu    sync.Mutex
-	hosts []string // every host passed to Dial
+	mu     sync.Mutex
+	hosts  []string // every host passed to Dial
+	opened int      // successful dials
 }
 
 func newFakeEngine(t *testing.T) *fakeEngine {
@@ -41,7 +43,51 @@ func newFakeEngine(t *testing.T) *fakeEngine {
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return &fakeEngine{addr: ln.Addr().String()}
+	return &fakeEngine{addr: ln.Addr().String(), echo: startEcho(t)}
+}
+
+// startEcho runs a loopback echo server and returns its address.
+func startEcho(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// identified is a device connection that knows its device's identity, as
+// the engine's channels do.
+type identified struct {
+	net.Conn
+	id string
+}
+
+func (c identified) DeviceID() string { return c.id }
+
+// dials returns how many device connections were opened.
+func (e *fakeEngine) dials() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.opened
 }
 
 func (e *fakeEngine) dial(ctx context.Context, host string, port uint32) (net.Conn, error) {
@@ -55,11 +101,23 @@ func (e *fakeEngine) dial(ctx context.Context, host string, port uint32) (net.Co
 	default:
 		return nil, fmt.Errorf("%q: %w", host, ErrUnknownHost)
 	}
-	if port != 16992 {
+	target := e.addr
+	switch port {
+	case 16992:
+	case 16994:
+		target = e.echo
+	default:
 		return nil, fmt.Errorf("%s:%d: %w", host, port, ErrPortNotAllowed)
 	}
 	var d net.Dialer
-	return d.DialContext(ctx, "tcp", e.addr)
+	c, err := d.DialContext(ctx, "tcp", target)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	e.opened++
+	e.mu.Unlock()
+	return identified{c, "uuid-dev1"}, nil
 }
 
 func (e *fakeEngine) lastHost() string {

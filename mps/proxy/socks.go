@@ -74,13 +74,17 @@ func (pc *conn) serveSOCKS5() {
 	if _, err := io.ReadFull(pc.br, methods); err != nil {
 		return
 	}
-	want := byte(socks5MethodNoAuth)
-	if pc.s.cfg.Auth != nil {
+	// Without a login requirement, "no auth" is taken when offered;
+	// otherwise username/password (RFC 1929) is required.
+	var want byte
+	switch {
+	case pc.noAuth && bytes.IndexByte(methods, socks5MethodNoAuth) >= 0:
+		want = socks5MethodNoAuth
+	case bytes.IndexByte(methods, socks5MethodUserPass) >= 0:
 		want = socks5MethodUserPass
-	}
-	if bytes.IndexByte(methods, want) < 0 {
+	default:
 		pc.c.Write([]byte{socks5Version, socks5MethodNone})
-		pc.logger.Info("proxy: socks5 no acceptable auth method")
+		pc.logger.Info("proxy: socks5 client offers no username/password method")
 		return
 	}
 	if _, err := pc.c.Write([]byte{socks5Version, want}); err != nil {
@@ -93,9 +97,19 @@ func (pc *conn) serveSOCKS5() {
 		if err != nil {
 			return
 		}
-		if !pc.s.cfg.Auth(u, p) {
+		res := authOK
+		if !pc.noAuth {
+			res = pc.authenticate(u, p)
+		} else if pc.s.cfg.Auth != nil && !pc.s.cfg.Auth(u, p) {
+			u = "" // loopback without auth: wrong credentials name nobody
+		}
+		if res != authOK {
 			pc.c.Write([]byte{socks5UserPassVersion, 0x01})
-			pc.logger.Info("proxy: socks5 auth failed", "user", u)
+			if res == authBlocked {
+				pc.logger.Warn("proxy: socks5 login refused: too many failures from this address", "user", u)
+			} else {
+				pc.logger.Info("proxy: socks5 auth failed", "user", u)
+			}
 			return
 		}
 		if _, err := pc.c.Write([]byte{socks5UserPassVersion, 0x00}); err != nil {
@@ -164,7 +178,7 @@ func (pc *conn) serveSOCKS5() {
 		return
 	}
 	logger.Debug("proxy: relaying")
-	pc.startRelay(dc)
+	pc.startRelay(dc, KindSOCKS5, user, host, port)
 }
 
 // readUserPass reads an RFC 1929 username/password request.
@@ -222,8 +236,8 @@ func (pc *conn) serveSOCKS4() {
 		host = name
 	}
 	logger := pc.logger.With("proto", "socks4", "host", host, "port", port)
-	if req[1] != socks4CmdConnect || pc.s.cfg.Auth != nil {
-		logger.Info("proxy: socks4 refused", "cmd", req[1], "auth_required", pc.s.cfg.Auth != nil)
+	if req[1] != socks4CmdConnect || !pc.noAuth {
+		logger.Info("proxy: socks4 refused", "cmd", req[1], "auth_required", !pc.noAuth)
 		reply(socks4Rejected)
 		return
 	}
@@ -240,7 +254,7 @@ func (pc *conn) serveSOCKS4() {
 		pc.s.untrack(dc)
 		return
 	}
-	pc.startRelay(dc)
+	pc.startRelay(dc, KindSOCKS4, "", host, port)
 }
 
 var errFieldTooLong = errors.New("proxy: socks4 field too long")
