@@ -65,6 +65,7 @@ type Server struct {
 	raws      map[net.Conn]struct{}     // connections still in their handshake
 	events    hub.Hub[Event]
 	closing   bool
+	aliases   map[string]apf.UUID // lower-case alias → device
 
 	stats stats
 }
@@ -93,6 +94,7 @@ func New(cfg Config) (*Server, error) {
 		devices: make(map[apf.UUID]*tunnel.Conn),
 		conns:   make(map[*tunnel.Conn]struct{}),
 		raws:    make(map[net.Conn]struct{}),
+		aliases: make(map[string]apf.UUID),
 	}
 	s.stats.failures = make(map[string]uint64)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -258,16 +260,19 @@ func errDetail(err error) string {
 	return ""
 }
 
-// lookup finds a connected device by UUID text (any case, dashes optional)
-// or by the host name it announced (case-insensitive, optionally with a
-// trailing ".amt").
+// lookup finds a connected device by UUID text (any case, dashes optional),
+// by an alias, or by the host name it announced (case-insensitive), each
+// optionally with a trailing ".amt".
 func (s *Server) lookup(name string) *tunnel.Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if u, err := apf.ParseUUID(strings.TrimSuffix(name, ".amt")); err == nil {
+	host := strings.TrimSuffix(strings.TrimSuffix(name, "."), ".amt")
+	if u, err := apf.ParseUUID(host); err == nil {
 		return s.devices[u]
 	}
-	host := strings.TrimSuffix(name, ".amt")
+	if u, ok := s.aliases[strings.ToLower(host)]; ok {
+		return s.devices[u]
+	}
 	var best *tunnel.Conn
 	for _, c := range s.devices {
 		if strings.EqualFold(c.Hostname(), host) && (best == nil || c.ConnectedAt().After(best.ConnectedAt())) {

@@ -31,6 +31,8 @@ func (pc *conn) writeHTTPError(code int, reason string, extra ...string) {
 		fmt.Fprintf(&b, "%s: %s\r\n", extra[i], extra[i+1])
 	}
 	fmt.Fprintf(&b, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	// The handshake deadline may have passed (that may be the error).
+	pc.c.SetWriteDeadline(time.Now().Add(errorWriteTimeout))
 	pc.c.Write([]byte(b.String()))
 }
 
@@ -84,7 +86,7 @@ func (pc *conn) httpAuth(req *http.Request, loggedIn *string) (string, bool) {
 	case authBlocked:
 		pc.logger.Warn("proxy: http login refused: too many failures from this address", "user", user)
 		pc.writeHTTPError(http.StatusTooManyRequests, "too many failed logins from "+pc.src.String()+"; try again later",
-			"Retry-After", strconv.Itoa(int(pc.s.limiter.window.Seconds())))
+			"Retry-After", strconv.Itoa(int(pc.s.limiter.Window().Seconds())))
 	default:
 		if has {
 			pc.logger.Info("proxy: http auth failed", "user", user)
@@ -140,7 +142,9 @@ func (pc *conn) serveHTTP() {
 				pc.writeHTTPError(http.StatusRequestHeaderFieldsTooLarge, "request headers too large")
 			case n > 0 && isTimeout(err):
 				endWhy = EndIdle
-			case n > 0 || isTimeout(err) || errors.Is(err, io.EOF):
+			case isTimeout(err):
+				pc.writeHTTPError(http.StatusRequestTimeout, "request not received in time")
+			case n > 0 || errors.Is(err, io.EOF):
 			default:
 				pc.writeHTTPError(http.StatusBadRequest, "malformed request")
 			}
@@ -227,6 +231,9 @@ func (pc *conn) serveHTTP() {
 		}
 	}
 }
+
+// errorWriteTimeout bounds writing an error response.
+const errorWriteTimeout = 2 * time.Second
 
 // requestWriteGrace is how long forward waits, once the response is through,
 // for the request to finish being written to the device.

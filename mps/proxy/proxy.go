@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/presence-mps/presence/internal/authlimit"
 )
 
 // DialFunc opens a connection to port on the device the console named host.
@@ -55,8 +57,8 @@ type Config struct {
 	// without credentials (the admin's own tools on the workstation).
 	AllowLoopbackNoAuth bool
 	// MaxAuthFailures failed logins within AuthWindow block a source
-	// address for AuthWindow (defaults DefaultAuthFailures,
-	// DefaultAuthWindow). A blocked source gets HTTP 429 or a SOCKS
+	// address for AuthWindow (defaults authlimit.DefaultFailures,
+	// authlimit.DefaultWindow). A blocked source gets HTTP 429 or a SOCKS
 	// failure without its credentials being checked.
 	MaxAuthFailures int
 	AuthWindow      time.Duration
@@ -84,7 +86,7 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	limiter      *limiter
+	limiter      *authlimit.Limiter
 	sessions     *Sessions
 	authFailures atomic.Uint64
 	refused      atomic.Uint64 // dials refused or failed
@@ -128,7 +130,7 @@ func New(cfg Config) *Server {
 		lns:    make(map[net.Listener]struct{}),
 		conns:  make(map[net.Conn]struct{}),
 
-		limiter:  newLimiter(cfg.MaxAuthFailures, cfg.AuthWindow),
+		limiter:  authlimit.New(cfg.MaxAuthFailures, cfg.AuthWindow),
 		sessions: sessions,
 		mappings: make(map[uint64]*mapping),
 		owned:    make(map[*Session]struct{}),
@@ -376,7 +378,7 @@ func (s *Server) handle(c net.Conn) {
 		cr:     cr,
 		br:     bufio.NewReaderSize(cr, 4096),
 		logger: s.logger.With("remote", c.RemoteAddr().String()),
-		src:    sourceAddr(c.RemoteAddr()),
+		src:    authlimit.SourceAddr(c.RemoteAddr()),
 	}
 	pc.noAuth = s.cfg.Auth == nil || (s.cfg.AllowLoopbackNoAuth && pc.src.IsLoopback())
 	pc.deadline = time.Now().Add(s.cfg.HandshakeTimeout)

@@ -137,6 +137,8 @@ func TestSessionKill(t *testing.T) {
 	c := dialSOCKS5(t, addr, "console", "s3cret", "dev1:16994")
 	echoOnce(t, c, "ping")
 	start := awaitEvent(t, evs, func(ev SessionEvent) bool { return !ev.Ended })
+	// The count follows the write's return, which may come after the echo.
+	waitFor(t, func() bool { got, _ := s.Sessions().Get(start.Session.ID); return got.BytesToDevice == 4 })
 	got, ok := s.Sessions().Get(start.Session.ID)
 	if !ok || got.Kind != KindSOCKS5 || got.User != "console" || got.Device != "uuid-dev1" || got.Port != 16994 ||
 		got.BytesToDevice != 4 || got.BytesFromDevice != 4 || !strings.HasPrefix(got.Console, "127.0.0.1:") {
@@ -241,7 +243,7 @@ func TestAuthRateLimit(t *testing.T) {
 	eng := newFakeEngine(t)
 	s, addr := startProxy(t, Config{Dial: eng.dial, Auth: checkAuth, MaxAuthFailures: 3, AuthWindow: time.Minute})
 	now := time.Now()
-	s.limiter.now = func() time.Time { return now }
+	s.limiter.Now = func() time.Time { return now }
 	get := func(user, pass string) *http.Response {
 		t.Helper()
 		resp, err := proxyClient(addr, user, pass).Get("http://dev1:16992/hello?x=1")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
+	"time"
 )
 
 // SOCKS5 constants (RFC 1928, RFC 1929).
@@ -60,6 +61,9 @@ func socks5Reply(err error) byte {
 // writeSOCKS5Reply writes a reply with an all-zero IPv4 bound address: the
 // bound address of a device channel means nothing to the console.
 func (pc *conn) writeSOCKS5Reply(rep byte) error {
+	if rep != socks5RepSucceeded {
+		pc.c.SetWriteDeadline(time.Now().Add(errorWriteTimeout))
+	}
 	_, err := pc.c.Write([]byte{socks5Version, rep, 0, socks5AddrIPv4, 0, 0, 0, 0, 0, 0})
 	return err
 }

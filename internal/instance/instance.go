@@ -1,0 +1,267 @@
+// Package instance assembles a whole Presence instance from its parts: the
+// CIRA engine, the console proxy with its port mappings, the API and the
+// mDNS advertisement, with the wiring between them and one shutdown order.
+// `presence serve`, `presence demo` and the desktop app all run this.
+package instance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/presence-mps/presence/mps"
+	"github.com/presence-mps/presence/mps/api"
+	"github.com/presence-mps/presence/mps/apf"
+	"github.com/presence-mps/presence/mps/proxy"
+	"github.com/presence-mps/presence/mps/tunnel"
+	"github.com/presence-mps/presence/vault"
+)
+
+// Config describes an instance. CA and Accounts are required.
+type Config struct {
+	CA       *vault.CA
+	Accounts *vault.Accounts
+
+	// Listen addresses. CIRAAddr is required; an empty ProxyAddr or
+	// APIAddr leaves that part off.
+	CIRAAddr, ProxyAddr, APIAddr string
+
+	// Tunnel settings (zero: the tunnel package's defaults).
+	Keepalive, IdleTimeout, HandshakeTimeout time.Duration
+	LegacyTLS                                bool
+	MaxTunnels                               int
+
+	// AllowLoopbackNoAuth lets consoles on this machine use the proxy and
+	// the API without logging in.
+	AllowLoopbackNoAuth bool
+
+	// Advertise, if set, is called once the listeners are up to announce
+	// the instance (mDNS); the function it returns withdraws it.
+	Advertise func(Announcement) (withdraw func(), err error)
+
+	// InstanceID identifies this instance to peers (default: random).
+	InstanceID string
+	Version    string
+	// Token is the API bearer token (default: random, see Instance.Token).
+	Token  string
+	Logger *slog.Logger
+}
+
+// Announcement is what an instance advertises about itself.
+type Announcement struct {
+	ProxyPort, APIPort, CIRAPort int
+	InstanceID, Version          string
+	Fingerprint                  string // SHA-256 of the MPS root certificate, hex
+}
+
+// Instance is a running Presence.
+type Instance struct {
+	Server *mps.Server
+	Proxy  *proxy.Server // nil without ProxyAddr
+	API    *api.API      // nil without APIAddr
+
+	CIRAAddr, ProxyAddr, APIAddr net.Addr // nil for parts left off
+
+	cfg      Config
+	log      *slog.Logger
+	sessions *proxy.Sessions
+	withdraw func()
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// ID returns the instance id.
+func (in *Instance) ID() string { return in.cfg.InstanceID }
+
+// Token returns the API bearer token: a secret for the local command line,
+// never to be logged.
+func (in *Instance) Token() string { return in.cfg.Token }
+
+// Sessions returns the table of console sessions.
+func (in *Instance) Sessions() *proxy.Sessions { return in.sessions }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Start builds and starts an instance. On error nothing is left running.
+func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
+	if cfg.CA == nil || cfg.Accounts == nil {
+		return nil, errors.New("instance: Config.CA and Config.Accounts are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = randomHex(8)
+	}
+	if cfg.Token == "" {
+		cfg.Token = randomHex(32)
+	}
+	log := cfg.Logger
+	acc := cfg.Accounts
+	checkCIRA := acc.CIRAAuthenticator()
+	srv, err := mps.New(mps.Config{
+		TLS:        tunnel.TLSConfig(cfg.CA.TLSCertificate(), cfg.LegacyTLS),
+		MaxTunnels: cfg.MaxTunnels,
+		Logger:     log,
+		Tunnel: tunnel.Config{
+			Auth: func(ctx context.Context, _ apf.UUID, user string, pw []byte) bool {
+				ok, err := checkCIRA(ctx, user, pw)
+				if err != nil {
+					log.Warn("cannot check CIRA credentials", "user", user, "err", err)
+				}
+				return ok
+			},
+			KeepaliveInterval: cfg.Keepalive,
+			IdleTimeout:       cfg.IdleTimeout,
+			HandshakeTimeout:  cfg.HandshakeTimeout,
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	in := &Instance{Server: srv, cfg: cfg, log: log, sessions: proxy.NewSessions()}
+	defer func() {
+		if err != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			in.Shutdown(sctx)
+			cancel()
+		}
+	}()
+	if in.CIRAAddr, err = srv.Listen(cfg.CIRAAddr); err != nil {
+		return in, fmt.Errorf("CIRA listener: %w", err)
+	}
+	consoleAuth := func(user, pass string) bool {
+		ok, err := acc.Verify(context.Background(), vault.KindConsole, user, []byte(pass))
+		if err != nil {
+			log.Warn("cannot check console credentials", "user", user, "err", err)
+		}
+		return ok
+	}
+	in.Proxy = proxy.New(proxy.Config{
+		Dial:                srv.DialConsole,
+		Auth:                consoleAuth,
+		AllowLoopbackNoAuth: cfg.AllowLoopbackNoAuth,
+		HandshakeTimeout:    cfg.HandshakeTimeout,
+		Sessions:            in.sessions,
+		Logger:              log.With("part", "proxy"),
+	})
+	if cfg.ProxyAddr != "" {
+		ln, err := net.Listen("tcp", cfg.ProxyAddr)
+		if err != nil {
+			return in, fmt.Errorf("proxy listener: %w", err)
+		}
+		in.ProxyAddr = ln.Addr()
+		in.serve(func() error { return in.Proxy.Serve(ln) })
+	}
+	if cfg.APIAddr != "" {
+		in.API, err = api.New(api.Config{
+			Server: srv, Proxy: in.Proxy, Auth: consoleAuth, Token: cfg.Token,
+			AllowLoopbackNoAuth: cfg.AllowLoopbackNoAuth, RootPEM: cfg.CA.RootPEM(),
+			ProxyPort: port(in.ProxyAddr), Version: cfg.Version, InstanceID: cfg.InstanceID,
+			Logger: log.With("part", "api"),
+		})
+		if err != nil {
+			return in, err
+		}
+		ln, err := net.Listen("tcp", cfg.APIAddr)
+		if err != nil {
+			return in, fmt.Errorf("API listener: %w", err)
+		}
+		in.APIAddr = ln.Addr()
+		in.serve(func() error { return in.API.Serve(ln) })
+	}
+	in.wireEvents()
+	if cfg.Advertise != nil {
+		in.withdraw, err = cfg.Advertise(Announcement{
+			ProxyPort: port(in.ProxyAddr), APIPort: port(in.APIAddr), CIRAPort: port(in.CIRAAddr),
+			InstanceID: cfg.InstanceID, Version: cfg.Version, Fingerprint: cfg.CA.RootFingerprintSHA256(),
+		})
+		if err != nil {
+			// The instance works without it; peers just will not see it.
+			log.Warn("mDNS advertisement failed; consoles must be told the proxy address", "err", err)
+			in.withdraw = nil
+			err = nil
+		}
+	}
+	return in, nil
+}
+
+func port(a net.Addr) int {
+	if a == nil {
+		return 0
+	}
+	_, p, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// serve runs a listener loop owned by the instance.
+func (in *Instance) serve(loop func() error) {
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		if err := loop(); err != nil && !errors.Is(err, net.ErrClosed) {
+			in.log.Error("listener stopped", "err", err)
+		}
+	}()
+}
+
+// wireEvents frees a device's port mappings when its tunnel ends.
+func (in *Instance) wireEvents() {
+	events, _ := in.Server.Subscribe(4096)
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		for ev := range events { // closed by Server.Shutdown
+			if ev.Kind == mps.EventDisconnected {
+				if n := in.Proxy.UnmapDevice(ev.Device.UUID); n > 0 {
+					in.log.Info("port mappings closed: their device disconnected", "device", ev.Device.UUID, "mappings", n)
+				}
+			}
+		}
+	}()
+}
+
+// Shutdown stops the instance: the advertisement first (peers stop
+// sending consoles here), then the API and the proxy (their sessions end as
+// "shutdown"), then the tunnels. It waits for every goroutine; if ctx ends
+// first, what remains is closed hard and ctx's error returned.
+func (in *Instance) Shutdown(ctx context.Context) error {
+	in.stopOnce.Do(func() {
+		if in.withdraw != nil {
+			in.withdraw()
+		}
+		var errs []error
+		if in.API != nil {
+			if err := in.API.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if in.Proxy != nil {
+			in.Proxy.Close()
+		}
+		in.sessions.Close()
+		if err := in.Server.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		in.wg.Wait()
+		in.sessions.CloseEvents()
+		in.stopErr = errors.Join(errs...)
+	})
+	return in.stopErr
+}

@@ -1,0 +1,456 @@
+// Package api is Presence's HTTP API for scripts, web consoles and the
+// command line: REST endpoints over the engine's devices, console sessions
+// and port mappings, the websocket relay web consoles use to reach a device
+// port, a proxy auto-config file and Prometheus metrics.
+//
+// Every endpoint but /api/v1/health and the name-free form of /proxy.pac
+// needs a console account (HTTP Basic) or the instance's bearer token (the
+// token the running instance writes for the local command line). Failed
+// logins are limited per source address.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/presence-mps/presence/internal/authlimit"
+	"github.com/presence-mps/presence/mps"
+	"github.com/presence-mps/presence/mps/proxy"
+)
+
+// Config configures an [API]. Server and Proxy are required.
+type Config struct {
+	Server *mps.Server
+	Proxy  *proxy.Server
+	// Auth checks a console account's credentials. Nil refuses every
+	// Basic login (the token, and loopback when allowed, still work).
+	Auth func(user, pass string) bool
+	// Token, if not empty, is accepted as "Authorization: Bearer <token>"
+	// (and as a websocket subprotocol on the relay).
+	Token string
+	// AllowLoopbackNoAuth lets requests from loopback in without login.
+	AllowLoopbackNoAuth bool
+	// RootPEM is the MPS root certificate served at /api/v1/ciracert.
+	RootPEM []byte
+	// ProxyAddr is the proxy's host:port as consoles should reach it, for
+	// /proxy.pac. Empty: the host of the PAC request with ProxyPort.
+	ProxyAddr string
+	ProxyPort int
+	// Version and InstanceID are reported by /api/v1/health.
+	Version    string
+	InstanceID string
+	// MaxAuthFailures and AuthWindow configure the failed-login limit
+	// (authlimit defaults when zero).
+	MaxAuthFailures int
+	AuthWindow      time.Duration
+	// Logger receives request logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// API serves the endpoints. Create it with [New].
+type API struct {
+	cfg     Config
+	log     *slog.Logger
+	limiter *authlimit.Limiter
+	mux     *http.ServeMux
+	started time.Time
+	srv     *http.Server
+
+	ctx    context.Context // ends relays on Shutdown
+	cancel context.CancelFunc
+	relays sync.WaitGroup
+}
+
+// New returns an API for cfg.
+func New(cfg Config) (*API, error) {
+	if cfg.Server == nil || cfg.Proxy == nil {
+		return nil, errors.New("api: Config.Server and Config.Proxy are required")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &API{
+		cfg:     cfg,
+		log:     log,
+		limiter: authlimit.New(cfg.MaxAuthFailures, cfg.AuthWindow),
+		mux:     http.NewServeMux(),
+		started: time.Now(),
+	}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.routes()
+	a.srv = &http.Server{
+		Handler:           a,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return a, nil
+}
+
+func (a *API) routes() {
+	a.mux.HandleFunc("GET /api/v1/health", a.health)
+	a.mux.HandleFunc("GET /api/v1/devices", a.auth(a.devices))
+	a.mux.HandleFunc("GET /api/v1/devices/{guid}", a.auth(a.device))
+	a.mux.HandleFunc("DELETE /api/v1/devices/disconnect/{guid}", a.auth(a.disconnect))
+	a.mux.HandleFunc("GET /api/v1/sessions", a.auth(a.sessions))
+	a.mux.HandleFunc("DELETE /api/v1/sessions/{id}", a.auth(a.killSession))
+	a.mux.HandleFunc("GET /api/v1/mappings", a.auth(a.mappings))
+	a.mux.HandleFunc("POST /api/v1/mappings", a.auth(a.createMapping))
+	a.mux.HandleFunc("DELETE /api/v1/mappings/{id}", a.auth(a.deleteMapping))
+	a.mux.HandleFunc("GET /api/v1/ciracert", a.auth(a.ciracert))
+	a.mux.HandleFunc("GET /metrics", a.auth(a.metrics))
+	a.mux.HandleFunc("GET /proxy.pac", a.pac)
+	a.mux.HandleFunc("GET /relay/webrelay.ashx", a.relay)
+}
+
+// ServeHTTP routes a request; unknown paths get a JSON 404.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := a.mux.Handler(r)
+	if pattern == "" {
+		if _, p := a.mux.Handler(withMethod(r, http.MethodGet)); p != "" || r.Method == http.MethodGet {
+			writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+			return
+		}
+	}
+	h.ServeHTTP(w, r)
+}
+
+func withMethod(r *http.Request, m string) *http.Request {
+	r2 := *r
+	r2.Method = m
+	return &r2
+}
+
+// Serve serves the API on ln until Shutdown.
+func (a *API) Serve(ln net.Listener) error {
+	err := a.srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return net.ErrClosed
+	}
+	return err
+}
+
+// Shutdown stops the listeners, ends websocket relays and waits for
+// requests in flight (up to ctx).
+func (a *API) Shutdown(ctx context.Context) error {
+	a.cancel()
+	err := a.srv.Shutdown(ctx)
+	a.relays.Wait()
+	return err
+}
+
+// writeJSON writes v with status 200.
+func writeJSON(w http.ResponseWriter, v any) { writeJSONStatus(w, http.StatusOK, v) }
+
+// writeJSONStatus writes v with status code.
+func writeJSONStatus(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// writeError writes {"error": msg} with status code.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSONStatus(w, code, map[string]string{"error": msg})
+}
+
+type ctxKey struct{}
+
+// userOf returns the authenticated user of a request ("" for token or
+// loopback access).
+func userOf(r *http.Request) string {
+	u, _ := r.Context().Value(ctxKey{}).(string)
+	return u
+}
+
+// login outcomes.
+const (
+	loginOK = iota
+	loginMissing
+	loginFailed
+	loginBlocked
+)
+
+// authenticate checks a request's credentials: bearer token, Basic console
+// account, extra tokens offered (the relay's subprotocols), or loopback.
+func (a *API) authenticate(r *http.Request, tokens ...string) (user string, outcome int) {
+	src := remoteIP(r)
+	if a.cfg.AllowLoopbackNoAuth && src.IsLoopback() {
+		if u, p, ok := r.BasicAuth(); ok && a.cfg.Auth != nil && a.cfg.Auth(u, p) {
+			return u, loginOK
+		}
+		return "", loginOK
+	}
+	if a.limiter.Blocked(src) {
+		return "", loginBlocked
+	}
+	authz := r.Header.Get("Authorization")
+	if t, ok := strings.CutPrefix(authz, "Bearer "); ok {
+		tokens = append(tokens, strings.TrimSpace(t))
+	}
+	for _, t := range tokens {
+		if a.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(t), []byte(a.cfg.Token)) == 1 {
+			a.limiter.Succeed(src)
+			return "", loginOK
+		}
+	}
+	u, p, ok := r.BasicAuth()
+	if !ok && len(tokens) == 0 {
+		return "", loginMissing
+	}
+	if ok && a.cfg.Auth != nil && a.cfg.Auth(u, p) {
+		a.limiter.Succeed(src)
+		return u, loginOK
+	}
+	a.limiter.Fail(src)
+	a.log.Info("api: login failed", "remote", r.RemoteAddr, "user", u)
+	return u, loginFailed
+}
+
+// refuse answers a failed login.
+func (a *API) refuse(w http.ResponseWriter, outcome int) {
+	if outcome == loginBlocked {
+		w.Header().Set("Retry-After", strconv.Itoa(int(a.limiter.Window().Seconds())))
+		writeError(w, http.StatusTooManyRequests, "too many failed logins from this address; try again later")
+		return
+	}
+	w.Header().Set("WWW-Authenticate", `Basic realm="Presence", charset="UTF-8"`)
+	writeError(w, http.StatusUnauthorized, "log in with a console account (presence account add --kind console NAME)")
+}
+
+// auth wraps a handler with the login check.
+func (a *API) auth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		user, outcome := a.authenticate(r)
+		if outcome != loginOK {
+			a.refuse(w, outcome)
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, user)))
+	}
+}
+
+func remoteIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// Health is the body of /api/v1/health.
+type Health struct {
+	Status   string  `json:"status"`
+	Version  string  `json:"version,omitempty"`
+	Instance string  `json:"instance,omitempty"`
+	Uptime   float64 `json:"uptime_seconds"`
+	Tunnels  int     `json:"tunnels"`
+	Sessions int     `json:"sessions"`
+}
+
+func (a *API) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, Health{
+		Status: "ok", Version: a.cfg.Version, Instance: a.cfg.InstanceID,
+		Uptime:   time.Since(a.started).Seconds(),
+		Tunnels:  a.cfg.Server.Stats().Tunnels,
+		Sessions: a.cfg.Proxy.Sessions().Stats().Active,
+	})
+}
+
+// DeviceInfo is a connected device as the API shows it.
+type DeviceInfo struct {
+	UUID          string     `json:"uuid"`
+	Hostname      string     `json:"hostname"`
+	Aliases       []string   `json:"aliases,omitempty"`
+	Remote        string     `json:"remote"`
+	User          string     `json:"cira_user"`
+	Ports         []uint32   `json:"ports"`
+	TLSVersion    string     `json:"tls_version"`
+	TLSCipher     string     `json:"tls_cipher"`
+	APFVersion    string     `json:"apf_version"`
+	ConnectedAt   time.Time  `json:"connected_since"`
+	LastKeepalive *time.Time `json:"last_keepalive"`
+	LastReceived  time.Time  `json:"last_received"`
+	Keepalives    uint64     `json:"keepalives"`
+	Channels      int        `json:"channels"`
+	BytesIn       uint64     `json:"bytes_in"`
+	BytesOut      uint64     `json:"bytes_out"`
+	Sessions      int        `json:"sessions"`
+}
+
+func (a *API) deviceInfo(d mps.Device, aliases map[string][]string, sessions map[string]int) DeviceInfo {
+	in := d.Info
+	di := DeviceInfo{
+		UUID: d.UUID, Hostname: d.Hostname, Aliases: aliases[d.UUID], Remote: d.Remote, User: in.User,
+		TLSVersion: in.TLSVersion, TLSCipher: in.TLSCipher, APFVersion: in.Protocol,
+		ConnectedAt: in.ConnectedAt, LastReceived: in.LastReceived, Keepalives: in.Keepalives,
+		Channels: in.Channels, BytesIn: in.BytesIn, BytesOut: in.BytesOut, Sessions: sessions[d.UUID],
+		Ports: make([]uint32, 0, len(in.Forwards)),
+	}
+	if !in.LastKeepalive.IsZero() {
+		t := in.LastKeepalive
+		di.LastKeepalive = &t
+	}
+	for _, f := range in.Forwards {
+		di.Ports = append(di.Ports, f.Port)
+	}
+	return di
+}
+
+// indexes returns aliases by GUID and live sessions by device.
+func (a *API) indexes() (map[string][]string, map[string]int) {
+	aliases := make(map[string][]string)
+	for al, guid := range a.cfg.Server.Aliases() {
+		aliases[guid] = append(aliases[guid], al)
+	}
+	sessions := make(map[string]int)
+	for _, s := range a.cfg.Proxy.Sessions().List() {
+		sessions[s.Device]++
+	}
+	return aliases, sessions
+}
+
+func (a *API) devices(w http.ResponseWriter, r *http.Request) {
+	aliases, sessions := a.indexes()
+	devs := a.cfg.Server.Devices()
+	out := make([]DeviceInfo, 0, len(devs))
+	for _, d := range devs {
+		out = append(out, a.deviceInfo(d, aliases, sessions))
+	}
+	writeJSON(w, out)
+}
+
+func (a *API) device(w http.ResponseWriter, r *http.Request) {
+	d, ok := a.cfg.Server.Device(r.PathValue("guid"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "no connected device is named "+strconv.Quote(r.PathValue("guid")))
+		return
+	}
+	aliases, sessions := a.indexes()
+	writeJSON(w, a.deviceInfo(d, aliases, sessions))
+}
+
+func (a *API) disconnect(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("guid")
+	d, ok := a.cfg.Server.Device(name)
+	if !ok || a.cfg.Server.Disconnect(d.UUID) != nil {
+		writeError(w, http.StatusNotFound, "no connected device is named "+strconv.Quote(name))
+		return
+	}
+	a.log.Info("api: device disconnected by an administrator", "device", d.UUID, "user", userOf(r))
+	writeJSON(w, map[string]string{"disconnected": d.UUID})
+}
+
+func (a *API) sessions(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, a.cfg.Proxy.Sessions().List())
+}
+
+func (a *API) killSession(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil || !a.cfg.Proxy.Sessions().Kill(id) {
+		writeError(w, http.StatusNotFound, "no live session has id "+strconv.Quote(r.PathValue("id")))
+		return
+	}
+	a.log.Info("api: session killed by an administrator", "session", id, "user", userOf(r))
+	writeJSON(w, map[string]uint64{"killed": id})
+}
+
+func (a *API) mappings(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, a.cfg.Proxy.Mappings())
+}
+
+// MappingRequest is the body of POST /api/v1/mappings.
+type MappingRequest struct {
+	Device string `json:"device"`           // GUID, host name or alias of a connected device
+	Port   uint32 `json:"port"`             // a port the device announced
+	Listen string `json:"listen,omitempty"` // default 127.0.0.1:0
+	// IdleTimeout in seconds; 0 = the default (10 min), negative = never.
+	IdleTimeout int `json:"idle_timeout_seconds,omitempty"`
+}
+
+func (a *API) createMapping(w http.ResponseWriter, r *http.Request) {
+	var req MappingRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "body must be JSON like {\"device\":\"GUID\",\"port\":16994}")
+		return
+	}
+	d, ok := a.cfg.Server.Device(req.Device)
+	if !ok {
+		writeError(w, http.StatusNotFound, "no connected device is named "+strconv.Quote(req.Device))
+		return
+	}
+	if !hasPort(d, req.Port) {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("device %s does not offer port %d", d.UUID, req.Port))
+		return
+	}
+	if req.Listen != "" && !loopbackListen(req.Listen) && !remoteIP(r).IsLoopback() {
+		writeError(w, http.StatusForbidden, "only a console on this machine may map a port on a non-loopback address")
+		return
+	}
+	m, err := a.cfg.Proxy.Map(proxy.MapConfig{
+		Listen: req.Listen, Device: d.UUID, Port: req.Port, User: userOf(r),
+		IdleTimeout: time.Duration(req.IdleTimeout) * time.Second,
+	})
+	if err != nil {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	a.log.Info("api: port mapping created", "id", m.ID, "listen", m.Listen, "device", d.UUID, "port", req.Port, "user", userOf(r))
+	w.Header().Set("Location", "/api/v1/mappings/"+strconv.FormatUint(m.ID, 10))
+	writeJSONStatus(w, http.StatusCreated, m)
+}
+
+func hasPort(d mps.Device, port uint32) bool {
+	for _, f := range d.Info.Forwards {
+		if f.Port == port {
+			return true
+		}
+	}
+	return false
+}
+
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback() || strings.EqualFold(host, "localhost")
+}
+
+func (a *API) deleteMapping(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil || a.cfg.Proxy.Unmap(id) != nil {
+		writeError(w, http.StatusNotFound, "no mapping has id "+strconv.Quote(r.PathValue("id")))
+		return
+	}
+	writeJSON(w, map[string]uint64{"removed": id})
+}
+
+func (a *API) ciracert(w http.ResponseWriter, r *http.Request) {
+	if len(a.cfg.RootPEM) == 0 {
+		writeError(w, http.StatusNotFound, "no MPS root certificate (run presence cert init)")
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	w.Header().Set("Content-Disposition", `attachment; filename="presence-root.pem"`)
+	w.Write(a.cfg.RootPEM)
+}
