@@ -518,6 +518,9 @@ func (c *conn) channelOpen(m *apf.ChannelOpen) error {
 		go c.echo(ch)
 	case port == PortWSMan:
 		c.serveHTTP(ch)
+	case port == PortRedirect:
+		c.wg.Add(1)
+		go c.serveRedirection(ch)
 	default:
 		ch.Close() // a port without a service: accept, then close
 	}

@@ -89,8 +89,9 @@ type Config struct {
 	// Ports are announced with tcpip-forward, in order. Default:
 	// [DefaultPorts]. EchoPort is appended when it is not in the list.
 	Ports []uint32
-	// EchoPort, if not 0, serves an echo on channels to that port
-	// (a stand-in for SOL), even when it is also a port with a service.
+	// EchoPort, if not 0, serves an echo on channels to that port, even
+	// when it is also a port with a service: with [PortRedirect] the echo
+	// replaces SOL.
 	EchoPort uint32
 	// Window is the initial window the device grants each channel.
 	// Default [DefaultWindow]; at most [MaxWindow]. Small windows stress
@@ -278,6 +279,8 @@ type Device struct {
 
 	wsmanOnce sync.Once
 	wsman     http.Handler
+	redirOnce sync.Once
+	redir     *RedirServer
 
 	mu        sync.Mutex
 	connected chan struct{} // closed while the tunnel is up

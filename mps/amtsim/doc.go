@@ -9,9 +9,12 @@
 // REQUEST_SUCCESS. It then sends keepalives (at the interval the MPS asks
 // for with KEEPALIVE_OPTIONS_REQUEST), answers the MPS's keepalives, and
 // serves the forwarded-tcpip channels the MPS opens: WS-Man over HTTP/1.1
-// with digest authentication on 16992 ([WSManHandler]), an optional echo
-// service, and accept-then-close on the other announced ports. Both
-// directions of every channel obey the APF windows. A [Fault] makes the
+// with digest authentication on 16992 ([WSManHandler]), Serial-over-LAN on
+// 16994 ([RedirServer], the redirection protocol that amtterm and web
+// consoles speak; [Device.ServeRedirectionListener] also serves it over
+// plain TCP), an optional echo service, and accept-then-close on the other
+// announced ports. Both directions of every channel obey the APF windows.
+// [DialSOL] is the console side of SOL, for tests and benchmarks. A [Fault] makes the
 // device misbehave in one of several ways for tests.
 //
 // A [Fleet] runs many devices with deterministic identities ([DeviceUUID],
@@ -29,8 +32,9 @@
 // [Device.Run]), one TLS connection and a few kilobytes of buffers; the
 // keepalive and fault timers are [time.AfterFunc] timers, not goroutines,
 // and start at a random offset so that many devices do not tick together.
-// Channels add a goroutine per open echo or HTTP channel and allocate their
-// buffers on first use.
+// Channels add a goroutine per open echo or HTTP channel (two per SOL
+// session: the reader and its heartbeat) and allocate their buffers on
+// first use.
 //
 // Every device holds one open file (its TCP connection). A process may hold
 // at most the RLIMIT_NOFILE hard limit (20,000 on the load-test machine), so
