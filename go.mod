@@ -4,4 +4,14 @@ go 1.26.0
 
 toolchain go1.27.3
 
-require golang.org/x/net v0.62.0
+require (
+	github.com/grandcat/zeroconf v1.0.0
+	github.com/miekg/dns v1.1.27
+	golang.org/x/net v0.62.0
+)
+
+require (
+	github.com/cenkalti/backoff v2.2.1+incompatible // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+)

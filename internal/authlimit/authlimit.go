@@ -121,4 +121,3 @@ func (l *Limiter) evictLocked(now time.Time) {
 		delete(l.sources, k)
 	}
 }
-
