@@ -118,14 +118,15 @@ func (a *API) routes() {
 
 // ServeHTTP routes a request; unknown paths get a JSON 404.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h, pattern := a.mux.Handler(r)
-	if pattern == "" {
-		if _, p := a.mux.Handler(withMethod(r, http.MethodGet)); p != "" || r.Method == http.MethodGet {
+	// The mux answers a wrong method with 405; an unknown path gets a JSON
+	// 404 here instead of the mux's text one.
+	if _, pattern := a.mux.Handler(r); pattern == "" {
+		if _, p := a.mux.Handler(withMethod(r, http.MethodGet)); p == "" || r.Method == http.MethodGet {
 			writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 			return
 		}
 	}
-	h.ServeHTTP(w, r)
+	a.mux.ServeHTTP(w, r)
 }
 
 func withMethod(r *http.Request, m string) *http.Request {
