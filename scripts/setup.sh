@@ -19,7 +19,9 @@ cd "$REPO_ROOT"
 #   git:           scripts/vulncheck.sh snapshots the vulndb module in a repo
 #   iproute2:      `ip` for network namespaces;  util-linux: `unshare`
 #   curl:          real-client proxy tests
-APT_PACKAGES=(gcc libc6-dev git iproute2 util-linux curl)
+#   squid:         proxy chaining test (squid with Presence as its parent)
+#   amtterm:       Serial-over-LAN test with Debian's own redirection client
+APT_PACKAGES=(gcc libc6-dev git iproute2 util-linux curl squid amtterm)
 
 # go_minor prints the minor version of the go on PATH (21 for go1.21.x),
 # or 0 when there is none.
@@ -94,6 +96,11 @@ apt_packages() {
 		! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}"; then
 		echo "WARNING: could not install Debian packages (not root and no sudo?): ${missing[*]}" >&2
 		echo "WARNING: as root: apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
+	fi
+	# The tests run their own squid on a private port; the system service
+	# the package starts is not needed.
+	if [[ " ${missing[*]} " == *" squid "* ]] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		as_root systemctl disable --now squid >/dev/null 2>&1 || true
 	fi
 }
 
