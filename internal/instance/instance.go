@@ -7,6 +7,7 @@ package instance
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -50,15 +51,19 @@ type Config struct {
 	InstanceID string
 	Version    string
 	// Token is the API bearer token (default: random, see Instance.Token).
-	Token  string
-	Logger *slog.Logger
+	Token string
+	// AccountsRefresh is how often the account cache is dropped, so that
+	// accounts added, changed or removed by another process (presence
+	// account ...) take effect. Default 15 s.
+	AccountsRefresh time.Duration
+	Logger          *slog.Logger
 }
 
 // Announcement is what an instance advertises about itself.
 type Announcement struct {
 	ProxyPort, APIPort, CIRAPort int
 	InstanceID, Version          string
-	Fingerprint                  string // SHA-256 of the MPS root certificate, hex
+	Fingerprint                  string // SHA-256 of the MPS root certificate, lowercase hex
 }
 
 // Instance is a running Presence.
@@ -73,6 +78,7 @@ type Instance struct {
 	log      *slog.Logger
 	sessions *proxy.Sessions
 	withdraw func()
+	stop     chan struct{} // closed by Shutdown
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error
@@ -183,10 +189,11 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 		in.serve(func() error { return in.API.Serve(ln) })
 	}
 	in.wireEvents()
+	in.refreshAccounts()
 	if cfg.Advertise != nil {
 		in.withdraw, err = cfg.Advertise(Announcement{
 			ProxyPort: port(in.ProxyAddr), APIPort: port(in.APIAddr), CIRAPort: port(in.CIRAAddr),
-			InstanceID: cfg.InstanceID, Version: cfg.Version, Fingerprint: cfg.CA.RootFingerprintSHA256(),
+			InstanceID: cfg.InstanceID, Version: cfg.Version, Fingerprint: fmt.Sprintf("%x", sha256.Sum256(cfg.CA.Root().Raw)),
 		})
 		if err != nil {
 			// The instance works without it; peers just will not see it.
@@ -237,6 +244,29 @@ func (in *Instance) wireEvents() {
 	}()
 }
 
+// refreshAccounts flushes the account cache periodically until Shutdown.
+func (in *Instance) refreshAccounts() {
+	every := in.cfg.AccountsRefresh
+	if every <= 0 {
+		every = 15 * time.Second
+	}
+	in.stop = make(chan struct{})
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-in.stop:
+				return
+			case <-t.C:
+				in.cfg.Accounts.Flush()
+			}
+		}
+	}()
+}
+
 // Shutdown stops the instance: the advertisement first (peers stop
 // sending consoles here), then the API and the proxy (their sessions end as
 // "shutdown"), then the tunnels. It waits for every goroutine; if ctx ends
@@ -254,6 +284,9 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 		}
 		if in.Proxy != nil {
 			in.Proxy.Close()
+		}
+		if in.stop != nil {
+			close(in.stop)
 		}
 		in.sessions.Close()
 		if err := in.Server.Shutdown(ctx); err != nil {
