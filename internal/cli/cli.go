@@ -40,6 +40,11 @@ Usage:
   presence demo    [--devices N]     the server plus N simulated AMT devices on loopback
   presence cert    init --cn ADDRESS [--force] | show | export-root
   presence account add|list|remove --kind cira|console|amt [NAME]   (password on stdin)
+  presence devices  [--format table|json|csv]        devices connected to the running instance
+  presence sessions [--format ...] [--kill ID]       console sessions of the running instance
+  presence map      DEVICE PORT [--listen 127.0.0.1:P] | --list | --remove ID
+                                                     a local port mapped to a device port
+  presence discover [--timeout 3s]                   Presence instances seen over mDNS
   presence simulate --mps HOST:PORT --ca FILE --devices N --user U  (password on stdin)
   presence version
 
@@ -59,6 +64,10 @@ func Run(ctx context.Context, args []string, env Env) int {
 		"cert":     runCert,
 		"account":  runAccount,
 		"simulate": runSimulate,
+		"devices":  runDevices,
+		"sessions": runSessions,
+		"map":      runMap,
+		"discover": runDiscover,
 		"version": func(_ context.Context, _ []string, env Env) error {
 			fmt.Fprintf(env.Stdout, "presence %s\n", Version)
 			return nil

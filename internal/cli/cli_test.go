@@ -96,6 +96,30 @@ func dataDir(t *testing.T) string {
 	return dataPath
 }
 
+// privateNetns reports whether the test runs in a network namespace of its
+// own (only a loopback interface), where multicast cannot leave the machine.
+func privateNetns() bool {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return false
+	}
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// mdnsFlag turns mDNS on only inside a private network namespace: on the
+// host it would advertise on the real network.
+func mdnsFlag() string {
+	if privateNetns() {
+		return "--mdns=true"
+	}
+	return "--mdns=false"
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if dataPath != "" {
@@ -208,7 +232,8 @@ func TestServeAndSimulate(t *testing.T) {
 	serveErr := newSyncBuffer()
 	served := make(chan int, 1)
 	go func() {
-		served <- Run(ctx, []string{"serve", "--data-dir", dir, "--cira-addr", addr}, Env{Stdout: &bytes.Buffer{}, Stderr: serveErr})
+		served <- Run(ctx, []string{"serve", "--data-dir", dir, "--cira-addr", addr, "--proxy-addr", "127.0.0.1:0",
+			"--api-addr", "127.0.0.1:0", mdnsFlag()}, Env{Stdout: &bytes.Buffer{}, Stderr: serveErr})
 	}()
 	serveErr.waitFor(t, "Presence MPS serving")
 
@@ -246,7 +271,7 @@ func TestDemo(t *testing.T) {
 	out := newSyncBuffer()
 	done := make(chan int, 1)
 	go func() {
-		done <- Run(ctx, []string{"demo", "--devices", "3", "--data-dir", t.TempDir()}, Env{Stdout: out, Stderr: out})
+		done <- Run(ctx, []string{"demo", "--devices", "3", "--data-dir", t.TempDir(), mdnsFlag()}, Env{Stdout: out, Stderr: out})
 	}()
 	out.waitFor(t, "Press Ctrl+C")
 	stop()

@@ -11,6 +11,9 @@ import (
 	"net"
 	"time"
 
+	xproxy "golang.org/x/net/proxy"
+
+	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/amtsim"
 	"github.com/presence-mps/presence/vault"
@@ -23,8 +26,10 @@ func runDemo(ctx context.Context, args []string, env Env) error {
 	var f serverFlags
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	c.register(fs)
-	f.register(fs, "127.0.0.1:0")
+	f.register(fs, serverDefaults{cira: "127.0.0.1:0", proxy: "127.0.0.1:0", api: "127.0.0.1:0"})
 	fs.Set("log-level", "warn") // the demo's own lines tell the story; -log-level info shows the engine's
+	// On loopback only, the demo's consoles need no account.
+	fs.Set("proxy-allow-loopback-noauth", "true")
 	devices := fs.Int("devices", 5, "how many simulated AMT devices to connect")
 	duration := fs.Duration("duration", 0, "stop after this long (0: run until interrupted)")
 	if err := parse(fs, args, env); err != nil {
@@ -36,8 +41,13 @@ func runDemo(ctx context.Context, args []string, env Env) error {
 	if *devices < 0 || *devices > 5000 {
 		return usageError{"--devices must be between 0 and 5000 (use presence simulate for more)"}
 	}
-	if host, _, err := net.SplitHostPort(f.ciraAddr); err != nil || !net.ParseIP(host).IsLoopback() {
-		return usageError{fmt.Sprintf("--cira-addr %q: the demo listens on loopback only (127.0.0.1:PORT)", f.ciraAddr)}
+	for name, a := range map[string]string{"cira-addr": f.ciraAddr, "proxy-addr": f.proxyAddr, "api-addr": f.apiAddr} {
+		if a == "off" && name != "cira-addr" {
+			continue
+		}
+		if host, _, err := net.SplitHostPort(a); err != nil || !net.ParseIP(host).IsLoopback() {
+			return usageError{fmt.Sprintf("--%s %q: the demo listens on loopback only (127.0.0.1:PORT)", name, a)}
+		}
 	}
 	if *duration > 0 {
 		var cancel context.CancelFunc
@@ -57,19 +67,24 @@ func runDemo(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	acc := vault.NewAccounts(st)
-	ciraPW, amtPW := randomSecret(), randomSecret()
+	ciraPW := randomSecret()
 	if err := acc.Add(ctx, vault.KindCIRA, "demo", vault.Secret(ciraPW)); err != nil {
 		return err
 	}
-	srv, addr, err := startServer(ca, acc, &f, log)
+	cfg := f.instanceConfig(ca, acc, log)
+	if f.mdns {
+		cfg.Advertise = advertiser(log, true) // loopback only: nothing leaves the machine
+	}
+	in, err := instance.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), f.shutdownMax)
 		defer cancel()
-		srv.Shutdown(sctx)
+		in.Shutdown(sctx)
 	}()
+	srv, addr := in.Server, in.CIRAAddr
 	events, _ := srv.Subscribe(4 * (*devices + 16))
 	fmt.Fprintf(env.Stdout, "CIRA listener on %s (root SHA-256 %s)\n", addr, ca.RootFingerprintSHA256())
 	if *devices == 0 {
@@ -82,7 +97,7 @@ func runDemo(ctx context.Context, args []string, env Env) error {
 	fleet, err := amtsim.NewFleet(amtsim.FleetConfig{
 		// TLS 1.2, as AMT 12 and later speak it.
 		Device: amtsim.Config{MPSAddr: addr.String(), RootCAs: roots, User: "demo", Password: []byte(ciraPW),
-			AMTPassword: []byte(amtPW), EchoPort: 7, MaxVersion: tls.VersionTLS12},
+			AMTPassword: []byte(demoAMTPassword), EchoPort: 7, MaxVersion: tls.VersionTLS12},
 		Devices: *devices, Seed: "demo",
 	})
 	if err != nil {
@@ -117,18 +132,32 @@ func runDemo(ctx context.Context, args []string, env Env) error {
 	}
 	fmt.Fprintf(env.Stdout, "All %d devices are connected.\n", up)
 
-	// One WS-Man request through a tunnel, as a console would send it.
+	// One WS-Man request through the console proxy, as a console would
+	// send it (or straight through a tunnel with the proxy off).
 	first := fleet.Devices()[0]
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	res, err := amtsim.WSManGet(dctx, func(ctx context.Context) (net.Conn, error) {
+	dial := func(ctx context.Context) (net.Conn, error) {
 		return srv.Dial(ctx, first.UUID().String(), amtsim.PortWSMan)
-	}, amtsim.DefaultAMTUser, amtPW, amtsim.ResourceGeneralSettings)
+	}
+	via := "its tunnel"
+	if in.ProxyAddr != nil {
+		socks, err := xproxy.SOCKS5("tcp", in.ProxyAddr.String(), nil, xproxy.Direct)
+		if err != nil {
+			return err
+		}
+		dial = func(ctx context.Context) (net.Conn, error) {
+			return socks.(xproxy.ContextDialer).DialContext(ctx, "tcp", net.JoinHostPort(first.Hostname(), "16992"))
+		}
+		via = "the SOCKS5 proxy"
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	res, err := amtsim.WSManGet(dctx, dial, amtsim.DefaultAMTUser, demoAMTPassword, amtsim.ResourceGeneralSettings)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("WS-Man through the tunnel of %s: %w", first.UUID(), err)
+		return fmt.Errorf("WS-Man to %s through %s: %w", first.UUID(), via, err)
 	}
-	fmt.Fprintf(env.Stdout, "WS-Man AMT_GeneralSettings of %s through its tunnel: HostName=%s (HTTP %d, digest auth)\n",
-		first.UUID(), res.HostName, res.Status)
+	fmt.Fprintf(env.Stdout, "WS-Man AMT_GeneralSettings of %s through %s: HostName=%s (HTTP %d, digest auth)\n",
+		first.UUID(), via, res.HostName, res.Status)
+	printDemoConsoles(env, in, first.Hostname())
 
 	fmt.Fprintln(env.Stdout, "Press Ctrl+C to stop.")
 	t := time.NewTicker(10 * time.Second)
@@ -150,6 +179,27 @@ func runDemo(ctx context.Context, args []string, env Env) error {
 			st := srv.Stats()
 			fmt.Fprintf(env.Stdout, "  %d tunnels up, %d handshakes completed\n", st.Tunnels, st.Accepted)
 		}
+	}
+}
+
+// demoAMTPassword is the AMT admin password of the demo's simulated
+// devices: a published, well-known value (the one Intel's documentation
+// uses), not a secret, so the demo can tell consoles what to type.
+const demoAMTPassword = "P@ssw0rd"
+
+// printDemoConsoles tells the user how to reach a simulated device with
+// ordinary tools.
+func printDemoConsoles(env Env, in *instance.Instance, host string) {
+	w := env.Stdout
+	if in.ProxyAddr != nil {
+		px := in.ProxyAddr.String()
+		fmt.Fprintf(w, "Console proxy (HTTP and SOCKS5, no login from this machine in the demo): %s\n", px)
+		fmt.Fprintf(w, "  try: curl -s --digest -u admin:%s -x http://%s -H 'Content-Type: application/soap+xml' --data-binary @request.xml http://%s:16992/wsman\n", demoAMTPassword, px, host)
+	}
+	if in.APIAddr != nil {
+		api := in.APIAddr.String()
+		fmt.Fprintf(w, "API: http://%s/api/v1/devices  (also /api/v1/sessions, /metrics, /proxy.pac)\n", api)
+		fmt.Fprintf(w, "  Serial-over-LAN: presence map --api-addr %s %s 16994   then: AMT_PASSWORD='%s' amtterm 127.0.0.1 PORT\n", api, host, demoAMTPassword)
 	}
 }
 

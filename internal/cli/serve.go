@@ -10,9 +10,8 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/mps"
-	"github.com/presence-mps/presence/mps/apf"
-	"github.com/presence-mps/presence/mps/tunnel"
 	"github.com/presence-mps/presence/vault"
 )
 
@@ -22,6 +21,7 @@ type serverFlags struct {
 	proxyAddr   string
 	apiAddr     string
 	mdns        bool
+	noAuthLocal bool
 	keepalive   time.Duration
 	idle        time.Duration
 	handshake   time.Duration
@@ -31,14 +31,18 @@ type serverFlags struct {
 	debugAddr   string
 }
 
-func (f *serverFlags) register(fs *flag.FlagSet, ciraDefault string) {
-	fs.StringVar(&f.ciraAddr, "cira-addr", ciraDefault, "address the CIRA listener binds (AMT devices connect here)")
-	fs.StringVar(&f.proxyAddr, "proxy-addr", ":1080", "console proxy address (HTTP + SOCKS; used once console access is released)")
-	fs.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:16990", "REST API address (used once console access is released)")
-	fs.BoolVar(&f.mdns, "mdns", true, "advertise the proxy over mDNS (used once console access is released)")
+// serverDefaults are the listen addresses a command starts from.
+type serverDefaults struct{ cira, proxy, api string }
+
+func (f *serverFlags) register(fs *flag.FlagSet, def serverDefaults) {
+	fs.StringVar(&f.ciraAddr, "cira-addr", def.cira, "address the CIRA listener binds (AMT devices connect here)")
+	fs.StringVar(&f.proxyAddr, "proxy-addr", def.proxy, "console proxy address: HTTP (CONNECT and absolute URLs) and SOCKS5/4a on one port; \"off\" disables it")
+	fs.StringVar(&f.apiAddr, "api-addr", def.api, "REST API, websocket relay, /proxy.pac and /metrics; \"off\" disables it")
+	fs.BoolVar(&f.mdns, "mdns", true, "advertise the proxy on the LAN over mDNS (_amt-mps._tcp)")
+	fs.BoolVar(&f.noAuthLocal, "proxy-allow-loopback-noauth", false, "let consoles on this machine use the proxy and API without a console account")
 	fs.DurationVar(&f.keepalive, "keepalive", 30*time.Second, "keepalive interval AMT is asked to use")
 	fs.DurationVar(&f.idle, "idle-timeout", 90*time.Second, "drop a tunnel from which nothing arrived for this long")
-	fs.DurationVar(&f.handshake, "handshake-timeout", 10*time.Second, "limit for TLS + APF up to authentication")
+	fs.DurationVar(&f.handshake, "handshake-timeout", 10*time.Second, "limit for TLS + APF up to authentication, and for a console's proxy handshake")
 	fs.BoolVar(&f.legacyTLS, "legacy-tls", false, "also allow TLS 1.0 and 1.1, for AMT 11 and older")
 	fs.IntVar(&f.maxTunnels, "max-tunnels", 50000, "most tunnels held at once")
 	fs.DurationVar(&f.shutdownMax, "shutdown-timeout", 5*time.Second, "how long a graceful stop may take")
@@ -58,46 +62,38 @@ func (f *serverFlags) check() error {
 			return usageError{fmt.Sprintf("--debug-addr %q: profiles are served on loopback only (127.0.0.1:PORT)", f.debugAddr)}
 		}
 	}
+	for name, a := range map[string]string{"cira-addr": f.ciraAddr, "proxy-addr": f.proxyAddr, "api-addr": f.apiAddr} {
+		if a == "off" && name != "cira-addr" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return usageError{fmt.Sprintf("--%s %q: want HOST:PORT or :PORT", name, a)}
+		}
+	}
 	if f.idle <= f.keepalive {
 		return usageError{fmt.Sprintf("--idle-timeout (%s) must be longer than --keepalive (%s), or devices are dropped between keepalives", f.idle, f.keepalive)}
 	}
 	return nil
 }
 
-// newServer builds the engine from the vault's CA and CIRA accounts.
-func newServer(ca *vault.CA, acc *vault.Accounts, f *serverFlags, log *slog.Logger) (*mps.Server, error) {
-	check := acc.CIRAAuthenticator()
-	auth := func(ctx context.Context, _ apf.UUID, user string, pw []byte) bool {
-		ok, err := check(ctx, user, pw)
-		if err != nil {
-			log.Warn("cannot check CIRA credentials", "user", user, "err", err)
-		}
-		return ok
+func offOr(a string) string {
+	if a == "off" {
+		return ""
 	}
-	return mps.New(mps.Config{
-		TLS:        tunnel.TLSConfig(ca.TLSCertificate(), f.legacyTLS),
-		MaxTunnels: f.maxTunnels,
-		Logger:     log,
-		Tunnel: tunnel.Config{
-			Auth:              auth,
-			KeepaliveInterval: f.keepalive,
-			IdleTimeout:       f.idle,
-			HandshakeTimeout:  f.handshake,
-		},
-	})
+	return a
 }
 
-// startServer builds the engine and starts its CIRA listener.
-func startServer(ca *vault.CA, acc *vault.Accounts, f *serverFlags, log *slog.Logger) (*mps.Server, net.Addr, error) {
-	srv, err := newServer(ca, acc, f, log)
-	if err != nil {
-		return nil, nil, err
+// instanceConfig turns the flags into an instance configuration.
+func (f *serverFlags) instanceConfig(ca *vault.CA, acc *vault.Accounts, log *slog.Logger) instance.Config {
+	return instance.Config{
+		CA: ca, Accounts: acc,
+		CIRAAddr: f.ciraAddr, ProxyAddr: offOr(f.proxyAddr), APIAddr: offOr(f.apiAddr),
+		Keepalive: f.keepalive, IdleTimeout: f.idle, HandshakeTimeout: f.handshake,
+		LegacyTLS: f.legacyTLS, MaxTunnels: f.maxTunnels,
+		AllowLoopbackNoAuth: f.noAuthLocal,
+		Version:             Version,
+		Logger:              log,
 	}
-	addr, err := srv.Listen(f.ciraAddr)
-	if err != nil {
-		return nil, nil, err
-	}
-	return srv, addr, nil
 }
 
 func runServe(ctx context.Context, args []string, env Env) error {
@@ -105,7 +101,7 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	var f serverFlags
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	c.register(fs)
-	f.register(fs, ":4433")
+	f.register(fs, serverDefaults{cira: ":4433", proxy: ":1080", api: "127.0.0.1:16990"})
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
@@ -121,34 +117,60 @@ func runServe(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	acc := vault.NewAccounts(st)
-	if names, err := acc.List(ctx, vault.KindCIRA); err != nil {
-		return err
-	} else if len(names) == 0 {
-		log.Warn("no CIRA account yet: devices cannot log in until you add one (presence account add --kind cira NAME)")
+	for _, k := range []struct{ kind, why string }{
+		{vault.KindCIRA, "devices cannot log in until you add one (presence account add --kind cira NAME)"},
+		{vault.KindConsole, "consoles cannot use the proxy or the API until you add one (presence account add --kind console NAME)"},
+	} {
+		if names, err := acc.List(ctx, k.kind); err != nil {
+			return err
+		} else if len(names) == 0 {
+			log.Warn("no "+k.kind+" account yet: "+k.why, "kind", k.kind)
+		}
 	}
-	srv, addr, err := startServer(ca, acc, &f, log)
+	cfg := f.instanceConfig(ca, acc, log)
+	if f.mdns {
+		cfg.Advertise = advertiser(log, false)
+	}
+	in, err := instance.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	stopInstance := func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), f.shutdownMax)
+		defer cancel()
+		if err := in.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		return nil
+	}
+	removeRun, err := writeRunFiles(c.dataDir, c.vault, in)
+	if err != nil {
+		stopInstance()
+		return err
+	}
+	defer removeRun()
 	if f.debugAddr != "" {
 		stop, err := serveDebug(f.debugAddr)
 		if err != nil {
-			srv.Shutdown(context.Background())
+			stopInstance()
 			return err
 		}
 		defer stop()
 		log.Info("pprof profiles served", "addr", f.debugAddr)
 	}
-	go releaseMemoryAfterBursts(ctx, srv)
-	log.Info("Presence MPS serving", "cira", addr.String(), "root_sha256", ca.RootFingerprintSHA256(), "version", Version)
+	go releaseMemoryAfterBursts(ctx, in.Server)
+	log.Info("Presence MPS serving", "cira", in.CIRAAddr.String(), "proxy", addrString(in.ProxyAddr),
+		"api", addrString(in.APIAddr), "root_sha256", ca.RootFingerprintSHA256(), "version", Version)
 	<-ctx.Done()
-	log.Info("stopping", "tunnels", srv.Stats().Tunnels)
-	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownMax)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
+	log.Info("stopping", "tunnels", in.Server.Stats().Tunnels, "sessions", in.Sessions().Stats().Active)
+	return stopInstance()
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return "off"
 	}
-	return nil
+	return a.String()
 }
 
 // releaseMemoryAfterBursts returns free memory to the OS once a burst of

@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/presence-mps/presence/internal/instance"
+)
+
+// The running instance tells the local command line where it is: the
+// files under <data-dir>/run, readable by the user only. The token is the
+// API's bearer token of this run; it changes every start.
+const (
+	runDir       = "run"
+	runInfoFile  = "instance.json"
+	runTokenFile = "api-token"
+)
+
+// runInfo is <data-dir>/run/instance.json.
+type runInfo struct {
+	PID     int       `json:"pid"`
+	ID      string    `json:"id"`
+	Version string    `json:"version"`
+	Vault   string    `json:"vault"`
+	CIRA    string    `json:"cira"`
+	Proxy   string    `json:"proxy,omitempty"`
+	API     string    `json:"api,omitempty"`
+	Started time.Time `json:"started"`
+}
+
+// writeRunFiles writes the run files of in and returns a function that
+// removes them.
+func writeRunFiles(dataDir, vaultKind string, in *instance.Instance) (remove func(), err error) {
+	dir := filepath.Join(dataDir, runDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("run dir: %w", err)
+	}
+	info := runInfo{
+		PID: os.Getpid(), ID: in.ID(), Version: Version, Vault: vaultKind,
+		CIRA: in.CIRAAddr.String(), Started: time.Now().UTC().Truncate(time.Second),
+	}
+	if in.ProxyAddr != nil {
+		info.Proxy = in.ProxyAddr.String()
+	}
+	if in.APIAddr != nil {
+		info.API = in.APIAddr.String()
+	}
+	b, _ := json.MarshalIndent(info, "", "  ")
+	if err := writeFileAtomic(filepath.Join(dir, runTokenFile), []byte(in.Token()+"\n")); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, runInfoFile), append(b, '\n')); err != nil {
+		os.Remove(filepath.Join(dir, runTokenFile))
+		return nil, err
+	}
+	return func() {
+		// Only our own files: a newer instance may have replaced them.
+		if cur, err := readRunInfo(dataDir); err == nil && cur.PID == info.PID && cur.ID == info.ID {
+			os.Remove(filepath.Join(dir, runInfoFile))
+			os.Remove(filepath.Join(dir, runTokenFile))
+		}
+	}, nil
+}
+
+// writeFileAtomic writes a 0600 file through a temporary file and rename.
+func writeFileAtomic(name string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), name)
+}
+
+var errNotRunning = errors.New("no Presence instance is running for this data dir (start one with presence serve, or name it with --api-addr)")
+
+func readRunInfo(dataDir string) (runInfo, error) {
+	var info runInfo
+	b, err := os.ReadFile(filepath.Join(dataDir, runDir, runInfoFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return info, errNotRunning
+	}
+	if err != nil {
+		return info, err
+	}
+	if err := json.Unmarshal(b, &info); err != nil {
+		return info, fmt.Errorf("%s: %w", filepath.Join(dataDir, runDir, runInfoFile), err)
+	}
+	return info, nil
+}
+
+// dialable turns a listen address (":16990", "0.0.0.0:16990") into one a
+// local client can connect to.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
