@@ -3,11 +3,11 @@ package mps_test
 import (
 	"context"
 	"crypto/tls"
-	"io"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/presence-mps/presence/internal/testutil"
 	"github.com/presence-mps/presence/mps/amtsim"
 	"github.com/presence-mps/presence/mps/tunnel"
 )
@@ -25,29 +25,7 @@ func BenchmarkChannelThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	const chunk = 64 << 10
-	buf := make([]byte, chunk)
-	rbuf := make([]byte, chunk)
-	b.SetBytes(chunk)
-	b.ResetTimer()
-	done := make(chan error, 1)
-	go func() {
-		var err error
-		for range b.N {
-			if _, err = c.Write(buf); err != nil {
-				break
-			}
-		}
-		done <- err
-	}()
-	for range b.N {
-		if _, err := io.ReadFull(c, rbuf); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := <-done; err != nil {
-		b.Fatal(err)
-	}
+	testutil.EchoThroughput(b, c, 64<<10)
 }
 
 // BenchmarkHandshake measures complete CIRA handshakes (TCP, TLS 1.2 with

@@ -16,6 +16,7 @@ import (
 	xproxy "golang.org/x/net/proxy"
 
 	"github.com/presence-mps/presence/internal/instance"
+	"github.com/presence-mps/presence/internal/testutil"
 	"github.com/presence-mps/presence/mps/amtsim"
 )
 
@@ -150,29 +151,7 @@ func BenchmarkProxyThroughput(b *testing.B) {
 		b.Run(via, func(b *testing.B) {
 			c := echoConn(b, e, via, 0)
 			defer c.Close()
-			const chunk = 64 << 10
-			buf := make([]byte, chunk)
-			rbuf := make([]byte, chunk)
-			b.SetBytes(chunk)
-			b.ResetTimer()
-			done := make(chan error, 1)
-			go func() {
-				var err error
-				for range b.N {
-					if _, err = c.Write(buf); err != nil {
-						break
-					}
-				}
-				done <- err
-			}()
-			for range b.N {
-				if _, err := io.ReadFull(c, rbuf); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := <-done; err != nil {
-				b.Fatal(err)
-			}
+			testutil.EchoThroughput(b, c, 64<<10)
 		})
 	}
 }

@@ -244,23 +244,6 @@ func (t *Sessions) Kill(id uint64) bool {
 	return ok
 }
 
-// KillDevice kills every session to the device with that identity and
-// returns how many there were.
-func (t *Sessions) KillDevice(device string, reason string) int {
-	t.mu.Lock()
-	var victims []*Session
-	for _, s := range t.live {
-		if s.info.Device == device {
-			victims = append(victims, s)
-		}
-	}
-	t.mu.Unlock()
-	for _, s := range victims {
-		s.Kill(reason)
-	}
-	return len(victims)
-}
-
 // Subscribe returns a channel of session starts and ends (see hub.Hub):
 // delivery never blocks a session, and what does not fit is dropped.
 func (t *Sessions) Subscribe(buf int) (<-chan SessionEvent, func()) {
