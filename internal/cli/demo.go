@@ -194,11 +194,12 @@ func printDemoConsoles(env Env, in *instance.Instance, host string) {
 	if in.ProxyAddr != nil {
 		px := in.ProxyAddr.String()
 		fmt.Fprintf(w, "Console proxy (HTTP and SOCKS5, no login from this machine in the demo): %s\n", px)
-		fmt.Fprintf(w, "  try: curl -s --digest -u admin:%s -x http://%s -H 'Content-Type: application/soap+xml' --data-binary @request.xml http://%s:16992/wsman\n", demoAMTPassword, px, host)
+		fmt.Fprintf(w, "  try: curl -si -X POST -x http://%s http://%s:16992/wsman   (the device's WS-Man answers 401 and asks for digest auth)\n", px, host)
 	}
 	if in.APIAddr != nil {
 		api := in.APIAddr.String()
 		fmt.Fprintf(w, "API: http://%s/api/v1/devices  (also /api/v1/sessions, /metrics, /proxy.pac)\n", api)
+		fmt.Fprintf(w, "  try: presence devices --api-addr %s\n", api)
 		fmt.Fprintf(w, "  Serial-over-LAN: presence map --api-addr %s %s 16994   then: AMT_PASSWORD='%s' amtterm 127.0.0.1 PORT\n", api, host, demoAMTPassword)
 	}
 }
