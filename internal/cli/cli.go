@@ -44,6 +44,7 @@ Usage:
   presence sessions [--format ...] [--kill ID]       console sessions of the running instance
   presence map      DEVICE PORT [--listen 127.0.0.1:P] | --list | --remove ID
                                                      a local port mapped to a device port
+  presence alias    [ALIAS GUID | --remove ALIAS]    other names consoles may use for devices
   presence discover [--timeout 3s]                   Presence instances seen over mDNS
   presence simulate --mps HOST:PORT --ca FILE --devices N --user U  (password on stdin)
   presence version
@@ -68,6 +69,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 		"sessions": runSessions,
 		"map":      runMap,
 		"discover": runDiscover,
+		"alias":    runAlias,
 		"version": func(_ context.Context, _ []string, env Env) error {
 			fmt.Fprintf(env.Stdout, "presence %s\n", Version)
 			return nil

@@ -82,7 +82,18 @@ func TestConsoleCommands(t *testing.T) {
 		t.Fatalf("devices table:\n%s", table.stdout)
 	}
 
-	m := run(t, "", "map", "--data-dir", dir, devs[0].Hostname, "7")
+	// An alias names the device from now on, and is kept in the data dir.
+	if r := run(t, "", "alias", "--data-dir", dir, "Front-Desk", devs[0].UUID); r.code != 0 || !strings.Contains(r.stdout, "front-desk  "+devs[0].UUID) {
+		t.Fatalf("alias: %+v", r)
+	}
+	defer run(t, "", "alias", "--data-dir", dir, "--remove", "front-desk")
+	if r := run(t, "", "alias", "--data-dir", dir, "not an alias", devs[0].UUID); r.code != 1 || !strings.Contains(r.stderr, "HTTP 400") {
+		t.Fatalf("bad alias: %+v", r)
+	}
+	if saved, err := loadAliases(dir); err != nil || saved["front-desk"] != devs[0].UUID {
+		t.Fatalf("saved aliases %v, %v", saved, err)
+	}
+	m := run(t, "", "map", "--data-dir", dir, "front-desk.amt", "7")
 	match := regexp.MustCompile(`^(127\.0\.0\.1:\d+) -> ` + devs[0].UUID + ` port 7 \(mapping (\d+);`).FindStringSubmatch(m.stdout)
 	if m.code != 0 || match == nil {
 		t.Fatalf("map: %+v", m)

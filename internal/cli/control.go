@@ -8,9 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -305,4 +308,39 @@ func runMap(ctx context.Context, args []string, env Env) error {
 	}
 	fmt.Fprintf(env.Stdout, "; presence map --remove %d closes it now)\n", m.ID)
 	return nil
+}
+
+func runAlias(ctx context.Context, args []string, env Env) error {
+	var f clientFlags
+	fs := flag.NewFlagSet("alias", flag.ContinueOnError)
+	f.register(fs, false)
+	remove := fs.String("remove", "", "remove this alias")
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) != 0 && len(rest) != 2 || len(rest) == 2 && *remove != "" {
+		return usageError{"usage: presence alias [ALIAS GUID | --remove ALIAS]   (no arguments: list them)"}
+	}
+	c, err := f.client(env)
+	if err != nil {
+		return err
+	}
+	var all map[string]string
+	switch {
+	case *remove != "":
+		err = c.do(ctx, "DELETE", "/api/v1/aliases/"+url.PathEscape(*remove), nil, &all)
+	case len(rest) == 2:
+		err = c.do(ctx, "PUT", "/api/v1/aliases/"+url.PathEscape(rest[0]), api.AliasRequest{Device: rest[1]}, &all)
+	default:
+		err = c.do(ctx, "GET", "/api/v1/aliases", nil, &all)
+	}
+	if err != nil {
+		return err
+	}
+	rows := make([][]string, 0, len(all))
+	for _, a := range slices.Sorted(maps.Keys(all)) {
+		rows = append(rows, []string{a, all[a]})
+	}
+	return printRows(env.Stdout, "table", []string{"ALIAS", "DEVICE"}, rows)
 }

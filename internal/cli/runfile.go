@@ -121,3 +121,35 @@ func dialable(addr string) string {
 	}
 	return net.JoinHostPort(host, port)
 }
+
+// aliasesFile keeps device aliases (alias → GUID) in the data dir: a
+// setting, shared by serve and the desktop app.
+const aliasesFile = "aliases.json"
+
+// loadAliases reads the aliases; a missing file means none.
+func loadAliases(dataDir string) (map[string]string, error) {
+	name := filepath.Join(dataDir, aliasesFile)
+	b, err := os.ReadFile(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s is damaged (%v): fix or remove it", name, err)
+	}
+	return m, nil
+}
+
+// saveAliases returns the function that keeps the aliases in dataDir.
+func saveAliases(dataDir string) func(map[string]string) error {
+	return func(m map[string]string) error {
+		b, err := json.MarshalIndent(m, "", "  ")
+		if err != nil {
+			return err
+		}
+		return writeFileAtomic(filepath.Join(dataDir, aliasesFile), append(b, '\n'))
+	}
+}

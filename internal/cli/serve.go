@@ -131,6 +131,10 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	if f.mdns {
 		cfg.Advertise = advertiser(log, false)
 	}
+	if cfg.Aliases, err = loadAliases(c.dataDir); err != nil {
+		return err
+	}
+	cfg.SaveAliases = saveAliases(c.dataDir)
 	in, err := instance.Start(ctx, cfg)
 	if err != nil {
 		return err

@@ -82,12 +82,17 @@ func TestCurl(t *testing.T) {
 			wantHost(t, body, e.hostname(0))
 		})
 	}
-	// The second device is reached by its own name.
-	code, body, _ := curlWSMan(t, e, []string{"-x", "http://" + px}, login, "http://"+e.hostname(1)+":16992/wsman")
-	if code != 200 {
-		t.Fatalf("device 1: status %d", code)
+	// The second device is reached by its own name, and by an alias.
+	if err := e.in.Server.SetAlias("reception", e.guid(1)); err != nil {
+		t.Fatal(err)
 	}
-	wantHost(t, body, e.hostname(1))
+	for _, name := range []string{e.hostname(1), "Reception.amt"} {
+		code, body, _ := curlWSMan(t, e, []string{"-x", "http://" + px}, login, "http://"+name+":16992/wsman")
+		if code != 200 {
+			t.Fatalf("device 1 as %s: status %d", name, code)
+		}
+		wantHost(t, body, e.hostname(1))
+	}
 }
 
 // Refusals: each with the protocol's own error, never a connection

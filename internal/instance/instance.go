@@ -52,6 +52,10 @@ type Config struct {
 	Version    string
 	// Token is the API bearer token (default: random, see Instance.Token).
 	Token string
+	// Aliases are other names of devices (alias → GUID), set at start;
+	// SaveAliases keeps them after a change through the API.
+	Aliases     map[string]string
+	SaveAliases func(map[string]string) error
 	// AccountsRefresh is how often the account cache is dropped, so that
 	// accounts added, changed or removed by another process (presence
 	// account ...) take effect. Default 15 s.
@@ -137,6 +141,11 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 	if err != nil {
 		return nil, err
 	}
+	for alias, guid := range cfg.Aliases {
+		if err := srv.SetAlias(alias, guid); err != nil {
+			log.Warn("alias ignored", "alias", alias, "device", guid, "err", err)
+		}
+	}
 	in := &Instance{Server: srv, cfg: cfg, log: log, sessions: proxy.NewSessions()}
 	defer func() {
 		if err != nil {
@@ -176,7 +185,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 			Server: srv, Proxy: in.Proxy, Auth: consoleAuth, Token: cfg.Token,
 			AllowLoopbackNoAuth: cfg.AllowLoopbackNoAuth, RootPEM: cfg.CA.RootPEM(),
 			ProxyPort: port(in.ProxyAddr), Version: cfg.Version, InstanceID: cfg.InstanceID,
-			Logger: log.With("part", "api"),
+			SaveAliases: cfg.SaveAliases, Logger: log.With("part", "api"),
 		})
 		if err != nil {
 			return in, err

@@ -50,6 +50,10 @@ type Config struct {
 	// Version and InstanceID are reported by /api/v1/health.
 	Version    string
 	InstanceID string
+	// SaveAliases, if set, is called with every alias after a change made
+	// through the API, to keep them (the data dir's settings). An error
+	// undoes nothing but is reported to the client.
+	SaveAliases func(map[string]string) error
 	// MaxAuthFailures and AuthWindow configure the failed-login limit
 	// (authlimit defaults when zero).
 	MaxAuthFailures int
@@ -110,6 +114,9 @@ func (a *API) routes() {
 	a.mux.HandleFunc("GET /api/v1/mappings", a.auth(a.mappings))
 	a.mux.HandleFunc("POST /api/v1/mappings", a.auth(a.createMapping))
 	a.mux.HandleFunc("DELETE /api/v1/mappings/{id}", a.auth(a.deleteMapping))
+	a.mux.HandleFunc("GET /api/v1/aliases", a.auth(a.aliases))
+	a.mux.HandleFunc("PUT /api/v1/aliases/{alias}", a.auth(a.setAlias))
+	a.mux.HandleFunc("DELETE /api/v1/aliases/{alias}", a.auth(a.deleteAlias))
 	a.mux.HandleFunc("GET /api/v1/ciracert", a.auth(a.ciracert))
 	a.mux.HandleFunc("GET /metrics", a.auth(a.metrics))
 	a.mux.HandleFunc("GET /proxy.pac", a.pac)
@@ -444,6 +451,57 @@ func (a *API) deleteMapping(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, map[string]uint64{"removed": id})
+}
+
+func (a *API) aliases(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, a.cfg.Server.Aliases())
+}
+
+// AliasRequest is the body of PUT /api/v1/aliases/{alias}.
+type AliasRequest struct {
+	Device string `json:"device"` // the device's GUID (any form)
+}
+
+func (a *API) setAlias(w http.ResponseWriter, r *http.Request) {
+	var req AliasRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Device == "" {
+		writeError(w, http.StatusBadRequest, "body must be JSON like {\"device\":\"GUID\"}")
+		return
+	}
+	if err := a.cfg.Server.SetAlias(r.PathValue("alias"), req.Device); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	a.log.Info("api: alias set", "alias", r.PathValue("alias"), "device", req.Device, "user", userOf(r))
+	a.saveAliases(w)
+}
+
+func (a *API) deleteAlias(w http.ResponseWriter, r *http.Request) {
+	alias := strings.ToLower(r.PathValue("alias"))
+	if _, ok := a.cfg.Server.Aliases()[alias]; !ok {
+		writeError(w, http.StatusNotFound, "no alias "+strconv.Quote(alias))
+		return
+	}
+	if err := a.cfg.Server.SetAlias(alias, ""); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	a.saveAliases(w)
+}
+
+// saveAliases keeps the aliases and answers with all of them.
+func (a *API) saveAliases(w http.ResponseWriter) {
+	all := a.cfg.Server.Aliases()
+	if a.cfg.SaveAliases != nil {
+		if err := a.cfg.SaveAliases(all); err != nil {
+			a.log.Error("api: cannot save aliases", "err", err)
+			writeError(w, http.StatusInternalServerError, "the alias works now but could not be saved: "+err.Error())
+			return
+		}
+	}
+	writeJSON(w, all)
 }
 
 func (a *API) ciracert(w http.ResponseWriter, r *http.Request) {
