@@ -259,8 +259,26 @@ func TestRelay(t *testing.T) {
 	expectText(t, sol, "you typed: status")
 	var ss []proxy.SessionInfo
 	apiDo(t, e, "GET", "/api/v1/sessions", consoleUser, consolePass, nil, &ss)
+	sol.Close()
 	if len(ss) != 1 || ss[0].Kind != proxy.KindRelay || ss[0].Port != 16994 || ss[0].Device != e.guid(0) {
 		t.Fatalf("relay sessions %+v", ss)
+	}
+
+	// A web console that leaves the login to Presence (an empty user, as
+	// Intel's ui-toolkit does) gets in with the stored AMT account; one that
+	// logs in itself with a wrong password is refused by the device.
+	e.waitFor("SOL slot free", func() bool { return len(e.in.Sessions().List()) == 0 })
+	sol, err = amtsim.DialSOL(wsDial(t, e, e.guid(0), 16994), "", "", amtsim.SOLAuthDigest)
+	if err != nil {
+		t.Fatalf("SOL with the login left to Presence: %v", err)
+	}
+	expectText(t, sol, "serial console on "+e.hostname(0))
+	io.WriteString(sol, "via presence\r")
+	expectText(t, sol, "you typed: via presence")
+	sol.Close()
+	e.waitFor("SOL slot free", func() bool { return len(e.in.Sessions().List()) == 0 })
+	if _, err := amtsim.DialSOL(wsDial(t, e, e.guid(0), 16994), amtUser, "wrong", amtsim.SOLAuthDigest); err == nil {
+		t.Fatal("SOL with a wrong password of the console's own got in")
 	}
 
 	// Refusals answer the upgrade with an HTTP error.

@@ -64,6 +64,10 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if err := acc.Add(ctx, vault.KindConsole, consoleUser, consolePass); err != nil {
 		t.Fatal(err)
 	}
+	// The AMT login the relay uses for web consoles that leave it to Presence.
+	if err := acc.Add(ctx, vault.KindAMT, amtUser, amtPass); err != nil {
+		t.Fatal(err)
+	}
 	cfg := instance.Config{
 		CA: ca, Accounts: acc,
 		CIRAAddr: "127.0.0.1:0", ProxyAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -185,7 +186,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 			Server: srv, Proxy: in.Proxy, Auth: consoleAuth, Token: cfg.Token,
 			AllowLoopbackNoAuth: cfg.AllowLoopbackNoAuth, RootPEM: cfg.CA.RootPEM(),
 			ProxyPort: port(in.ProxyAddr), Version: cfg.Version, InstanceID: cfg.InstanceID,
-			SaveAliases: cfg.SaveAliases, Logger: log.With("part", "api"),
+			SaveAliases: cfg.SaveAliases, AMTLogin: amtLogin(acc, log), Logger: log.With("part", "api"),
 		})
 		if err != nil {
 			return in, err
@@ -212,6 +213,34 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 		}
 	}
 	return in, nil
+}
+
+// amtLogin picks the AMT credentials the relay uses for web consoles that
+// leave the redirection login to Presence: the amt account named "admin",
+// or the only amt account there is.
+func amtLogin(acc *vault.Accounts, log *slog.Logger) func(context.Context, string) (string, string, bool) {
+	return func(ctx context.Context, device string) (string, string, bool) {
+		names, err := acc.List(ctx, vault.KindAMT)
+		if err != nil {
+			log.Warn("cannot read AMT accounts", "err", err)
+			return "", "", false
+		}
+		name := ""
+		switch {
+		case slices.Contains(names, "admin"):
+			name = "admin"
+		case len(names) == 1:
+			name = names[0]
+		default:
+			return "", "", false
+		}
+		pw, err := acc.Password(ctx, vault.KindAMT, name)
+		if err != nil {
+			log.Warn("cannot read an AMT account", "user", name, "err", err)
+			return "", "", false
+		}
+		return name, string(pw), true
+	}
 }
 
 func port(a net.Addr) int {

@@ -50,6 +50,10 @@ type Config struct {
 	// Version and InstanceID are reported by /api/v1/health.
 	Version    string
 	InstanceID string
+	// AMTLogin, if set, gives the AMT user and password the relay logs in
+	// with on behalf of a web console that starts a redirection session
+	// (port 16994) with an empty user name. The console never sees them.
+	AMTLogin func(ctx context.Context, device string) (user, pass string, ok bool)
 	// SaveAliases, if set, is called with every alias after a change made
 	// through the API, to keep them (the data dir's settings). An error
 	// undoes nothing but is reported to the client.

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -112,7 +114,18 @@ func (a *API) relay(w http.ResponseWriter, r *http.Request) {
 			}
 			stop := context.AfterFunc(a.ctx, func() { sess.Kill(proxy.EndShutdown) })
 			defer stop()
-			info := proxy.Relay(sess, c, nil, dc)
+			var cr io.Reader = c
+			if port == 16994 && a.cfg.AMTLogin != nil {
+				if user, pass, ok := a.cfg.AMTLogin(a.ctx, device); ok {
+					br := bufio.NewReader(c)
+					if err := interceptRedirLogin(c, br, dc, user, pass, relayDialTimeout); err != nil {
+						a.log.Info("api: relay: redirection login failed", "device", device, "err", err)
+						sess.Kill(proxy.EndError)
+					}
+					cr = br
+				}
+			}
+			info := proxy.Relay(sess, c, cr, dc)
 			a.log.Debug("api: relay ended", "session", info.ID, "reason", info.EndReason)
 		},
 	}
