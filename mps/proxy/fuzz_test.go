@@ -36,15 +36,7 @@ func FuzzHandshake(f *testing.F) {
 		}
 		s := New(Config{Dial: dial, Auth: checkAuth, HandshakeTimeout: 100 * time.Millisecond})
 		defer s.Close()
-		client, server := net.Pipe()
-		done := make(chan struct{})
-		s.wg.Add(1)
-		go func() {
-			defer close(done)
-			defer s.wg.Done()
-			defer server.Close()
-			s.handle(fakeRemote{server, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 9), Port: 4000}})
-		}()
+		client, done := handleFrom(s, net.IPv4(192, 0, 2, 9))
 		go io.Copy(io.Discard, client)
 		wrote := make(chan struct{})
 		go func() { client.Write(data); close(wrote) }()

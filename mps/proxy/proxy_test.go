@@ -154,6 +154,20 @@ func startProxy(t *testing.T, cfg Config) (*Server, string) {
 	return s, ln.Addr().String()
 }
 
+// serveUnmanaged runs a Server on 127.0.0.1:0 that the test closes
+// itself; done receives Serve's result.
+func serveUnmanaged(t *testing.T, cfg Config) (*Server, string, <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(cfg)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	return s, ln.Addr().String(), done
+}
+
 func dialProxy(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
@@ -554,22 +568,16 @@ func TestHeaderCap(t *testing.T) {
 
 func TestCloseEndsTunnels(t *testing.T) {
 	eng := newFakeEngine(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(Config{Dial: eng.dial})
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
+	s, addr, done := serveUnmanaged(t, Config{Dial: eng.dial})
 
-	c := dialProxy(t, ln.Addr().String())
+	c := dialProxy(t, addr)
 	fmt.Fprintf(c, "CONNECT dev1:16992 HTTP/1.1\r\nHost: dev1:16992\r\n\r\n")
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("CONNECT: %v %v", resp, err)
 	}
-	idle := dialProxy(t, ln.Addr().String()) // mid-handshake client
+	idle := dialProxy(t, addr) // mid-handshake client
 
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -581,6 +589,10 @@ func TestCloseEndsTunnels(t *testing.T) {
 		if _, err := io.ReadAll(cc); err != nil {
 			t.Fatalf("read after Close: %v", err)
 		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
 	if err := s.Serve(ln); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Serve after Close = %v", err)

@@ -165,21 +165,31 @@ func TestSessionKill(t *testing.T) {
 // Close ends live sessions as "shutdown".
 func TestCloseEndsSessionsAsShutdown(t *testing.T) {
 	eng := newFakeEngine(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(Config{Dial: eng.dial})
-	go s.Serve(ln)
+	s, addr, _ := serveUnmanaged(t, Config{Dial: eng.dial})
 	evs, cancel := s.Sessions().Subscribe(64)
 	defer cancel()
-	c := dialSOCKS5(t, ln.Addr().String(), "", "", "dev1:16994")
+	c := dialSOCKS5(t, addr, "", "", "dev1:16994")
 	echoOnce(t, c, "x")
 	s.Close()
 	ev := awaitEvent(t, evs, ended)
 	if ev.Session.EndReason != EndShutdown {
 		t.Fatalf("end reason %q, want %q", ev.Session.EndReason, EndShutdown)
 	}
+}
+
+// handleFrom serves one console connection, seen as coming from ip, over
+// a pipe; done closes when the handler returns.
+func handleFrom(s *Server, ip net.IP) (client net.Conn, done <-chan struct{}) {
+	client, server := net.Pipe()
+	d := make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer close(d)
+		defer s.wg.Done()
+		defer server.Close()
+		s.handle(fakeRemote{server, &net.TCPAddr{IP: ip, Port: 40000}})
+	}()
+	return client, d
 }
 
 // fakeRemote makes a connection look as if it came from addr.
@@ -214,16 +224,8 @@ func TestLoopbackNoAuth(t *testing.T) {
 		{"socks4a", "\x04\x01\x42\x60\x00\x00\x00\x01\x00dev1\x00", "\x00\x5b"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			client, server := net.Pipe()
+			client, done := handleFrom(s, net.IPv4(192, 0, 2, 7))
 			defer client.Close()
-			done := make(chan struct{})
-			s.wg.Add(1)
-			go func() {
-				defer close(done)
-				defer s.wg.Done()
-				defer server.Close()
-				s.handle(fakeRemote{server, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 40000}})
-			}()
 			client.SetDeadline(time.Now().Add(5 * time.Second))
 			go io.WriteString(client, tc.send)
 			buf := make([]byte, len(tc.want))
