@@ -87,10 +87,19 @@ func (s *Server) DialConsole(ctx context.Context, host string, port uint32) (net
 	switch {
 	case errors.Is(err, tunnel.ErrPortNotAnnounced):
 		return nil, fmt.Errorf("%w: device %s does not offer port %d", proxy.ErrPortNotAllowed, c.UUID(), port)
+	case errors.Is(err, tunnel.ErrTooManyChannels) || isShortage(err):
+		return nil, fmt.Errorf("%w: device %s has no channel free for port %d (%w)", proxy.ErrDeviceBusy, c.UUID(), port, err)
 	case errors.Is(err, tunnel.ErrClosed):
 		return nil, fmt.Errorf("%w: device %s has just disconnected", proxy.ErrUnknownHost, c.UUID())
 	case err != nil:
 		return nil, err
 	}
 	return consoleConn{ch, c.UUID().String()}, nil
+}
+
+// isShortage reports a CHANNEL_OPEN_FAILURE for lack of resources: AMT
+// has a handful of channel slots.
+func isShortage(err error) bool {
+	var oe *tunnel.OpenError
+	return errors.As(err, &oe) && oe.Reason == apf.OpenResourceShortage
 }

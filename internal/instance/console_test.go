@@ -265,3 +265,29 @@ shutdown_lifetime 0 seconds
 		t.Fatal("squid's request made no session on Presence")
 	}
 }
+
+// A device with no channel free answers a new session with 503 (AMT has
+// only a handful of channel slots).
+func TestDeviceBusy(t *testing.T) {
+	e := newEnv(t, envOptions{devices: 1, device: func(_ int, c *amtsim.Config) { c.MaxChannels = 1 }})
+	d, err := xproxy.SOCKS5("tcp", e.proxyAddr(), &xproxy.Auth{User: consoleUser, Password: consolePass}, xproxy.Direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := d.Dial("tcp", e.hostname(0)+":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	code, _, stderr := curlWSMan(t, e, []string{"-x", "http://" + e.proxyAddr()}, consoleUser+":"+consolePass, "http://"+e.hostname(0)+":16992/wsman")
+	if code != 503 {
+		t.Fatalf("status %d (%s), want 503", code, stderr)
+	}
+	held.Close()
+	e.waitFor("channel free", func() bool { d, _ := e.in.Server.Device(e.guid(0)); return d.Info.Channels == 0 })
+	if code, body, _ := curlWSMan(t, e, []string{"-x", "http://" + e.proxyAddr()}, consoleUser+":"+consolePass, "http://"+e.hostname(0)+":16992/wsman"); code != 200 {
+		t.Fatalf("after the session ended: %d", code)
+	} else {
+		wantHost(t, body, e.hostname(0))
+	}
+}

@@ -71,6 +71,8 @@ func (a *API) relay(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.Is(err, proxy.ErrUnknownHost):
 			writeError(w, http.StatusNotFound, "no connected device is named "+strconv.Quote(host))
+		case errors.Is(err, proxy.ErrDeviceBusy):
+			writeError(w, http.StatusServiceUnavailable, "the device has no channel free; try again when a session ends")
 		case errors.Is(err, proxy.ErrPortNotAllowed):
 			writeError(w, http.StatusForbidden, "the device does not offer port "+strconv.FormatUint(port, 10))
 		default:

@@ -44,8 +44,10 @@ func dialError(err error, host string, port uint32) (int, string) {
 		return http.StatusForbidden, "port not allowed: " + hp
 	case errors.Is(err, ErrUnknownHost):
 		return http.StatusNotFound, "unknown host: " + host
+	case errors.Is(err, ErrDeviceBusy):
+		return http.StatusServiceUnavailable, "device busy, no channel free: " + hp
 	default:
-		return http.StatusBadGateway, "dial " + hp + " failed"
+		return http.StatusBadGateway, "dial " + hp + " failed: " + err.Error()
 	}
 }
 

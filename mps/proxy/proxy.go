@@ -18,8 +18,9 @@ import (
 // DialFunc opens a connection to port on the device the console named host.
 // host is opaque to the proxy (a GUID, host name, alias, or a literal IP
 // address as the client sent it); the dial function resolves it. Refusals
-// must wrap [ErrUnknownHost] or [ErrPortNotAllowed] so that they map to the
-// protocols' own errors; any other error is reported as a dial failure.
+// must wrap [ErrUnknownHost], [ErrPortNotAllowed] or [ErrDeviceBusy] so
+// that they map to the protocols' own errors; any other error is reported
+// as a dial failure.
 type DialFunc func(ctx context.Context, host string, port uint32) (net.Conn, error)
 
 var (
@@ -27,6 +28,9 @@ var (
 	ErrUnknownHost = errors.New("proxy: unknown host")
 	// ErrPortNotAllowed means the device does not offer the port.
 	ErrPortNotAllowed = errors.New("proxy: port not allowed")
+	// ErrDeviceBusy means the device has no channel free for another
+	// session right now.
+	ErrDeviceBusy = errors.New("proxy: device busy")
 )
 
 // DefaultHandshakeTimeout bounds the greeting/request phase of a connection
