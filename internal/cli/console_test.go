@@ -185,3 +185,17 @@ func TestDiscoverDemo(t *testing.T) {
 	stop()
 	<-done
 }
+
+// A taken port is a clear error, and nothing is left running.
+func TestServePortTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r := run(t, "", "serve", "--data-dir", dataDir(t), "--cira-addr", freePort(t), "--proxy-addr", ln.Addr().String(),
+		"--api-addr", "127.0.0.1:0", "--mdns=false")
+	if r.code != 1 || !strings.Contains(r.stderr, "proxy listener") || !strings.Contains(r.stderr, "--proxy-addr") {
+		t.Fatalf("%+v", r)
+	}
+}

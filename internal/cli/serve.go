@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"github.com/presence-mps/presence/internal/instance"
@@ -136,6 +137,9 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	}
 	cfg.SaveAliases = saveAliases(c.dataDir)
 	in, err := instance.Start(ctx, cfg)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w (another program, or another Presence, has that port: choose another with --cira-addr, --proxy-addr or --api-addr, or turn the proxy or API off with \"off\")", err)
+	}
 	if err != nil {
 		return err
 	}
