@@ -19,6 +19,11 @@
 #      resuming their TLS sessions (--storm-resume; whether AMT firmware
 #      does is not known).
 #
+#   3. console sessions: a fresh server, --sessions-devices devices, and
+#      --sessions SOCKS5 sessions through the proxy to their echo ports,
+#      opened by one console process (ltsum consoles) and held; the server's
+#      RSS per session, then every session echoing at once.
+#
 #   bash scripts/loadtest.sh --quick          # 1,000 tunnels, short windows: ~1.5 minutes
 #   bash scripts/loadtest.sh                  # 1,000 / 10,000 / 19,000 tunnels, 4 storms: ~13 minutes
 #   bash scripts/loadtest.sh --help           # every option
@@ -55,7 +60,9 @@ SERVER_ENV=""      # VAR=VALUE ... for the server only (e.g. GOGC=50)
 KEEPALIVE=30s
 IDLE_TIMEOUT=90s
 SERVER_LOG_LEVEL=warn
-PHASES="tunnels storm"
+SESSIONS=1000
+SESSIONS_DEVICES=100
+PHASES="tunnels storm sessions"
 OUT=""
 KEEP=0
 NETNS=auto
@@ -80,7 +87,9 @@ usage: bash scripts/loadtest.sh [options]
   --keepalive D          server keepalive interval (default $KEEPALIVE; keep 30s for meaningful keepalive CPU)
   --idle-timeout D       server idle timeout (default $IDLE_TIMEOUT)
   --server-log-level L   debug logs every failed handshake with its reason (default $SERVER_LOG_LEVEL)
-  --only tunnels|storm   run one phase
+  --sessions N           console sessions held in the sessions phase (default $SESSIONS)
+  --sessions-devices N   devices they are spread over (default $SESSIONS_DEVICES)
+  --only tunnels|storm|sessions   run one phase
   --out FILE             also write the results (markdown) to FILE
   --keep                 keep the work directory (logs, summaries)
   --no-netns             run on the host network even as root
@@ -111,6 +120,8 @@ while [ $# -gt 0 ]; do
 	--idle-timeout) IDLE_TIMEOUT=$2; shift ;;
 	--server-log-level) SERVER_LOG_LEVEL=$2; shift ;;
 	--only) PHASES=$2; shift ;;
+	--sessions) SESSIONS=$2; shift ;;
+	--sessions-devices) SESSIONS_DEVICES=$2; shift ;;
 	--out) OUT=$2; shift ;;
 	--keep) KEEP=1 ;;
 	--no-netns) NETNS=no ;;
@@ -120,7 +131,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-for v in SETTLE IDLE_WINDOW RAMP_RATE PER_SIM STORM_DEVICES STORM_WARMUP STORM_WINDOW; do
+for v in SETTLE IDLE_WINDOW RAMP_RATE PER_SIM STORM_DEVICES STORM_WARMUP STORM_WINDOW SESSIONS SESSIONS_DEVICES; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "--$(tr 'A-Z_' 'a-z-' <<<"$v") must be a positive integer, not '${!v}'"
 done
 for n in $TUNNELS; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "--tunnels: '$n' is not a positive integer"; done
@@ -175,6 +186,7 @@ DATA=$WORK/data
 ROOT_PEM=$WORK/root.pem
 PORT=4433
 ADDR=127.0.0.1:$PORT
+PROXY_ADDR=127.0.0.1:$((PORT + 1))
 CIRA_USER=loadtest
 CIRA_PW=loadtest-Pw-0 # a throwaway account in a throwaway vault
 SEED=loadtest
@@ -277,8 +289,10 @@ start_server() {
 	local name=$1 cpus=${2:-} pin=() i
 	SERVER_LOG=$WORK/$name.server.log
 	[ -z "$cpus" ] || pin=(taskset -c "$cpus")
+	# The proxy and API on loopback, and no mDNS: nothing leaves the machine.
 	local cmd=("${pin[@]}" "$BIN" serve --data-dir "$DATA" --cira-addr "$ADDR" --keepalive "$KEEPALIVE"
-		--idle-timeout "$IDLE_TIMEOUT" --log-level "$SERVER_LOG_LEVEL")
+		--idle-timeout "$IDLE_TIMEOUT" --log-level "$SERVER_LOG_LEVEL"
+		--proxy-addr "$PROXY_ADDR" --api-addr 127.0.0.1:0 --mdns=false)
 	[ -z "$DEBUG_ADDR" ] || cmd+=(--debug-addr "$DEBUG_ADDR")
 	# gctrace: one line per GC on stderr, with the live heap and the
 	# goroutine stacks; cheap, and it tells what the RSS is made of.
@@ -400,6 +414,59 @@ setup_vault() {
 	"$BIN" cert export-root --data-dir "$DATA" >"$ROOT_PEM" || return 1
 	note_cmd "account add" "printf %s PW | $BIN account add --kind cira --data-dir $DATA $CIRA_USER"
 	printf %s "$CIRA_PW" | "$BIN" account add --kind cira --data-dir "$DATA" "$CIRA_USER" >/dev/null || return 1
+	note_cmd "console account" "printf %s PW | $BIN account add --kind console --data-dir $DATA load"
+	printf %s "$CIRA_PW" | "$BIN" account add --kind console --data-dir "$DATA" load >/dev/null || return 1
+}
+
+# hold_sessions: console sessions through the proxy (phase 3).
+hold_sessions() {
+	local n=$SESSIONS devs=$SESSIONS_DEVICES name=sessions c=0 deadline rss0 rss held_secs=15 i
+	log "== $n console sessions over $devs devices: fresh server"
+	start_server "$name" || return 1
+	start_sims "$name" "$devs" "600s" "" -- --echo-port 7 --rate RATE --report 2s --tls-max 1.2
+	deadline=$(($(date +%s) + 120))
+	while [ "$(date +%s)" -lt "$deadline" ]; do
+		sleep 2
+		c=$("$LTSUM" sum connected_now "${SIM_ERR[@]}" 2>/dev/null || echo 0)
+		[ "$c" -ge "$devs" ] && break
+		sims_alive || { log "   a simulator exited early"; return 1; }
+	done
+	[ "$c" -ge "$devs" ] || { log "   only $c of $devs devices connected"; return 1; }
+	sleep 5
+	rss0=$(rss_kb "$SERVER_PID")
+	local ready=$WORK/$name.ready
+	local cmd=("$LTSUM" consoles --proxy "$PROXY_ADDR" --user load --devices "$devs" --sessions "$n"
+		--hold "${held_secs}s" --ready "$ready")
+	note_cmd "consoles" "printf %s PW | ${cmd[*]}"
+	printf '%s\n' "$CIRA_PW" | "${cmd[@]}" >"$WORK/$name.consoles.json" 2>"$WORK/$name.consoles.err" &
+	local cpid=$!
+	PIDS+=("$cpid")
+	for ((i = 0; i < 600; i++)); do
+		[ -f "$ready" ] && break
+		alive "$cpid" || break
+		sleep 0.1
+	done
+	[ -f "$ready" ] || { log "   the console process did not open its sessions:"; cat "$WORK/$name.consoles.err" >&2; return 1; }
+	sleep 5
+	rss=$(rss_kb "$SERVER_PID")
+	local fdn s0 s1 w0 w1
+	fdn=$(fds "$SERVER_PID")
+	s0=$(ticks "$SERVER_PID") w0=$(now)
+	wait "$cpid" || { log "   the console process failed:"; cat "$WORK/$name.consoles.err" >&2; return 1; }
+	s1=$(ticks "$SERVER_PID") w1=$(now)
+	local j open_s opened echo_s echoes p50 p99
+	j=$WORK/$name.consoles.json
+	opened=$(sed -n 's/.*"opened":\([0-9]*\).*/\1/p' "$j")
+	open_s=$(sed -n 's/.*"open_seconds":\([0-9.e+-]*\).*/\1/p' "$j")
+	echoes=$(sed -n 's/.*"echoes":\([0-9]*\).*/\1/p' "$j")
+	echo_s=$(sed -n 's/.*"echo_seconds":\([0-9.e+-]*\).*/\1/p' "$j")
+	p50=$(sed -n 's/.*"p50":\([0-9.e+-]*\).*/\1/p' "$j")
+	p99=$(sed -n 's/.*"p99":\([0-9.e+-]*\).*/\1/p' "$j")
+	SESSION_ROWS+=("| $n | $devs | ${opened:-0} | $(calc "sprintf(\"%.0f\", 1000 * ${open_s:-0})") | $(calc "sprintf(\"%.1f / %.1f\", $rss0 / 1024, $rss / 1024)") | **$(calc "sprintf(\"%.1f\", ($rss - $rss0) / ${opened:-1})")** | $fdn | ${echoes:-0} in $(calc "sprintf(\"%.2f\", ${echo_s:-0})") s | $(calc "sprintf(\"%.0f\", 1e6 * ($s1 - $s0) / $CLK_TCK / max0(${echoes:-0} - 0.5 + 1))") | ${p50:-?} / ${p99:-?} |")
+	[ "${opened:-0}" -eq "$n" ] || { SESSION_NOTES+=("only ${opened:-0} of $n sessions opened: $(cat "$j")"); FAILED=1; }
+	log "   $opened sessions: server RSS ${rss0} → ${rss} kB"
+	stop_sims
+	stop_server
 }
 
 # --- phase 1: tunnels held ------------------------------------------------------
@@ -511,6 +578,8 @@ hold_tunnels() {
 # --- phase 2: reconnect storm ---------------------------------------------------
 STORM_ROWS=()
 STORM_NOTES=()
+SESSION_ROWS=()
+SESSION_NOTES=()
 
 # storm TLS-VERSION [pinned|resume]: pinned puts the server on CPU 0 and the
 # simulators on the others; resume makes the devices resume their TLS
@@ -608,7 +677,11 @@ for phase in $PHASES; do
 			stop_leftovers
 		fi
 		;;
-	*) die "--only: unknown phase '$phase' (want tunnels or storm)" ;;
+	sessions)
+		hold_sessions || { FAILED=1; SESSION_NOTES+=("sessions: FAILED, see $WORK"); }
+		stop_leftovers
+		;;
+	*) die "--only: unknown phase '$phase' (want tunnels, storm or sessions)" ;;
 	esac
 done
 
@@ -641,11 +714,22 @@ done
 		echo "after ${STORM_WARMUP} s of warm-up; TCP accepts/s: the kernel's Tcp PassiveOpens in the namespace. \"If alone\" = CPUs × handshakes per server CPU-second"
 		echo "(a projection: it assumes the server scales to every CPU the simulators use now). Latencies are over the whole storm and are mostly queueing (devices / rate)."
 	fi
-	if [ "$((${#TUNNEL_NOTES[@]} + ${#STORM_NOTES[@]}))" -gt 0 ]; then
+	if [ "${#SESSION_ROWS[@]}" -gt 0 ]; then
+		echo
+		echo "### Console sessions through the proxy (SOCKS5, one console process, simulated devices' echo port)"
+		echo
+		echo "| sessions | devices | opened | open all, ms | server RSS before / holding, MiB | **server RSS per session, KiB** | server fds | echoes (512 B, all sessions at once) | server CPU, µs per echo | echo p50 / p99, ms |"
+		echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+		printf '%s\n' "${SESSION_ROWS[@]}"
+		echo
+		echo "RSS is read 5 s after every session is open; per session = (holding − before) / opened. Each session is a console TCP connection and an APF channel."
+		echo "Server CPU per echo: utime+stime from the RSS reading to the end of the echoes (10 s of holding included) / echoes."
+	fi
+	if [ "$((${#TUNNEL_NOTES[@]} + ${#STORM_NOTES[@]} + ${#SESSION_NOTES[@]}))" -gt 0 ]; then
 		echo
 		echo "### Notes"
 		echo
-		for x in "${TUNNEL_NOTES[@]}" "${STORM_NOTES[@]}"; do echo "- $x"; done
+		for x in "${TUNNEL_NOTES[@]}" "${STORM_NOTES[@]}" "${SESSION_NOTES[@]}"; do echo "- $x"; done
 	fi
 	echo
 	echo "### Commands"

@@ -62,6 +62,8 @@ func main() {
 			usage()
 		}
 		err = delta(args)
+	case "consoles":
+		err = consoles(args)
 	case "final":
 		if len(args) == 0 {
 			usage()
@@ -77,7 +79,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadtest sum FIELD FILE... | delta A1 B1 [A2 B2]... | final FILE...")
+	fmt.Fprintln(os.Stderr, "usage: loadtest sum FIELD FILE... | delta A1 B1 [A2 B2]... | final FILE... | consoles [flags]")
 	os.Exit(2)
 }
 
