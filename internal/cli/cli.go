@@ -40,7 +40,7 @@ Usage:
   presence demo    [--devices N]     the server plus N simulated AMT devices on loopback
   presence cert    init --cn ADDRESS [--force] | show | export-root
   presence account add|list|remove --kind cira|console|amt [NAME]   (password on stdin)
-  presence devices  [--format table|json|csv]        devices connected to the running instance
+  presence devices  [--csv | --format table|json|csv]  devices connected to the running instance
   presence sessions [--format ...] [--kill ID]       console sessions of the running instance
   presence map      DEVICE PORT [--listen 127.0.0.1:P] | --list | --remove ID
                                                      a local port mapped to a device port

@@ -113,7 +113,7 @@ func TestConsoleCommands(t *testing.T) {
 	if len(ss) != 1 || ss[0].Kind != proxy.KindMapping || ss[0].Device != devs[0].UUID {
 		t.Fatalf("sessions: %+v", ss)
 	}
-	csv := run(t, "", "sessions", "--data-dir", dir, "--format", "csv")
+	csv := run(t, "", "sessions", "--data-dir", dir, "--csv")
 	if !strings.HasPrefix(csv.stdout, "ID,KIND,CONSOLE") || !strings.Contains(csv.stdout, ",mapping,") {
 		t.Fatalf("sessions csv:\n%s", csv.stdout)
 	}

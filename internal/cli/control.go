@@ -41,6 +41,7 @@ func (f *clientFlags) register(fs *flag.FlagSet, formats bool) {
 	fs.StringVar(&f.user, "user", "", "console account to log in with (password on stdin); default: the local instance's token")
 	if formats {
 		fs.StringVar(&f.format, "format", "table", "output: table, json or csv")
+		fs.BoolFunc("csv", "output CSV (the same as --format csv)", func(string) error { f.format = "csv"; return nil })
 	}
 }
 
