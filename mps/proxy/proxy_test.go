@@ -98,6 +98,8 @@ func (e *fakeEngine) dial(ctx context.Context, host string, port uint32) (net.Co
 	case "dev1", "dev1.amt":
 	case "broken":
 		return nil, errors.New("tunnel gone")
+	case "busy":
+		return nil, fmt.Errorf("no channel slot: %w", ErrDeviceBusy)
 	default:
 		return nil, fmt.Errorf("%q: %w", host, ErrUnknownHost)
 	}
@@ -454,7 +456,8 @@ func TestHTTPRefusals(t *testing.T) {
 	}{
 		{"dev1:16993", 403, "port not allowed: dev1:16993"},
 		{"nosuch:16992", 404, "unknown host: nosuch"},
-		{"broken:16992", 502, "dial broken:16992 failed"},
+		{"broken:16992", 502, "dial broken:16992 failed: tunnel gone"},
+		{"busy:16992", 503, "device busy, no channel free: busy:16992"},
 	} {
 		t.Run(tc.target, func(t *testing.T) {
 			// Absolute form.
