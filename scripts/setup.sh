@@ -21,7 +21,8 @@ cd "$REPO_ROOT"
 #   curl:          real-client proxy tests
 #   squid:         proxy chaining test (squid with Presence as its parent)
 #   amtterm:       Serial-over-LAN test with Debian's own redirection client
-APT_PACKAGES=(gcc libc6-dev git iproute2 util-linux curl squid amtterm)
+#   gnome-keyring dbus: a real Secret Service for the keychain vault's tests
+APT_PACKAGES=(gcc libc6-dev git iproute2 util-linux curl squid amtterm gnome-keyring dbus)
 
 # go_minor prints the minor version of the go on PATH (21 for go1.21.x),
 # or 0 when there is none.
