@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -183,24 +182,7 @@ func InitCA(ctx context.Context, s Store, opts CAOptions) (*CA, error) {
 		return nil, fmt.Errorf("vault: parse the new root certificate: %w", err)
 	}
 
-	serverTmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: opts.Address, Organization: []string{"Presence"}},
-		NotBefore:             start.Add(-backdate),
-		NotAfter:              serverEnd,
-		BasicConstraintsValid: true,
-		IsCA:                  false,
-		// keyEncipherment is required for RSA key exchange, which AMT uses.
-		KeyUsage:           x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:        []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		ExtraExtensions:    []pkix.Extension{{Id: oidNetscapeCertType, Value: nsCertTypeSSLServer}},
-		SignatureAlgorithm: x509.SHA256WithRSA,
-	}
-	if ip.IsValid() {
-		serverTmpl.IPAddresses = []net.IP{ip.AsSlice()}
-	} else {
-		serverTmpl.DNSNames = []string{opts.Address}
-	}
+	serverTmpl := serverTemplate(opts.Address, ip, start, serverEnd)
 	serverDER, err := x509.CreateCertificate(rand.Reader, serverTmpl, root, &serverKey.PublicKey, rootKey)
 	if err != nil {
 		return nil, fmt.Errorf("vault: create the server certificate: %w", err)
@@ -287,18 +269,32 @@ func LoadCA(ctx context.Context, s Store) (*CA, error) {
 	if err != nil {
 		return nil, damagedCA(itemRootKey, err)
 	}
+	server, serverKey, err := parseServerPair(serverDER, serverKeyDER, root)
+	if err != nil {
+		// A renewal interrupted while it overwrote the current pair left
+		// the complete new pair beside it.
+		if next, nextKey, ok := loadNextServer(ctx, s, root); ok {
+			return &CA{root: root, server: next, rootKey: rootKey, serverKey: nextKey}, nil
+		}
+		return nil, err
+	}
+	return &CA{root: root, server: server, rootKey: rootKey, serverKey: serverKey}, nil
+}
+
+// parseServerPair checks a stored server certificate and key against root.
+func parseServerPair(serverDER, serverKeyDER []byte, root *x509.Certificate) (*x509.Certificate, *rsa.PrivateKey, error) {
 	server, err := x509.ParseCertificate(serverDER)
 	if err != nil {
-		return nil, damagedCA(itemServerCert, err)
+		return nil, nil, damagedCA(itemServerCert, err)
 	}
 	if server.IsCA || !bytes.Equal(server.RawIssuer, root.RawSubject) || server.CheckSignatureFrom(root) != nil {
-		return nil, damagedCA(itemServerCert, errors.New("not a server certificate issued by the root"))
+		return nil, nil, damagedCA(itemServerCert, errors.New("not a server certificate issued by the root"))
 	}
 	serverKey, err := parseRSAKey(serverKeyDER, server)
 	if err != nil {
-		return nil, damagedCA(itemServerKey, err)
+		return nil, nil, damagedCA(itemServerKey, err)
 	}
-	return &CA{root: root, server: server, rootKey: rootKey, serverKey: serverKey}, nil
+	return server, serverKey, nil
 }
 
 // TLSCertificate returns the server certificate and key for the CIRA

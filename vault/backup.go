@@ -1,0 +1,201 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/scrypt"
+)
+
+// A CA backup is one PEM block, "PRESENCE CA BACKUP", whose headers name the
+// format and the key derivation (scrypt) and carry the root's fingerprint
+// (not secret, so an admin can tell backups apart), and whose body is the CA
+// items encrypted with AES-256-GCM under a key derived from the passphrase.
+// The headers are authenticated as GCM's additional data.
+
+const (
+	backupPEMType = "PRESENCE CA BACKUP"
+	backupVersion = "1"
+	// MinPassphrase is the shortest passphrase a backup accepts.
+	MinPassphrase = 10
+	scryptN       = 1 << 15
+	scryptR       = 8
+	scryptP       = 1
+)
+
+// ErrBadBackup means a backup cannot be opened: a wrong passphrase or a
+// damaged file (GCM cannot tell the two apart).
+var ErrBadBackup = errors.New("vault: wrong passphrase, or the backup is damaged")
+
+// backupItems are the CA items, the root certificate last (see InitCA).
+var backupItems = []string{itemRootKey, itemServerKey, itemServerCert, itemRootCert}
+
+// Backup returns the certificate authority's items, encrypted with
+// passphrase, as PEM text.
+func (ca *CA) Backup(passphrase string) ([]byte, error) {
+	if len(passphrase) < MinPassphrase {
+		return nil, fmt.Errorf("vault: the backup passphrase needs at least %d characters", MinPassphrase)
+	}
+	rootKeyDER, err := marshalKey(ca.rootKey)
+	if err != nil {
+		return nil, err
+	}
+	serverKeyDER, err := marshalKey(ca.serverKey)
+	if err != nil {
+		return nil, err
+	}
+	items := map[string][]byte{
+		itemRootKey: rootKeyDER, itemRootCert: ca.root.Raw,
+		itemServerKey: serverKeyDER, itemServerCert: ca.server.Raw,
+	}
+	plain, err := json.Marshal(items)
+	if err != nil {
+		return nil, err
+	}
+	salt := make([]byte, 16)
+	rand.Read(salt)
+	hdr := map[string]string{
+		"Version": backupVersion, "KDF": fmt.Sprintf("scrypt N=%d r=%d p=%d", scryptN, scryptR, scryptP),
+		"Salt": hex.EncodeToString(salt), "Root-SHA256": ca.RootFingerprintSHA256(),
+	}
+	aead, err := backupAEAD(passphrase, salt, scryptN, scryptR, scryptP)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize())
+	rand.Read(nonce)
+	sealed := aead.Seal(nonce, nonce, plain, backupAAD(hdr))
+	clear(plain)
+	return pem.EncodeToMemory(&pem.Block{Type: backupPEMType, Headers: hdr, Bytes: sealed}), nil
+}
+
+func marshalKey(k any) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, fmt.Errorf("vault: encode a key for the backup: %w", err)
+	}
+	return der, nil
+}
+
+// backupAAD binds the headers to the ciphertext.
+func backupAAD(h map[string]string) []byte {
+	return []byte(strings.Join([]string{backupPEMType, h["Version"], h["KDF"], h["Salt"], h["Root-SHA256"]}, "\n"))
+}
+
+func backupAEAD(passphrase string, salt []byte, n, r, p int) (cipher.AEAD, error) {
+	key, err := scrypt.Key([]byte(passphrase), salt, n, r, p, 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// parseKDF reads "scrypt N=.. r=.. p=.." and caps the cost, so a hostile
+// file cannot make restore use gigabytes of memory.
+func parseKDF(s string) (n, r, p int, err error) {
+	f := strings.Fields(s)
+	if len(f) != 4 || f[0] != "scrypt" {
+		return 0, 0, 0, fmt.Errorf("%w: unknown key derivation %q", ErrBadBackup, s)
+	}
+	vals := make([]int, 3)
+	for i, name := range []string{"N=", "r=", "p="} {
+		v, ok := strings.CutPrefix(f[i+1], name)
+		if !ok {
+			return 0, 0, 0, fmt.Errorf("%w: key derivation %q", ErrBadBackup, s)
+		}
+		if vals[i], err = strconv.Atoi(v); err != nil || vals[i] < 1 {
+			return 0, 0, 0, fmt.Errorf("%w: key derivation %q", ErrBadBackup, s)
+		}
+	}
+	n, r, p = vals[0], vals[1], vals[2]
+	if n > 1<<20 || r > 16 || p > 4 || n&(n-1) != 0 {
+		return 0, 0, 0, fmt.Errorf("%w: key derivation cost %q is out of range", ErrBadBackup, s)
+	}
+	return n, r, p, nil
+}
+
+// RestoreOptions configure [RestoreCA].
+type RestoreOptions struct {
+	// Force replaces a different root already in the store.
+	Force bool
+}
+
+// RestoreCA decrypts a backup made by [CA.Backup], checks that it holds a
+// complete, consistent CA, and saves it in s. Like InitCA it refuses to
+// replace a different root without Force; restoring the same root again is
+// allowed.
+func RestoreCA(ctx context.Context, s Store, backup []byte, passphrase string, opts RestoreOptions) (*CA, error) {
+	blk, _ := pem.Decode(backup)
+	if blk == nil || blk.Type != backupPEMType {
+		return nil, fmt.Errorf("%w: not a Presence CA backup (no %q PEM block)", ErrBadBackup, backupPEMType)
+	}
+	if blk.Headers["Version"] != backupVersion {
+		return nil, fmt.Errorf("%w: backup format version %q is not known to this Presence", ErrBadBackup, blk.Headers["Version"])
+	}
+	n, r, p, err := parseKDF(blk.Headers["KDF"])
+	if err != nil {
+		return nil, err
+	}
+	salt, err := hex.DecodeString(blk.Headers["Salt"])
+	if err != nil || len(salt) < 8 || len(salt) > 64 {
+		return nil, fmt.Errorf("%w: bad salt", ErrBadBackup)
+	}
+	aead, err := backupAEAD(passphrase, salt, n, r, p)
+	if err != nil {
+		return nil, err
+	}
+	if len(blk.Bytes) < aead.NonceSize()+aead.Overhead() || len(blk.Bytes) > 64<<10 {
+		return nil, fmt.Errorf("%w: wrong size", ErrBadBackup)
+	}
+	nonce, sealed := blk.Bytes[:aead.NonceSize()], blk.Bytes[aead.NonceSize():]
+	plain, err := aead.Open(nil, nonce, sealed, backupAAD(blk.Headers))
+	if err != nil {
+		return nil, ErrBadBackup
+	}
+	defer clear(plain)
+	var items map[string][]byte
+	if err := json.Unmarshal(plain, &items); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadBackup, err)
+	}
+	// Check the CA as LoadCA would, in memory, before touching s.
+	staging := NewMemory(MemoryItemLimit)
+	for _, k := range backupItems {
+		v, ok := items[k]
+		if !ok {
+			return nil, fmt.Errorf("%w: it lacks %s", ErrBadBackup, k)
+		}
+		if err := staging.Set(ctx, k, v); err != nil {
+			return nil, err
+		}
+	}
+	ca, err := LoadCA(ctx, staging)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadBackup, err)
+	}
+	if old, err := s.Get(ctx, itemRootCert); err == nil && !opts.Force && !bytes.Equal(old, ca.root.Raw) {
+		return nil, wrapf(ErrRootExists, "vault: this vault holds a different MPS root, which devices may trust; to replace it with the backup's (SHA-256 %s), add --force", ca.RootFingerprintSHA256())
+	} else if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	for _, k := range backupItems { // the root certificate last
+		if err := s.Set(ctx, k, items[k]); err != nil {
+			return nil, fmt.Errorf("vault: restoring stopped half way, run the restore again: %w", err)
+		}
+	}
+	return ca, nil
+}
