@@ -104,7 +104,9 @@ func TestRenewalDue(t *testing.T) {
 	}
 }
 
-func pemOf(typ string, der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}) }
+func pemOf(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
 
 func TestImportCA(t *testing.T) {
 	ctx := context.Background()
