@@ -38,7 +38,8 @@ const usage = `Presence — an Intel AMT Management Presence Server (MPS).
 Usage:
   presence serve   [flags]           run the server with no window (logs to stderr)
   presence demo    [--devices N]     the server plus N simulated AMT devices on loopback
-  presence cert    init --cn ADDRESS [--force] | show | export-root
+  presence cert    init --cn ADDRESS [--force] | show | export-root | renew [--cn ADDRESS] | doctor
+                   | import --root-cert F --root-key F | backup --out F | restore --in F   (passphrase on stdin)
   presence account add|list|remove --kind cira|console|amt [NAME]   (password on stdin)
   presence devices  [--csv | --format table|json|csv]  devices connected to the running instance
   presence sessions [--format ...] [--kill ID]       console sessions of the running instance

@@ -117,6 +117,10 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	// Offer renewal before expiry, and say what AMT would object to.
+	for _, p := range ca.Doctor("", time.Now()) {
+		log.Warn("certificate: " + p.Text)
+	}
 	acc := vault.NewAccounts(st)
 	for _, k := range []struct{ kind, why string }{
 		{vault.KindCIRA, "devices cannot log in until you add one (presence account add --kind cira NAME)"},
