@@ -199,3 +199,27 @@ func TestServePortTaken(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// One Presence per data dir, and per CIRA port: a second one exits at once
+// naming the first.
+func TestSecondInstance(t *testing.T) {
+	dir := dataDir(t)
+	cira, _ := startServe(t, dir)
+	start := time.Now()
+	r := run(t, "", "serve", "--data-dir", dir, "--cira-addr", freePort(t), "--proxy-addr", "off", "--api-addr", "off", "--mdns=false")
+	if r.code != 1 || !strings.Contains(r.stderr, "already running") || !strings.Contains(r.stderr, "pid "+strconv.Itoa(os.Getpid())) {
+		t.Fatalf("second serve on the same data dir: %+v", r)
+	}
+	// Another data dir (a copy of the vault), the same CIRA port.
+	other := t.TempDir()
+	if err := os.CopyFS(filepath.Join(other, "vault"), os.DirFS(filepath.Join(dir, "vault"))); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, "", "serve", "--data-dir", other, "--cira-addr", cira, "--proxy-addr", "off", "--api-addr", "off", "--mdns=false")
+	if r.code != 1 || !strings.Contains(r.stderr, "another Presence is already serving CIRA on "+cira) {
+		t.Fatalf("second serve on the same CIRA port: %+v", r)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("the refusals took %v", d)
+	}
+}

@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -12,6 +16,7 @@ import (
 	"time"
 
 	"github.com/presence-mps/presence/internal/instance"
+	"github.com/presence-mps/presence/internal/single"
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/vault"
 )
@@ -113,6 +118,14 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	lock, err := single.Acquire(c.dataDir)
+	if errors.Is(err, single.ErrRunning) {
+		return runningError(c.dataDir)
+	}
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	st, ca, err := c.loadCA(ctx)
 	if err != nil {
 		return err
@@ -142,7 +155,10 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	cfg.SaveAliases = saveAliases(c.dataDir)
 	in, err := instance.Start(ctx, cfg)
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("%w (another program, or another Presence, has that port: choose another with --cira-addr, --proxy-addr or --api-addr, or turn the proxy or API off with \"off\")", err)
+		if isPresenceCIRA(f.ciraAddr) {
+			return fmt.Errorf("another Presence is already serving CIRA on %s (with another data dir): only one MPS may run on a machine; stop it first", f.ciraAddr)
+		}
+		return fmt.Errorf("%w (another program has that port: choose another with --cira-addr, --proxy-addr or --api-addr, or turn the proxy or API off with \"off\")", err)
 	}
 	if err != nil {
 		return err
@@ -176,6 +192,37 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	<-ctx.Done()
 	log.Info("stopping", "tunnels", in.Server.Stats().Tunnels, "sessions", in.Sessions().Stats().Active)
 	return stopInstance()
+}
+
+// runningError names the instance that holds the data dir.
+func runningError(dataDir string) error {
+	info, err := readRunInfo(dataDir)
+	if err != nil {
+		return fmt.Errorf("%w (%s); only one may run per data dir", single.ErrRunning, dataDir)
+	}
+	return fmt.Errorf("%w: pid %d, started %s, CIRA on %s, proxy on %s (data dir %s); only one may run: stop it first, or use another --data-dir",
+		single.ErrRunning, info.PID, info.Started.Local().Format(time.DateTime), info.CIRA, cmp.Or(info.Proxy, "off"), dataDir)
+}
+
+// isPresenceCIRA reports whether a Presence CIRA listener answers on addr:
+// it answers an HTTPS request with a one-line 400 that names it. The probe
+// only identifies the listener, sends nothing secret, and so does not
+// verify the certificate.
+func isPresenceCIRA(addr string) bool {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: time.Second}, Config: &tls.Config{InsecureSkipVerify: true}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", dialable(addr))
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("GET / HTTP/1.0\r\n\r\n")); err != nil {
+		return false
+	}
+	b, _ := io.ReadAll(io.LimitReader(c, 512))
+	return bytes.Contains(b, []byte("CIRA port of Presence"))
 }
 
 func addrString(a net.Addr) string {
