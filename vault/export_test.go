@@ -9,3 +9,20 @@ func (a *Accounts) CacheSizeForTest() (known, unknown int) {
 	defer a.mu.RUnlock()
 	return len(a.known), len(a.unknown)
 }
+
+// KeyringForTest is the part of go-keyring a [Keychain] uses.
+type KeyringForTest = keyringAPI
+
+// NewKeychainForTest returns a keychain store that uses kr instead of the OS
+// keychain.
+func NewKeychainForTest(opts KeychainOptions, kr KeyringForTest) (*Keychain, error) {
+	opts.keyring = kr
+	return NewKeychain(opts)
+}
+
+// SameLockForTest reports whether operations on keys a and b share a lock.
+func (k *Keychain) SameLockForTest(a, b string) bool { return k.stripe(a) == k.stripe(b) }
+
+// LargeChunkKeyForTest returns the key of part i of generation gen of the
+// large value at key.
+func LargeChunkKeyForTest(key, gen string, i int) string { return chunkKey(key, gen, i) }

@@ -53,7 +53,14 @@ type Store interface {
 
 // Open returns the store of the given kind: "file" (the directory
 // dataDir/vault), "memory" (empty, gone when the process exits) or
-// "keychain" (not available yet: the error wraps [ErrUnavailable]).
+// "keychain" (the OS keychain under [DefaultKeychainService], with its index
+// in dataDir/keychain-index).
+//
+// For "keychain", Open first checks that the OS keychain answers, waiting at
+// most five seconds (time to answer an unlock prompt), so that a server
+// fails at start rather than at the first device. The error then wraps
+// [ErrUnavailable] (no keychain here, or no answer in time) or [ErrLocked]
+// and says what to do.
 func Open(kind, dataDir string) (Store, error) {
 	switch kind {
 	case "file":
@@ -64,7 +71,10 @@ func Open(kind, dataDir string) (Store, error) {
 	case "memory":
 		return NewMemory(MemoryItemLimit), nil
 	case "keychain":
-		return nil, wrapf(ErrUnavailable, "vault: the OS keychain store is not available yet: use --vault file")
+		if dataDir == "" {
+			return nil, errors.New("vault: the keychain store needs a data directory for its index (--data-dir)")
+		}
+		return openKeychain(dataDir)
 	default:
 		return nil, fmt.Errorf("vault: unknown store %q: use keychain, file or memory", kind)
 	}

@@ -5,6 +5,7 @@ package cli
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -47,6 +48,8 @@ Usage:
                                                      a local port mapped to a device port
   presence alias    [ALIAS GUID | --remove ALIAS]    other names consoles may use for devices
   presence discover [--timeout 3s]                   Presence instances seen over mDNS
+  presence vault    migrate --from file|keychain --to keychain|file [--overwrite]
+  presence history  [--device ID] [--since 24h|RFC3339] [--sessions] [--csv]   tunnel and session history
   presence simulate --mps HOST:PORT --ca FILE --devices N --user U  (password on stdin)
   presence version
 
@@ -71,6 +74,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		"map":      runMap,
 		"discover": runDiscover,
 		"alias":    runAlias,
+		"vault":    runVault,
+		"history":  runHistory,
 		"version": func(_ context.Context, _ []string, env Env) error {
 			fmt.Fprintf(env.Stdout, "presence %s\n", Version)
 			return nil
@@ -114,11 +119,18 @@ func (c *common) register(fs *flag.FlagSet) {
 		def = "."
 	}
 	fs.StringVar(&c.dataDir, "data-dir", filepath.Join(def, "presence"), "where Presence keeps its settings, secrets (file vault) and history")
-	fs.StringVar(&c.vault, "vault", "file", "secret store: file or memory (the OS keychain arrives in a later release)")
+	fs.StringVar(&c.vault, "vault", "", "secret store: keychain (the OS keychain: desktops), file (0600 files in the data dir: headless servers) or memory (gone at exit); default: the data dir's setting (presence vault migrate sets it), else file")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
 func (c *common) store() (vault.Store, error) {
+	if c.vault == "" {
+		st, err := loadSettings(c.dataDir)
+		if err != nil {
+			return nil, err
+		}
+		c.vault = cmp.Or(st.Vault, "file")
+	}
 	if c.vault == "file" {
 		if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/internal/single"
 	"github.com/presence-mps/presence/mps"
+	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/vault"
 )
 
@@ -35,6 +37,8 @@ type serverFlags struct {
 	maxTunnels  int
 	shutdownMax time.Duration
 	debugAddr   string
+	historyAge  time.Duration
+	historyMiB  int64
 }
 
 // serverDefaults are the listen addresses a command starts from.
@@ -52,6 +56,8 @@ func (f *serverFlags) register(fs *flag.FlagSet, def serverDefaults) {
 	fs.BoolVar(&f.legacyTLS, "legacy-tls", false, "also allow TLS 1.0 and 1.1, for AMT 11 and older")
 	fs.IntVar(&f.maxTunnels, "max-tunnels", 50000, "most tunnels held at once")
 	fs.DurationVar(&f.shutdownMax, "shutdown-timeout", 5*time.Second, "how long a graceful stop may take")
+	fs.DurationVar(&f.historyAge, "history-max-age", 90*24*time.Hour, "keep tunnel and session history this long (serve)")
+	fs.Int64Var(&f.historyMiB, "history-max-size", 256, "keep the history file under this many MiB, dropping the oldest records (serve)")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this loopback address, for diagnosing memory and CPU (off by default)")
 }
 
@@ -75,6 +81,9 @@ func (f *serverFlags) check() error {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return usageError{fmt.Sprintf("--%s %q: want HOST:PORT or :PORT", name, a)}
 		}
+	}
+	if f.historyAge <= 0 || f.historyMiB <= 0 {
+		return usageError{"--history-max-age and --history-max-size must be positive"}
 	}
 	if f.idle <= f.keepalive {
 		return usageError{fmt.Sprintf("--idle-timeout (%s) must be longer than --keepalive (%s), or devices are dropped between keepalives", f.idle, f.keepalive)}
@@ -130,6 +139,16 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	hist, err := history.Open(filepath.Join(c.dataDir, historyFile), history.Options{
+		MaxAge: f.historyAge, MaxBytes: f.historyMiB << 20, Logger: log.With("part", "history"),
+	})
+	if errors.Is(err, history.ErrLocked) {
+		return runningError(c.dataDir)
+	}
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	defer hist.Close() // after the instance has stopped: its last events are kept
 	// Offer renewal before expiry, and say what AMT would object to.
 	for _, p := range ca.Doctor("", time.Now()) {
 		log.Warn("certificate: " + p.Text)
@@ -146,6 +165,7 @@ func runServe(ctx context.Context, args []string, env Env) error {
 		}
 	}
 	cfg := f.instanceConfig(ca, acc, log)
+	cfg.History = hist
 	if f.mdns {
 		cfg.Advertise = advertiser(log, false)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/apf"
+	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/mps/api"
 	"github.com/presence-mps/presence/mps/proxy"
 	"github.com/presence-mps/presence/mps/tunnel"
@@ -53,6 +54,10 @@ type Config struct {
 	Version    string
 	// Token is the API bearer token (default: random, see Instance.Token).
 	Token string
+	// History, if set, records every tunnel up and down, auth failure and
+	// console session. The caller opens it (it holds the data dir's history
+	// file) and closes it after Shutdown.
+	History *history.Store
 	// Aliases are other names of devices (alias → GUID), set at start;
 	// SaveAliases keeps them after a change through the API.
 	Aliases     map[string]string
@@ -186,7 +191,8 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 			Server: srv, Proxy: in.Proxy, Auth: consoleAuth, Token: cfg.Token,
 			AllowLoopbackNoAuth: cfg.AllowLoopbackNoAuth, RootPEM: cfg.CA.RootPEM(),
 			ProxyPort: port(in.ProxyAddr), Version: cfg.Version, InstanceID: cfg.InstanceID,
-			SaveAliases: cfg.SaveAliases, AMTLogin: amtLogin(acc, log), Logger: log.With("part", "api"),
+			SaveAliases: cfg.SaveAliases, AMTLogin: amtLogin(acc, log), History: cfg.History,
+			Logger: log.With("part", "api"),
 		})
 		if err != nil {
 			return in, err
@@ -266,9 +272,16 @@ func (in *Instance) serve(loop func() error) {
 	}()
 }
 
-// wireEvents frees a device's port mappings when its tunnel ends.
+// eventBuffer is room for engine and session events between their source
+// and the instance's consumers: a reconnect storm of 10,000 devices makes
+// 20,000 events at once.
+const eventBuffer = 1 << 16
+
+// wireEvents frees a device's port mappings when its tunnel ends, and
+// records tunnels and sessions in the history.
 func (in *Instance) wireEvents() {
-	events, _ := in.Server.Subscribe(4096)
+	events, _ := in.Server.Subscribe(eventBuffer)
+	h := in.cfg.History
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()
@@ -278,8 +291,52 @@ func (in *Instance) wireEvents() {
 					in.log.Info("port mappings closed: their device disconnected", "device", ev.Device.UUID, "mappings", n)
 				}
 			}
+			if h != nil {
+				h.Add(TunnelRecord(ev))
+			}
 		}
 	}()
+	if h == nil {
+		return
+	}
+	sessions, _ := in.sessions.Subscribe(eventBuffer)
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		for ev := range sessions { // closed by Shutdown after the last session ended
+			h.AddSession(SessionRecord(ev.Session))
+		}
+	}()
+}
+
+// TunnelRecord turns an engine event into a history record.
+func TunnelRecord(ev mps.Event) history.TunnelEvent {
+	r := history.TunnelEvent{
+		Time: ev.Time, Device: ev.Device.UUID, Hostname: ev.Device.Hostname, Reason: ev.Reason, Detail: ev.Detail,
+		Remote: ev.Device.Remote, User: ev.User, TLSVersion: ev.Device.Info.TLSVersion, TLSCipher: ev.Device.Info.TLSCipher,
+	}
+	switch ev.Kind {
+	case mps.EventConnected:
+		r.Kind = history.KindUp
+	case mps.EventDisconnected:
+		r.Kind = history.KindDown
+	case mps.EventAuthFailed:
+		r.Kind = history.KindAuthFailed
+	default:
+		r.Kind = ev.Kind.String()
+	}
+	for _, f := range ev.Device.Info.Forwards {
+		r.Ports = append(r.Ports, f.Port)
+	}
+	return r
+}
+
+// SessionRecord turns a console session into a history record.
+func SessionRecord(s proxy.SessionInfo) history.SessionRecord {
+	return history.SessionRecord{
+		ID: s.ID, Kind: s.Kind, Console: s.Console, User: s.User, Device: s.Device, Host: s.Host, Port: s.Port,
+		BytesToDevice: s.BytesToDevice, BytesFromDevice: s.BytesFromDevice, Start: s.Start, End: s.End, EndReason: s.EndReason,
+	}
 }
 
 // refreshAccounts flushes the account cache periodically until Shutdown.
@@ -330,8 +387,10 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 		if err := in.Server.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
-		in.wg.Wait()
+		// Every session has ended by now (the API and the proxy wait for
+		// their relays), so the last session events are in the channel.
 		in.sessions.CloseEvents()
+		in.wg.Wait()
 		in.stopErr = errors.Join(errs...)
 	})
 	return in.stopErr

@@ -26,6 +26,7 @@ import (
 
 	"github.com/presence-mps/presence/internal/authlimit"
 	"github.com/presence-mps/presence/mps"
+	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/mps/proxy"
 )
 
@@ -54,6 +55,8 @@ type Config struct {
 	// with on behalf of a web console that starts a redirection session
 	// (port 16994) with an empty user name. The console never sees them.
 	AMTLogin func(ctx context.Context, device string) (user, pass string, ok bool)
+	// History, if set, answers the /api/v1/history endpoints.
+	History *history.Store
 	// SaveAliases, if set, is called with every alias after a change made
 	// through the API, to keep them (the data dir's settings). An error
 	// undoes nothing but is reported to the client.
@@ -121,6 +124,9 @@ func (a *API) routes() {
 	a.mux.HandleFunc("GET /api/v1/aliases", a.auth(a.aliases))
 	a.mux.HandleFunc("PUT /api/v1/aliases/{alias}", a.auth(a.setAlias))
 	a.mux.HandleFunc("DELETE /api/v1/aliases/{alias}", a.auth(a.deleteAlias))
+	a.mux.HandleFunc("GET /api/v1/history", a.auth(a.historyEvents))
+	a.mux.HandleFunc("GET /api/v1/history/sessions", a.auth(a.historySessions))
+	a.mux.HandleFunc("GET /api/v1/history/availability", a.auth(a.historyAvailability))
 	a.mux.HandleFunc("GET /api/v1/ciracert", a.auth(a.ciracert))
 	a.mux.HandleFunc("GET /metrics", a.auth(a.metrics))
 	a.mux.HandleFunc("GET /proxy.pac", a.pac)

@@ -149,14 +149,15 @@ func (s *Store) Devices() ([]TunnelEvent, error) {
 
 // Interval is a span of time, [Start, End).
 type Interval struct {
-	Start, End time.Time
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
 }
 
 // Availability is how long a device's tunnel was up in a window.
 type Availability struct {
-	Up        time.Duration
-	Fraction  float64    // Up over the window's length (the window ends at now if to is later)
-	Intervals []Interval // the spans the tunnel was up, oldest first (at most MaxLimit)
+	Up        time.Duration `json:"up_ns"`
+	Fraction  float64       `json:"fraction"`  // Up over the window's length (the window ends at now if to is later)
+	Intervals []Interval    `json:"intervals"` // the spans the tunnel was up, oldest first (at most MaxLimit)
 }
 
 // Availability computes how long device's tunnel was up in [from, to) from

@@ -18,17 +18,17 @@ const (
 // TunnelEvent is one thing that happened to a device's tunnel. It holds no
 // secret: for auth failures, User is only the user name the device offered.
 type TunnelEvent struct {
-	Time       time.Time
-	Device     string // the device's GUID text
-	Hostname   string
-	Kind       string // KindUp, KindDown or KindAuthFailed
-	Reason     string // the tunnel's reason text, for downs and auth failures
-	Detail     string
-	Remote     string // the device's address
-	User       string // the offered user name, for auth failures
-	TLSVersion string
-	TLSCipher  string
-	Ports      []uint32 // the ports the device forwards
+	Time       time.Time `json:"time"`
+	Device     string    `json:"device"` // the device's GUID text
+	Hostname   string    `json:"hostname,omitempty"`
+	Kind       string    `json:"kind"`             // KindUp, KindDown or KindAuthFailed
+	Reason     string    `json:"reason,omitempty"` // the tunnel's reason text, for downs and auth failures
+	Detail     string    `json:"detail,omitempty"`
+	Remote     string    `json:"remote,omitempty"` // the device's address
+	User       string    `json:"user,omitempty"`   // the offered user name, for auth failures
+	TLSVersion string    `json:"tls_version,omitempty"`
+	TLSCipher  string    `json:"tls_cipher,omitempty"`
+	Ports      []uint32  `json:"ports,omitempty"` // the ports the device forwards
 }
 
 // SessionRecord is one console session: one console connection to one
@@ -36,18 +36,18 @@ type TunnelEvent struct {
 // replaces it, so a session may be recorded when it starts and again when
 // it ends.
 type SessionRecord struct {
-	ID              uint64
-	Kind            string // how the console reached the device: "socks5", "http-connect", …
-	Console         string // the console's address
-	User            string // the console's account, if it authenticated
-	Device          string // the device's GUID, or the name the console used
-	Host            string // the name the console used
-	Port            uint32
-	BytesToDevice   int64
-	BytesFromDevice int64
-	Start           time.Time
-	End             time.Time // zero while the session is open
-	EndReason       string
+	ID              uint64    `json:"id"`
+	Kind            string    `json:"kind"`           // how the console reached the device: "socks5", "http-connect", …
+	Console         string    `json:"console"`        // the console's address
+	User            string    `json:"user,omitempty"` // the console's account, if it authenticated
+	Device          string    `json:"device"`         // the device's GUID, or the name the console used
+	Host            string    `json:"host"`           // the name the console used
+	Port            uint32    `json:"port"`
+	BytesToDevice   int64     `json:"bytes_to_device"`
+	BytesFromDevice int64     `json:"bytes_from_device"`
+	Start           time.Time `json:"start"`
+	End             time.Time `json:"end,omitzero"` // zero while the session is open
+	EndReason       string    `json:"end_reason,omitempty"`
 }
 
 // Record encoding.

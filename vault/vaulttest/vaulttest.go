@@ -189,6 +189,50 @@ func Run(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		wantGet(t, s, "big/max", limit)
 	})
 
+	t.Run("LargeValue16KiB", func(t *testing.T) {
+		// A value over the per-item limit, such as a PEM bundle, goes
+		// through vault.SetLarge in items every store accepts.
+		s := newStore(t)
+		ctx := t.Context()
+		big := make([]byte, 16<<10)
+		for i := range big {
+			big[i] = byte(i*7 + i>>8)
+		}
+		if err := vault.SetLarge(ctx, s, "tls/bundle.pem", big); err != nil {
+			t.Fatalf("SetLarge(16 KiB) = %v", err)
+		}
+		if got, err := vault.GetLarge(ctx, s, "tls/bundle.pem"); err != nil || !bytes.Equal(got, big) {
+			t.Fatalf("GetLarge = %d bytes, %v; want the 16 KiB written", len(got), err)
+		}
+		keys, err := s.List(ctx, "tls/")
+		if want := 1 + (len(big)+vault.MemoryItemLimit-1)/vault.MemoryItemLimit; err != nil || len(keys) != want {
+			t.Errorf("List after SetLarge = %d keys, %v; want %d (a header and the parts)", len(keys), err, want)
+		}
+		small := []byte("replaced by a short value")
+		if err := vault.SetLarge(ctx, s, "tls/bundle.pem", small); err != nil {
+			t.Fatalf("SetLarge(replace) = %v", err)
+		}
+		wantLarge := func(want []byte) {
+			t.Helper()
+			if got, err := vault.GetLarge(ctx, s, "tls/bundle.pem"); err != nil || !bytes.Equal(got, want) {
+				t.Errorf("GetLarge = %q, %v; want %q", trim(got), err, trim(want))
+			}
+		}
+		wantLarge(small)
+		if keys, err := s.List(ctx, "tls/"); err != nil || len(keys) != 2 {
+			t.Errorf("List after replacing = %q, %v; want the header and one part", keys, err)
+		}
+		if err := vault.DeleteLarge(ctx, s, "tls/bundle.pem"); err != nil {
+			t.Fatalf("DeleteLarge = %v", err)
+		}
+		if keys, err := s.List(ctx, "tls/"); err != nil || len(keys) != 0 {
+			t.Errorf("List after DeleteLarge = %q, %v; want none", keys, err)
+		}
+		if _, err := vault.GetLarge(ctx, s, "tls/bundle.pem"); !errors.Is(err, vault.ErrNotFound) {
+			t.Errorf("GetLarge after DeleteLarge = %v; want ErrNotFound", err)
+		}
+	})
+
 	t.Run("CanceledContext", func(t *testing.T) {
 		s := newStore(t)
 		mustSet(t, s, "k", []byte("v"))
