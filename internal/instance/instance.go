@@ -20,8 +20,8 @@ import (
 
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/apf"
-	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/mps/api"
+	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/mps/proxy"
 	"github.com/presence-mps/presence/mps/tunnel"
 	"github.com/presence-mps/presence/vault"
