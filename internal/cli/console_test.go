@@ -223,3 +223,62 @@ func TestSecondInstance(t *testing.T) {
 		t.Fatalf("the refusals took %v", d)
 	}
 }
+
+// presence history reads the running instance's history through its API,
+// and the file itself once the instance has stopped, shutdown included.
+func TestHistoryCommand(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(filepath.Join(dir, "vault"), os.DirFS(filepath.Join(dataDir(t), "vault"))); err != nil {
+		t.Fatal(err)
+	}
+	cira := freePort(t)
+	ctx, stop := context.WithCancel(context.Background())
+	logs := newSyncBuffer()
+	served := make(chan int, 1)
+	go func() {
+		served <- Run(ctx, []string{"serve", "--data-dir", dir, "--cira-addr", cira, "--proxy-addr", "127.0.0.1:0",
+			"--api-addr", "127.0.0.1:0", mdnsFlag()}, Env{Stdout: io.Discard, Stderr: logs})
+	}()
+	defer func() { stop(); <-served }()
+	logs.waitFor(t, "Presence MPS serving")
+	root := filepath.Join(t.TempDir(), "root.pem")
+	os.WriteFile(root, []byte(run(t, "", "cert", "export-root", "--data-dir", dir).stdout), 0o600)
+	sim := run(t, ciraPW+"\n", "simulate", "--mps", cira, "--ca", root, "--user", "dev", "--devices", "2", "--duration", "1s", "--seed", "history")
+	if sim.code != 0 {
+		t.Fatalf("simulate: %+v", sim)
+	}
+	var evs []struct {
+		Device, Hostname, Kind, Reason string
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r := run(t, "", "history", "--data-dir", dir, "--format", "json")
+		if r.code != 0 {
+			t.Fatalf("history through the API: %+v", r)
+		}
+		json.Unmarshal([]byte(r.stdout), &evs)
+		if len(evs) >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("history: %s", r.stdout)
+		}
+	}
+	host := evs[0].Hostname
+	table := run(t, "", "history", "--data-dir", dir, "--device", host, "--since", "1h")
+	if table.code != 0 || !strings.Contains(table.stdout, " up ") || !strings.Contains(table.stdout, "reachable ") {
+		t.Fatalf("history --device %s:\n%+v", host, table)
+	}
+	stop()
+	if code := <-served; code != 0 {
+		t.Fatalf("serve exit %d:\n%s", code, logs.String())
+	}
+	served <- 0 // for the deferred wait
+	// The instance is gone: the file is read directly.
+	r := run(t, "", "history", "--data-dir", dir, "--csv")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "TIME,DEVICE,HOSTNAME,EVENT") || strings.Count(r.stdout, ",up,") != 2 {
+		t.Fatalf("history from the file: %+v", r)
+	}
+	if r := run(t, "", "history", "--data-dir", dir, "--sessions"); r.code != 0 || !strings.HasPrefix(r.stdout, "START") {
+		t.Fatalf("history --sessions: %+v", r)
+	}
+}
