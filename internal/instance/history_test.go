@@ -3,6 +3,8 @@ package instance_test
 import (
 	"context"
 	"io"
+	"net/http"
+	"strings"
 	"path/filepath"
 	"testing"
 	"time"
@@ -62,6 +64,21 @@ func TestHistoryRecordsTunnelsAndSessions(t *testing.T) {
 	r := recs[0]
 	if r.Kind != proxy.KindSOCKS5 || r.User != consoleUser || r.Port != 7 || r.BytesToDevice != 5 || r.BytesFromDevice != 5 || r.EndReason != proxy.EndDevice {
 		t.Fatalf("session record %+v", r)
+	}
+	code, m := 0, ""
+	{
+		req, _ := http.NewRequest("GET", e.apiURL()+"/metrics", nil)
+		req.SetBasicAuth(consoleUser, consolePass)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		code, m = resp.StatusCode, string(b)
+	}
+	if code != 200 || !strings.Contains(m, "presence_history_dropped_total 0\n") || strings.Contains(m, "presence_history_committed_total 0\n") {
+		t.Fatalf("history metrics (%d):\n%s", code, m)
 	}
 	if byUser, _ := h.Sessions(history.Filter{User: consoleUser}); len(byUser) != 1 {
 		t.Fatalf("sessions by account: %+v", byUser)

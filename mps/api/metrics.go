@@ -30,6 +30,12 @@ func (a *API) metrics(w http.ResponseWriter, r *http.Request) {
 	m.one("presence_proxy_refused_total", "counter", "Proxy requests refused (unknown device, port not allowed) or failed.", float64(ps.Refused))
 	m.one("presence_mappings", "gauge", "Open port mappings.", float64(ps.Mappings))
 	m.one("presence_events_dropped_total", "counter", "Engine events dropped for slow subscribers.", float64(st.Dropped))
+	if h := a.cfg.History; h != nil {
+		hs := h.Stats()
+		m.one("presence_history_committed_total", "counter", "History records written.", float64(hs.Committed))
+		m.one("presence_history_dropped_total", "counter", "History records lost: the write queue was full, or a batch failed.", float64(hs.Dropped+hs.Failed))
+		m.one("presence_history_queued", "gauge", "History records waiting to be written.", float64(hs.Queued))
+	}
 }
 
 type metricWriter struct{ w io.Writer }
