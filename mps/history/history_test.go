@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -172,12 +173,14 @@ func TestLocked(t *testing.T) {
 func TestDropped(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	s := newStore(t, Options{QueueSize: 4, BatchSize: 1})
+	// Only the first commit blocks, and it waits for the test to see it
+	// (a non-blocking send could miss a test not yet receiving).
+	var once sync.Once
 	s.testHookCommit = func() {
-		select {
-		case entered <- struct{}{}:
+		once.Do(func() {
+			entered <- struct{}{}
 			<-release
-		default:
-		}
+		})
 	}
 	// The writer takes the first record and blocks in the hook.
 	s.Add(ev(guid(1), KindUp, t0))
