@@ -1,6 +1,9 @@
 // Command presence is an Intel AMT Management Presence Server (MPS): AMT
 // devices outside the office open CIRA tunnels to it, and management
 // consoles reach them through it. See README.md and shared/DESIGN.md.
+//
+// With no arguments it opens the desktop window (the server runs inside
+// it); a build with -tags nogui is server-only, with no cgo and no GL.
 package main
 
 import (
@@ -10,11 +13,15 @@ import (
 	"syscall"
 
 	"github.com/presence-mps/presence/internal/cli"
+	"github.com/presence-mps/presence/internal/instance"
 )
+
+// window runs the desktop window over an instance; nil in a nogui build.
+var window func(context.Context, *instance.Instance) error
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Run(ctx, os.Args[1:], cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+	code := cli.Run(ctx, os.Args[1:], cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, App: window})
 	stop()
 	os.Exit(code)
 }

@@ -142,8 +142,8 @@ if [ "$NETNS" != inner ]; then
 	WORK=$(mktemp -d "${TMPDIR:-/tmp}/presence-loadtest.XXXXXX") || die "mktemp failed"
 	echo "loadtest: work directory $WORK"
 	cd "$REPO_ROOT" || exit 1
-	echo "+ go build -o $WORK/presence . && go build -o $WORK/ltsum ./scripts/loadtest"
-	if ! go build -o "$WORK/presence" . || ! go build -o "$WORK/ltsum" ./scripts/loadtest; then
+	echo "+ CGO_ENABLED=0 go build -tags nogui -o $WORK/presence . && go build -o $WORK/ltsum ./scripts/loadtest"
+	if ! CGO_ENABLED=0 go build -tags nogui -o "$WORK/presence" . || ! go build -o "$WORK/ltsum" ./scripts/loadtest; then
 		rm -rf "$WORK"
 		die "build failed (GOTOOLCHAIN=$GOTOOLCHAIN)"
 	fi

@@ -11,5 +11,5 @@ SCRIPT_NAME=run
 cd "$REPO_ROOT"
 command -v go >/dev/null 2>&1 || die "no go on PATH: run scripts/setup.sh first"
 mkdir -p bin
-CGO_ENABLED=0 go build -trimpath -o bin/presence .
+CGO_ENABLED=0 go build -tags nogui -trimpath -o bin/presence .
 exec bin/presence "$@"

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/vault"
 )
 
@@ -27,6 +28,10 @@ var Version = "0.1.0-dev"
 type Env struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// App, if set, is the desktop window: `presence` with no arguments
+	// runs the server with it until the window closes. A server-only build
+	// (-tags nogui) leaves it nil.
+	App func(context.Context, *instance.Instance) error
 }
 
 // usageError is a command-line mistake: exit status 2.
@@ -37,6 +42,7 @@ func (e usageError) Error() string { return e.msg }
 const usage = `Presence — an Intel AMT Management Presence Server (MPS).
 
 Usage:
+  presence                           open the desktop window (the server runs inside it)
   presence serve   [flags]           run the server with no window (logs to stderr)
   presence demo    [--devices N]     the server plus N simulated AMT devices on loopback
   presence cert    init --cn ADDRESS [--force] | show | export-root | renew [--cn ADDRESS] | doctor
@@ -60,7 +66,10 @@ Run "presence COMMAND -h" for a command's flags.
 // process exit status: 0 success, 1 failure, 2 usage error.
 func Run(ctx context.Context, args []string, env Env) int {
 	if len(args) == 0 {
-		fmt.Fprint(env.Stderr, usage)
+		if env.App != nil {
+			return exitCode("presence", runServe(ctx, nil, env), env)
+		}
+		fmt.Fprint(env.Stderr, "presence: this build has no window (built with -tags nogui): use presence serve\n\n"+usage)
 		return 2
 	}
 	cmds := map[string]func(context.Context, []string, Env) error{
@@ -91,7 +100,11 @@ func Run(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "presence: unknown command %q\n\n%s", name, usage)
 		return 2
 	}
-	err := cmd(ctx, args[1:], env)
+	return exitCode("presence "+name, cmd(ctx, args[1:], env), env)
+}
+
+// exitCode reports err on stderr and returns the exit status for it.
+func exitCode(prefix string, err error, env Env) int {
 	var ue usageError
 	switch {
 	case err == nil:
@@ -99,10 +112,10 @@ func Run(ctx context.Context, args []string, env Env) int {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, &ue):
-		fmt.Fprintf(env.Stderr, "presence %s: %s\n", name, ue.msg)
+		fmt.Fprintf(env.Stderr, "%s: %s\n", prefix, ue.msg)
 		return 2
 	}
-	fmt.Fprintf(env.Stderr, "presence %s: %v\n", name, err)
+	fmt.Fprintf(env.Stderr, "%s: %v\n", prefix, err)
 	return 1
 }
 

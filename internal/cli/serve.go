@@ -209,7 +209,14 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	go releaseMemoryAfterBursts(ctx, in.Server)
 	log.Info("Presence MPS serving", "cira", in.CIRAAddr.String(), "proxy", addrString(in.ProxyAddr),
 		"api", addrString(in.APIAddr), "root_sha256", ca.RootFingerprintSHA256(), "version", Version)
-	<-ctx.Done()
+	if env.App != nil {
+		// The desktop app: the server runs until its window closes.
+		if err := env.App(ctx, in); err != nil {
+			log.Error("window", "err", err)
+		}
+	} else {
+		<-ctx.Done()
+	}
 	log.Info("stopping", "tunnels", in.Server.Stats().Tunnels, "sessions", in.Sessions().Stats().Active)
 	return stopInstance()
 }

@@ -1,0 +1,68 @@
+//go:build !nogui
+
+// Package app is Presence's desktop window: it runs the ui package's
+// screens in a real Fyne window over a running instance. It is the only
+// package that imports fyne.io/fyne/v2/app (and so needs cgo and GL); the
+// server-only build (-tags nogui) leaves it out.
+package app
+
+import (
+	"context"
+	"time"
+
+	"fyne.io/fyne/v2"
+	fyneapp "fyne.io/fyne/v2/app"
+
+	"github.com/presence-mps/presence/app/ui"
+	"github.com/presence-mps/presence/internal/instance"
+)
+
+// ID is the application id (also in FyneApp.toml).
+const ID = "io.github.presence-mps.presence"
+
+// Run shows the window for in and returns when the window is closed or
+// ctx ends. The window is refreshed from the engine once a second.
+func Run(ctx context.Context, in *instance.Instance) error {
+	a := fyneapp.NewWithID(ID)
+	w := a.NewWindow("Presence")
+	u := ui.New(backend{in})
+	w.SetContent(u.Root)
+	w.Resize(fyne.NewSize(1000, 640))
+	u.Refresh()
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				fyne.Do(a.Quit)
+				return
+			case <-t.C:
+				fyne.Do(u.Refresh)
+			}
+		}
+	}()
+	w.ShowAndRun()
+	close(done)
+	return nil
+}
+
+// backend reads snapshots from a running instance.
+type backend struct{ in *instance.Instance }
+
+func (b backend) Snapshot() ui.Snapshot {
+	s := ui.Snapshot{Devices: b.in.Server.Devices(), Sessions: b.in.Sessions().Stats().Active, Taken: time.Now()}
+	if b.in.CIRAAddr != nil {
+		s.CIRA = b.in.CIRAAddr.String()
+	}
+	if b.in.ProxyAddr != nil {
+		s.Proxy = b.in.ProxyAddr.String()
+	}
+	if b.in.APIAddr != nil {
+		s.API = b.in.APIAddr.String()
+	}
+	return s
+}

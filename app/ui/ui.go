@@ -1,0 +1,149 @@
+// Package ui is the desktop window's content: screens built from value
+// snapshots of a running Presence. It never imports fyne.io/fyne/v2/app, so
+// it builds and tests without cgo or a display; package app puts it in a
+// real window. Widgets are touched only on the Fyne goroutine: Refresh is
+// called through fyne.Do.
+package ui
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/presence-mps/presence/mps"
+)
+
+// Snapshot is what the window shows at one moment.
+type Snapshot struct {
+	CIRA, Proxy, API string // listen addresses ("" when off)
+	Devices          []mps.Device
+	Sessions         int
+	Taken            time.Time
+}
+
+// Backend gives the window its data. The engine implements it in package
+// app; tests use a fake.
+type Backend interface {
+	Snapshot() Snapshot
+}
+
+// UI is the window content.
+type UI struct {
+	b    Backend
+	Root fyne.CanvasObject
+
+	// Overview
+	status *widget.Label
+	counts *widget.Label
+
+	// Devices
+	Search  *widget.Entry
+	Table   *widget.Table
+	devices []mps.Device // all, sorted
+	shown   []mps.Device // after the search filter
+}
+
+var deviceColumns = []string{"Host name", "GUID", "Remote", "TLS", "Connected", "Ports"}
+
+// New builds the content for b. Call Refresh to fill it.
+func New(b Backend) *UI {
+	u := &UI{b: b}
+	u.status = widget.NewLabel("")
+	u.counts = widget.NewLabel("")
+	overview := container.NewVBox(widget.NewLabelWithStyle("Presence", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), u.status, u.counts)
+
+	u.Search = widget.NewEntry()
+	u.Search.SetPlaceHolder("Search host name, GUID or address")
+	u.Search.OnChanged = func(string) { u.filter() }
+	u.Table = widget.NewTableWithHeaders(
+		func() (int, int) { return len(u.shown), len(deviceColumns) },
+		func() fyne.CanvasObject { return widget.NewLabel("00000000-0000-0000-0000-000000000000") },
+		func(id widget.TableCellID, o fyne.CanvasObject) {
+			if id.Row < len(u.shown) {
+				o.(*widget.Label).SetText(cell(u.shown[id.Row], id.Col))
+			}
+		})
+	u.Table.ShowHeaderColumn = false
+	u.Table.CreateHeader = func() fyne.CanvasObject { return widget.NewLabel("") }
+	u.Table.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
+		if id.Row < 0 && id.Col >= 0 && id.Col < len(deviceColumns) {
+			o.(*widget.Label).SetText(deviceColumns[id.Col])
+		}
+	}
+	for i, w := range []float32{140, 300, 150, 70, 160, 200} {
+		u.Table.SetColumnWidth(i, w)
+	}
+	devicesScreen := container.NewBorder(u.Search, nil, nil, nil, u.Table)
+
+	tabs := container.NewAppTabs(
+		container.NewTabItem("Overview", overview),
+		container.NewTabItem("Devices", devicesScreen),
+	)
+	tabs.SetTabLocation(container.TabLocationLeading)
+	u.Root = tabs
+	return u
+}
+
+func cell(d mps.Device, col int) string {
+	switch col {
+	case 0:
+		return d.Hostname
+	case 1:
+		return d.UUID
+	case 2:
+		return d.Remote
+	case 3:
+		return d.Info.TLSVersion
+	case 4:
+		if d.Info.ConnectedAt.IsZero() {
+			return ""
+		}
+		return d.Info.ConnectedAt.Local().Format(time.DateTime)
+	case 5:
+		ps := make([]string, len(d.Info.Forwards))
+		for i, f := range d.Info.Forwards {
+			ps[i] = strconv.FormatUint(uint64(f.Port), 10)
+		}
+		return strings.Join(ps, ",")
+	}
+	return ""
+}
+
+// Refresh reads a new snapshot and updates every screen. Call it on the
+// Fyne goroutine.
+func (u *UI) Refresh() {
+	s := u.b.Snapshot()
+	u.status.SetText(fmt.Sprintf("CIRA %s · proxy %s · API %s", or(s.CIRA), or(s.Proxy), or(s.API)))
+	u.counts.SetText(fmt.Sprintf("%d devices connected · %d console sessions", len(s.Devices), s.Sessions))
+	u.devices = slices.Clone(s.Devices)
+	slices.SortFunc(u.devices, func(a, b mps.Device) int { return strings.Compare(a.Hostname, b.Hostname) })
+	u.filter()
+}
+
+func or(addr string) string {
+	if addr == "" {
+		return "off"
+	}
+	return addr
+}
+
+// filter applies the search text to the device list.
+func (u *UI) filter() {
+	q := strings.ToLower(strings.TrimSpace(u.Search.Text))
+	u.shown = u.shown[:0]
+	for _, d := range u.devices {
+		if q == "" || strings.Contains(strings.ToLower(d.Hostname), q) || strings.Contains(d.UUID, q) || strings.Contains(d.Remote, q) {
+			u.shown = append(u.shown, d)
+		}
+	}
+	u.Table.Refresh()
+}
+
+// Shown returns how many devices the table lists.
+func (u *UI) Shown() int { return len(u.shown) }

@@ -1,0 +1,7 @@
+//go:build !nogui
+
+package main
+
+import "github.com/presence-mps/presence/app"
+
+func init() { window = app.Run }
