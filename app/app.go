@@ -8,6 +8,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -53,8 +54,15 @@ func Run(ctx context.Context, in *instance.Instance) error {
 // backend reads snapshots from a running instance.
 type backend struct{ in *instance.Instance }
 
+func (b backend) KillSession(id uint64) error {
+	if !b.in.Sessions().Kill(id) {
+		return errors.New("it has already ended")
+	}
+	return nil
+}
+
 func (b backend) Snapshot() ui.Snapshot {
-	s := ui.Snapshot{Devices: b.in.Server.Devices(), Sessions: b.in.Sessions().Stats().Active, Taken: time.Now()}
+	s := ui.Snapshot{Devices: b.in.Server.Devices(), Sessions: b.in.Sessions().List(), Taken: time.Now()}
 	if b.in.CIRAAddr != nil {
 		s.CIRA = b.in.CIRAAddr.String()
 	}

@@ -17,13 +17,14 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/presence-mps/presence/mps"
+	"github.com/presence-mps/presence/mps/proxy"
 )
 
 // Snapshot is what the window shows at one moment.
 type Snapshot struct {
 	CIRA, Proxy, API string // listen addresses ("" when off)
 	Devices          []mps.Device
-	Sessions         int
+	Sessions         []proxy.SessionInfo
 	Taken            time.Time
 }
 
@@ -31,6 +32,8 @@ type Snapshot struct {
 // app; tests use a fake.
 type Backend interface {
 	Snapshot() Snapshot
+	// KillSession ends a live console session.
+	KillSession(id uint64) error
 }
 
 // UI is the window content.
@@ -47,7 +50,16 @@ type UI struct {
 	Table   *widget.Table
 	devices []mps.Device // all, sorted
 	shown   []mps.Device // after the search filter
+
+	// Sessions
+	SessionTable *widget.Table
+	EndSession   *widget.Button
+	sessions     []proxy.SessionInfo
+	selected     int // row in sessions, -1 for none
+	message      *widget.Label
 }
+
+var sessionColumns = []string{"ID", "Kind", "Account", "Console", "Device", "Port", "To device", "From device", "Since"}
 
 var deviceColumns = []string{"Host name", "GUID", "Remote", "TLS", "Connected", "Ports"}
 
@@ -81,9 +93,35 @@ func New(b Backend) *UI {
 	}
 	devicesScreen := container.NewBorder(u.Search, nil, nil, nil, u.Table)
 
+	u.selected = -1
+	u.message = widget.NewLabel("")
+	u.SessionTable = widget.NewTableWithHeaders(
+		func() (int, int) { return len(u.sessions), len(sessionColumns) },
+		func() fyne.CanvasObject { return widget.NewLabel("00000000-0000-0000-0000-0000000") },
+		func(id widget.TableCellID, o fyne.CanvasObject) {
+			if id.Row < len(u.sessions) {
+				o.(*widget.Label).SetText(sessionCell(u.sessions[id.Row], id.Col))
+			}
+		})
+	u.SessionTable.ShowHeaderColumn = false
+	u.SessionTable.CreateHeader = func() fyne.CanvasObject { return widget.NewLabel("") }
+	u.SessionTable.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
+		if id.Row < 0 && id.Col >= 0 && id.Col < len(sessionColumns) {
+			o.(*widget.Label).SetText(sessionColumns[id.Col])
+		}
+	}
+	u.SessionTable.OnSelected = func(id widget.TableCellID) {
+		u.selected = id.Row
+		u.EndSession.Enable()
+	}
+	u.EndSession = widget.NewButton("End session", u.endSelected)
+	u.EndSession.Disable()
+	sessionsScreen := container.NewBorder(nil, container.NewHBox(u.EndSession, u.message), nil, nil, u.SessionTable)
+
 	tabs := container.NewAppTabs(
 		container.NewTabItem("Overview", overview),
 		container.NewTabItem("Devices", devicesScreen),
+		container.NewTabItem("Sessions", sessionsScreen),
 	)
 	tabs.SetTabLocation(container.TabLocationLeading)
 	u.Root = tabs
@@ -115,12 +153,63 @@ func cell(d mps.Device, col int) string {
 	return ""
 }
 
+func sessionCell(s proxy.SessionInfo, col int) string {
+	switch col {
+	case 0:
+		return strconv.FormatUint(s.ID, 10)
+	case 1:
+		return s.Kind
+	case 2:
+		return s.User
+	case 3:
+		return s.Console
+	case 4:
+		return s.Device
+	case 5:
+		return strconv.FormatUint(uint64(s.Port), 10)
+	case 6:
+		return strconv.FormatInt(s.BytesToDevice, 10)
+	case 7:
+		return strconv.FormatInt(s.BytesFromDevice, 10)
+	case 8:
+		return s.Start.Local().Format(time.TimeOnly)
+	}
+	return ""
+}
+
+// endSelected ends the selected session and says what happened.
+func (u *UI) endSelected() {
+	if u.selected < 0 || u.selected >= len(u.sessions) {
+		return
+	}
+	id := u.sessions[u.selected].ID
+	if err := u.b.KillSession(id); err != nil {
+		u.message.SetText(fmt.Sprintf("Session %d could not be ended: %v", id, err))
+		return
+	}
+	u.message.SetText(fmt.Sprintf("Session %d ended.", id))
+	u.SessionTable.UnselectAll()
+	u.selected = -1
+	u.EndSession.Disable()
+	u.Refresh()
+}
+
 // Refresh reads a new snapshot and updates every screen. Call it on the
 // Fyne goroutine.
 func (u *UI) Refresh() {
 	s := u.b.Snapshot()
 	u.status.SetText(fmt.Sprintf("CIRA %s · proxy %s · API %s", or(s.CIRA), or(s.Proxy), or(s.API)))
-	u.counts.SetText(fmt.Sprintf("%d devices connected · %d console sessions", len(s.Devices), s.Sessions))
+	u.counts.SetText(fmt.Sprintf("%d devices connected · %d console sessions", len(s.Devices), len(s.Sessions)))
+	var selectedID uint64
+	if u.selected >= 0 && u.selected < len(u.sessions) {
+		selectedID = u.sessions[u.selected].ID
+	}
+	u.sessions = slices.Clone(s.Sessions)
+	u.selected = slices.IndexFunc(u.sessions, func(x proxy.SessionInfo) bool { return x.ID == selectedID && selectedID != 0 })
+	if u.selected < 0 {
+		u.EndSession.Disable()
+	}
+	u.SessionTable.Refresh()
 	u.devices = slices.Clone(s.Devices)
 	slices.SortFunc(u.devices, func(a, b mps.Device) int { return strings.Compare(a.Hostname, b.Hostname) })
 	u.filter()

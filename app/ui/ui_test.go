@@ -1,20 +1,37 @@
 package ui
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
 
 	"github.com/presence-mps/presence/mps"
+	"github.com/presence-mps/presence/mps/proxy"
 	"github.com/presence-mps/presence/mps/tunnel"
 )
 
-type fakeBackend struct{ snap Snapshot }
+type fakeBackend struct {
+	snap   Snapshot
+	killed []uint64
+}
 
 func (f *fakeBackend) Snapshot() Snapshot { return f.snap }
+
+func (f *fakeBackend) KillSession(id uint64) error {
+	i := slices.IndexFunc(f.snap.Sessions, func(s proxy.SessionInfo) bool { return s.ID == id })
+	if i < 0 {
+		return errors.New("no live session has that id")
+	}
+	f.killed = append(f.killed, id)
+	f.snap.Sessions = slices.Delete(f.snap.Sessions, i, i+1)
+	return nil
+}
 
 func fleet(n int) []mps.Device {
 	out := make([]mps.Device, n)
@@ -31,7 +48,7 @@ func fleet(n int) []mps.Device {
 // The device table lists 10,000 devices and the search narrows them.
 func TestDeviceTableFilter10000(t *testing.T) {
 	test.NewTempApp(t)
-	b := &fakeBackend{snap: Snapshot{CIRA: ":4433", Proxy: ":1080", Devices: fleet(10000), Sessions: 3}}
+	b := &fakeBackend{snap: Snapshot{CIRA: ":4433", Proxy: ":1080", Devices: fleet(10000), Sessions: make([]proxy.SessionInfo, 3)}}
 	u := New(b)
 	w := test.NewWindow(u.Root)
 	defer w.Close()
@@ -77,5 +94,40 @@ func TestDeviceAppearsAndDisappears(t *testing.T) {
 	u.Refresh()
 	if u.Shown() != 0 {
 		t.Fatal("device still listed after it left")
+	}
+}
+
+// A session is ended from the Sessions screen: select it, press the button.
+func TestSessionKill(t *testing.T) {
+	test.NewTempApp(t)
+	b := &fakeBackend{snap: Snapshot{Sessions: []proxy.SessionInfo{
+		{ID: 7, Kind: proxy.KindSOCKS5, User: "alice", Device: "d1", Port: 16994},
+		{ID: 9, Kind: proxy.KindHTTP, User: "bob", Device: "d2", Port: 16992},
+	}}}
+	u := New(b)
+	w := test.NewWindow(u.Root)
+	defer w.Close()
+	w.Resize(fyne.NewSize(900, 600))
+	u.Refresh()
+	if !u.EndSession.Disabled() {
+		t.Fatal("End session enabled with nothing selected")
+	}
+	u.SessionTable.Select(widget.TableCellID{Row: 1, Col: 0})
+	if u.EndSession.Disabled() {
+		t.Fatal("End session disabled with a session selected")
+	}
+	test.Tap(u.EndSession)
+	if len(b.killed) != 1 || b.killed[0] != 9 {
+		t.Fatalf("killed %v, want [9]", b.killed)
+	}
+	if len(u.sessions) != 1 || u.sessions[0].ID != 7 || !u.EndSession.Disabled() || u.message.Text != "Session 9 ended." {
+		t.Fatalf("after the kill: %d sessions, message %q", len(u.sessions), u.message.Text)
+	}
+	// A session that ended meanwhile: the error is shown, in a sentence.
+	u.SessionTable.Select(widget.TableCellID{Row: 0, Col: 0})
+	b.snap.Sessions = nil
+	test.Tap(u.EndSession)
+	if u.message.Text != "Session 7 could not be ended: no live session has that id" {
+		t.Fatalf("message %q", u.message.Text)
 	}
 }
