@@ -16,6 +16,7 @@ import (
 
 	"github.com/presence-mps/presence/app/ui"
 	"github.com/presence-mps/presence/internal/instance"
+	"github.com/presence-mps/presence/mps"
 )
 
 // ID is the application id (also in FyneApp.toml).
@@ -30,6 +31,26 @@ func Run(ctx context.Context, in *instance.Instance) error {
 	w.SetContent(u.Root)
 	w.Resize(fyne.NewSize(1000, 640))
 	u.Refresh()
+	// Devices coming and going become desktop notifications, coalesced
+	// so that a reconnect storm is one notification.
+	notes := &ui.Coalescer{Window: 2 * time.Second, Emit: func(title, body string) {
+		fyne.Do(func() { a.SendNotification(fyne.NewNotification(title, body)) })
+	}}
+	defer notes.Stop()
+	events, cancelEvents := in.Server.Subscribe(1 << 12)
+	defer cancelEvents()
+	go func() {
+		for ev := range events { // closed by cancelEvents or the server's shutdown
+			if ev.Kind != mps.EventConnected && ev.Kind != mps.EventDisconnected {
+				continue
+			}
+			name := ev.Device.Hostname
+			if name == "" {
+				name = ev.Device.UUID
+			}
+			notes.Add(ui.Change{Up: ev.Kind == mps.EventConnected, Name: name})
+		}
+	}()
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(time.Second)
