@@ -73,21 +73,7 @@ func New(b Backend) *UI {
 	u.Search = widget.NewEntry()
 	u.Search.SetPlaceHolder("Search host name, GUID or address")
 	u.Search.OnChanged = func(string) { u.filter() }
-	u.Table = widget.NewTableWithHeaders(
-		func() (int, int) { return len(u.shown), len(deviceColumns) },
-		func() fyne.CanvasObject { return widget.NewLabel("00000000-0000-0000-0000-000000000000") },
-		func(id widget.TableCellID, o fyne.CanvasObject) {
-			if id.Row < len(u.shown) {
-				o.(*widget.Label).SetText(cell(u.shown[id.Row], id.Col))
-			}
-		})
-	u.Table.ShowHeaderColumn = false
-	u.Table.CreateHeader = func() fyne.CanvasObject { return widget.NewLabel("") }
-	u.Table.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
-		if id.Row < 0 && id.Col >= 0 && id.Col < len(deviceColumns) {
-			o.(*widget.Label).SetText(deviceColumns[id.Col])
-		}
-	}
+	u.Table = newTable(deviceColumns, func() int { return len(u.shown) }, func(row, col int) string { return cell(u.shown[row], col) })
 	for i, w := range []float32{140, 300, 150, 70, 160, 200} {
 		u.Table.SetColumnWidth(i, w)
 	}
@@ -95,21 +81,7 @@ func New(b Backend) *UI {
 
 	u.selected = -1
 	u.message = widget.NewLabel("")
-	u.SessionTable = widget.NewTableWithHeaders(
-		func() (int, int) { return len(u.sessions), len(sessionColumns) },
-		func() fyne.CanvasObject { return widget.NewLabel("00000000-0000-0000-0000-0000000") },
-		func(id widget.TableCellID, o fyne.CanvasObject) {
-			if id.Row < len(u.sessions) {
-				o.(*widget.Label).SetText(sessionCell(u.sessions[id.Row], id.Col))
-			}
-		})
-	u.SessionTable.ShowHeaderColumn = false
-	u.SessionTable.CreateHeader = func() fyne.CanvasObject { return widget.NewLabel("") }
-	u.SessionTable.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
-		if id.Row < 0 && id.Col >= 0 && id.Col < len(sessionColumns) {
-			o.(*widget.Label).SetText(sessionColumns[id.Col])
-		}
-	}
+	u.SessionTable = newTable(sessionColumns, func() int { return len(u.sessions) }, func(row, col int) string { return sessionCell(u.sessions[row], col) })
 	u.SessionTable.OnSelected = func(id widget.TableCellID) {
 		u.selected = id.Row
 		u.EndSession.Enable()
@@ -126,6 +98,27 @@ func New(b Backend) *UI {
 	tabs.SetTabLocation(container.TabLocationLeading)
 	u.Root = tabs
 	return u
+}
+
+// newTable is a table with a header row of columns, rows() rows and cells
+// from text.
+func newTable(columns []string, rows func() int, text func(row, col int) string) *widget.Table {
+	t := widget.NewTableWithHeaders(
+		func() (int, int) { return rows(), len(columns) },
+		func() fyne.CanvasObject { return widget.NewLabel("00000000-0000-0000-0000-000000000000") },
+		func(id widget.TableCellID, o fyne.CanvasObject) {
+			if id.Row < rows() {
+				o.(*widget.Label).SetText(text(id.Row, id.Col))
+			}
+		})
+	t.ShowHeaderColumn = false
+	t.CreateHeader = func() fyne.CanvasObject { return widget.NewLabel("") }
+	t.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
+		if id.Row < 0 && id.Col >= 0 && id.Col < len(columns) {
+			o.(*widget.Label).SetText(columns[id.Col])
+		}
+	}
+	return t
 }
 
 func cell(d mps.Device, col int) string {
