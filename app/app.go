@@ -15,6 +15,7 @@ import (
 	fyneapp "fyne.io/fyne/v2/app"
 
 	"github.com/presence-mps/presence/app/ui"
+	"github.com/presence-mps/presence/assets"
 	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/mps"
 )
@@ -26,6 +27,7 @@ const ID = "io.github.presence-mps.presence"
 // ctx ends. The window is refreshed from the engine once a second.
 func Run(ctx context.Context, in *instance.Instance) error {
 	a := fyneapp.NewWithID(ID)
+	a.SetIcon(fyne.NewStaticResource("icon.png", assets.Icon))
 	w := a.NewWindow("Presence")
 	u := ui.New(backend{in})
 	w.SetContent(u.Root)
