@@ -23,8 +23,10 @@ cd "$REPO_ROOT"
 #   amtterm:       Serial-over-LAN test with Debian's own redirection client
 #   gnome-keyring dbus: a real Secret Service for the keychain vault's tests
 #   pkg-config and the GL/X11 headers: the desktop window (Fyne's GLFW driver, cgo)
+#   xvfb xauth xdotool imagemagick: the window's smoke test and screenshot under Xvfb
 APT_PACKAGES=(gcc libc6-dev git iproute2 util-linux curl squid amtterm gnome-keyring dbus
-	pkg-config libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev)
+	pkg-config libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev
+	xvfb xauth xdotool imagemagick)
 
 # go_minor prints the minor version of the go on PATH (21 for go1.21.x),
 # or 0 when there is none.

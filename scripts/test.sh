@@ -4,8 +4,9 @@
 #   bash scripts/test.sh                 # everything, on ./...
 #   bash scripts/test.sh -run TestX ./mps/apf/   # other go test args
 #
-# Steps: gofmt, go vet, staticcheck, govulncheck (scripts/vulncheck.sh), then
-# `go test -race -count=1`. Every step runs even if an earlier one failed; the
+# Steps: gofmt, go vet, staticcheck, govulncheck (scripts/vulncheck.sh),
+# `go test -race -count=1`, then (for the whole tree) the desktop window's
+# smoke test under Xvfb with simulated devices (packaging/screenshot.sh). Every step runs even if an earlier one failed; the
 # script exits non-zero if any failed.
 #
 # go test runs inside a private network namespace (`unshare -n`, loopback
@@ -109,6 +110,22 @@ step "go vet" go vet ./... || failed=1
 step "staticcheck" staticcheck_run || failed=1
 step "govulncheck" bash "$REPO_ROOT/scripts/vulncheck.sh" || failed=1
 step "go test -race" go_test || failed=1
+# The desktop window under Xvfb with simulated devices (packaging/screenshot.sh).
+gui_smoke() {
+	if ! command -v xvfb-run >/dev/null || [ "$(id -u)" != 0 ]; then
+		if [ "${CI:-}" = true ]; then
+			echo "the window's smoke test needs root and xvfb (scripts/setup.sh installs it)" >&2
+			return 1
+		fi
+		echo "skipped: needs root and xvfb-run"
+		return 0
+	fi
+	local shot="${TMPDIR:-/tmp}/presence-test-screenshot.png"
+	bash "$REPO_ROOT/packaging/screenshot.sh" "$shot" && rm -f "$shot"
+}
+if [ "${#test_args[@]}" -eq 1 ] && [ "${test_args[0]}" = ./... ]; then
+	step "window under Xvfb" gui_smoke || failed=1
+fi
 step_summary
 if [ "$failed" -ne 0 ]; then
 	echo "test: FAILED (see the steps above)" >&2

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# GUI smoke test and screenshot: builds Presence with its window, starts it
+# under Xvfb with a fresh data dir (CA and CIRA account made with the CLI),
+# connects simulated devices, opens the Devices screen and saves a
+# screenshot. It checks that the window appeared, that the devices are
+# connected (through the CLI's `presence devices`), and that the window
+# stops cleanly on SIGINT.
+#
+#   bash packaging/screenshot.sh [OUT.png]     # default dist/screenshot-devices.png
+#
+# Everything runs inside a private network namespace (root and unshare
+# needed), so the window's mDNS advertisement never leaves the machine.
+set -uo pipefail
+SCRIPT_NAME=screenshot
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+cd "$REPO_ROOT" || exit 1
+
+OUT=$(realpath -m "${1:-dist/screenshot-devices.png}")
+DEVICES=${SCREENSHOT_DEVICES:-25}
+for tool in xvfb-run xdotool import; do
+	command -v "$tool" >/dev/null || die "$tool is missing: scripts/setup.sh installs xvfb, xdotool and imagemagick"
+done
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/presence-screenshot.XXXXXX") || die "mktemp failed"
+trap 'rm -rf "$WORK"' EXIT
+if [ "${PRESENCE_SCREENSHOT_INNER:-}" != 1 ]; then
+	# The window advertises over mDNS: it runs only in a private network
+	# namespace, where multicast cannot leave the machine.
+	[ "$(id -u)" = 0 ] && command -v unshare >/dev/null ||
+		die "needs root and unshare: the window runs in a private network namespace"
+	echo "+ go build -o $WORK/presence .   (with the window: cgo, GL)"
+	go build -o "$WORK/presence" . || die "build failed"
+	unshare -n env PRESENCE_SCREENSHOT_INNER=1 PRESENCE_SCREENSHOT_BIN="$WORK/presence" \
+		sh -c 'ip link set lo up && exec bash "$0" "$@"' "${BASH_SOURCE[0]}" "$OUT"
+	exit
+fi
+BIN=$PRESENCE_SCREENSHOT_BIN
+DATA=$WORK/cfg/presence
+mkdir -p "$DATA" "$(dirname "$OUT")"
+export XDG_CONFIG_HOME=$WORK/cfg LANG=en_US.UTF-8
+"$BIN" cert init --cn 127.0.0.1 --data-dir "$DATA" >/dev/null || die "cert init failed"
+PW=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf %s "$PW" | "$BIN" account add --kind cira --data-dir "$DATA" dev >/dev/null || die "account add failed"
+"$BIN" cert export-root --data-dir "$DATA" >"$WORK/root.pem"
+
+export BIN DATA PW DEVICES OUT WORK
+xvfb-run -a -s "-screen 0 1100x720x24" bash -c '
+	set -u
+	"$BIN" >"$WORK/gui.log" 2>&1 &
+	P=$!
+	for i in $(seq 100); do xdotool search --name "^Presence$" >/dev/null 2>&1 && break; sleep 0.1; done
+	W=$(xdotool search --name "^Presence$" | head -n1)
+	[ -n "$W" ] || { echo "screenshot: the window did not appear" >&2; cat "$WORK/gui.log" >&2; kill $P; exit 1; }
+	printf %s "$PW" | "$BIN" simulate --mps 127.0.0.1:4433 --ca "$WORK/root.pem" --user dev --devices "$DEVICES" --duration 30s >"$WORK/sim.json" 2>&1 &
+	S=$!
+	n=0
+	for i in $(seq 100); do
+		n=$("$BIN" devices --data-dir "$DATA" --format csv 2>/dev/null | tail -n +2 | wc -l)
+		[ "$n" -ge "$DEVICES" ] && break
+		sleep 0.2
+	done
+	[ "$n" -ge "$DEVICES" ] || { echo "screenshot: only $n of $DEVICES devices connected" >&2; kill $P $S; exit 1; }
+	xdotool mousemove --window "$W" 45 60 click 1   # the Devices tab
+	sleep 2                                         # a refresh (1 s) and a frame
+	import -window "$W" "$OUT" || { kill $P $S; exit 1; }
+	kill -INT $P
+	wait $P; rc=$?
+	kill $S 2>/dev/null; wait $S 2>/dev/null
+	[ $rc = 0 ] || { echo "screenshot: the window exited with $rc" >&2; cat "$WORK/gui.log" >&2; exit 1; }
+	echo "screenshot: $n devices connected; window stopped cleanly; $OUT"
+'
