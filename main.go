@@ -13,11 +13,10 @@ import (
 	"syscall"
 
 	"github.com/presence-mps/presence/internal/cli"
-	"github.com/presence-mps/presence/internal/instance"
 )
 
-// window runs the desktop window over an instance; nil in a nogui build.
-var window func(context.Context, *instance.Instance) error
+// window runs the desktop window; nil in a nogui build.
+var window func(context.Context, cli.AppLaunch) error
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -77,6 +77,7 @@ func NewSetup(b SetupBackend, suggestions []string, done func(SetupResult)) *Set
 
 	s.Result = widget.NewMultiLineEntry()
 	s.Result.Wrapping = fyne.TextWrapOff
+	s.Result.TextStyle = fyne.TextStyle{Monospace: true}
 	s.Done = widget.NewButton("Start Presence", func() {
 		if s.onEnd != nil {
 			s.onEnd(s.res)

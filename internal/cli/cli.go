@@ -17,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/vault"
 )
 
@@ -31,7 +30,7 @@ type Env struct {
 	// App, if set, is the desktop window: `presence` with no arguments
 	// runs the server with it until the window closes. A server-only build
 	// (-tags nogui) leaves it nil.
-	App func(context.Context, *instance.Instance) error
+	App func(context.Context, AppLaunch) error
 }
 
 // usageError is a command-line mistake: exit status 2.

@@ -13,6 +13,8 @@ import (
 	"net"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -135,90 +137,175 @@ func runServe(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer lock.Release()
-	st, ca, err := c.loadCA(ctx)
+	st, err := c.store()
 	if err != nil {
 		return err
 	}
-	hist, err := history.Open(filepath.Join(c.dataDir, historyFile), history.Options{
-		MaxAge: f.historyAge, MaxBytes: f.historyMiB << 20, Logger: log.With("part", "history"),
-	})
-	if errors.Is(err, history.ErrLocked) {
-		return runningError(c.dataDir)
-	}
-	if err != nil {
-		return fmt.Errorf("history: %w", err)
-	}
-	defer hist.Close() // after the instance has stopped: its last events are kept
-	// Offer renewal before expiry, and say what AMT would object to.
-	for _, p := range ca.Doctor("", time.Now()) {
-		log.Warn("certificate: " + p.Text)
+	ca, err := vault.LoadCA(ctx, st)
+	needSetup := errors.Is(err, vault.ErrNotFound) && env.App != nil
+	if err != nil && !needSetup {
+		return err
 	}
 	acc := vault.NewAccounts(st)
-	for _, k := range []struct{ kind, why string }{
-		{vault.KindCIRA, "devices cannot log in until you add one (presence account add --kind cira NAME)"},
-		{vault.KindConsole, "consoles cannot use the proxy or the API until you add one (presence account add --kind console NAME)"},
-	} {
-		if names, err := acc.List(ctx, k.kind); err != nil {
-			return err
-		} else if len(names) == 0 {
-			log.Warn("no "+k.kind+" account yet: "+k.why, "kind", k.kind)
+
+	// What runs the server, and what stops it again, last first.
+	var cleanups []func()
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
 		}
-	}
-	cfg := f.instanceConfig(ca, acc, log)
-	cfg.History = hist
-	if f.mdns {
-		cfg.Advertise = advertiser(log, false)
-	}
-	if cfg.Aliases, err = loadAliases(c.dataDir); err != nil {
-		return err
-	}
-	cfg.SaveAliases = saveAliases(c.dataDir)
-	in, err := instance.Start(ctx, cfg)
-	if errors.Is(err, syscall.EADDRINUSE) {
-		if isPresenceCIRA(f.ciraAddr) {
-			return fmt.Errorf("another Presence is already serving CIRA on %s (with another data dir): only one MPS may run on a machine; stop it first", f.ciraAddr)
+	}()
+	start := func() (*instance.Instance, error) {
+		if ca == nil {
+			if ca, err = vault.LoadCA(ctx, st); err != nil {
+				return nil, err
+			}
 		}
-		return fmt.Errorf("%w (another program has that port: choose another with --cira-addr, --proxy-addr or --api-addr, or turn the proxy or API off with \"off\")", err)
+		hist, err := history.Open(filepath.Join(c.dataDir, historyFile), history.Options{
+			MaxAge: f.historyAge, MaxBytes: f.historyMiB << 20, Logger: log.With("part", "history"),
+		})
+		if errors.Is(err, history.ErrLocked) {
+			return nil, runningError(c.dataDir)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("history: %w", err)
+		}
+		cleanups = append(cleanups, func() { hist.Close() }) // after the instance: its last events are kept
+		// Offer renewal before expiry, and say what AMT would object to.
+		for _, p := range ca.Doctor("", time.Now()) {
+			log.Warn("certificate: " + p.Text)
+		}
+		for _, k := range []struct{ kind, why string }{
+			{vault.KindCIRA, "devices cannot log in until you add one (presence account add --kind cira NAME)"},
+			{vault.KindConsole, "consoles cannot use the proxy or the API until you add one (presence account add --kind console NAME)"},
+		} {
+			if names, err := acc.List(ctx, k.kind); err != nil {
+				return nil, err
+			} else if len(names) == 0 {
+				log.Warn("no "+k.kind+" account yet: "+k.why, "kind", k.kind)
+			}
+		}
+		cfg := f.instanceConfig(ca, acc, log)
+		cfg.History = hist
+		if f.mdns {
+			cfg.Advertise = advertiser(log, false)
+		}
+		if cfg.Aliases, err = loadAliases(c.dataDir); err != nil {
+			return nil, err
+		}
+		cfg.SaveAliases = saveAliases(c.dataDir)
+		in, err := instance.Start(ctx, cfg)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			if isPresenceCIRA(f.ciraAddr) {
+				return nil, fmt.Errorf("another Presence is already serving CIRA on %s (with another data dir): only one MPS may run on a machine; stop it first", f.ciraAddr)
+			}
+			return nil, fmt.Errorf("%w (another program has that port: choose another with --cira-addr, --proxy-addr or --api-addr, or turn the proxy or API off with \"off\")", err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		cleanups = append(cleanups, func() {
+			log.Info("stopping", "tunnels", in.Server.Stats().Tunnels, "sessions", in.Sessions().Stats().Active)
+			sctx, cancel := context.WithTimeout(context.Background(), f.shutdownMax)
+			defer cancel()
+			if err := in.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				log.Error("stopping", "err", err)
+			}
+		})
+		removeRun, err := writeRunFiles(c.dataDir, c.vault, in)
+		if err != nil {
+			return nil, err
+		}
+		cleanups = append(cleanups, removeRun)
+		if f.debugAddr != "" {
+			stop, err := serveDebug(f.debugAddr)
+			if err != nil {
+				return nil, err
+			}
+			cleanups = append(cleanups, stop)
+			log.Info("pprof profiles served", "addr", f.debugAddr)
+		}
+		go releaseMemoryAfterBursts(ctx, in.Server)
+		log.Info("Presence MPS serving", "cira", in.CIRAAddr.String(), "proxy", addrString(in.ProxyAddr),
+			"api", addrString(in.APIAddr), "root_sha256", ca.RootFingerprintSHA256(), "version", Version)
+		return in, nil
 	}
-	if err != nil {
-		return err
-	}
-	stopInstance := func() error {
-		sctx, cancel := context.WithTimeout(context.Background(), f.shutdownMax)
-		defer cancel()
-		if err := in.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return err
+
+	if env.App != nil {
+		// The desktop app: the window runs the first-run setup if there
+		// is no certificate yet, then starts the server; both stop when
+		// the window closes.
+		launch := AppLaunch{Start: start, CIRAPort: port(f.ciraAddr)}
+		if needSetup {
+			launch.Setup = func(address, user, password string) (FirstRun, error) {
+				return firstRun(ctx, st, acc, address, user, password, port(f.ciraAddr))
+			}
+		}
+		if err := env.App(ctx, launch); err != nil {
+			log.Error("window", "err", err)
 		}
 		return nil
 	}
-	removeRun, err := writeRunFiles(c.dataDir, c.vault, in)
-	if err != nil {
-		stopInstance()
+	if _, err := start(); err != nil {
 		return err
 	}
-	defer removeRun()
-	if f.debugAddr != "" {
-		stop, err := serveDebug(f.debugAddr)
-		if err != nil {
-			stopInstance()
-			return err
-		}
-		defer stop()
-		log.Info("pprof profiles served", "addr", f.debugAddr)
+	<-ctx.Done()
+	return nil
+}
+
+// AppLaunch is what the desktop window gets from `presence`: the server to
+// start, and the first-run setup when the data dir has no certificate yet.
+type AppLaunch struct {
+	// Setup, if not nil, must be done first: it creates the certificate
+	// authority for address and the CIRA account.
+	Setup func(address, user, password string) (FirstRun, error)
+	// Start starts the server (call it off the UI goroutine); the server
+	// stops when the window's App function returns.
+	Start    func() (*instance.Instance, error)
+	CIRAPort int
+}
+
+// FirstRun is what to enter in AMT after the setup.
+type FirstRun struct {
+	Address, User string
+	Port          int
+	RootSHA256    string
+	RootPEM       string
+}
+
+// minCIRAPassword is the shortest CIRA password first-run accepts.
+const minCIRAPassword = 8
+
+// firstRun creates the CA and the CIRA account of a new data dir.
+// It checks everything before writing anything; a root an earlier,
+// interrupted setup made is kept rather than replaced.
+func firstRun(ctx context.Context, st vault.Store, acc *vault.Accounts, address, user, password string, cira int) (FirstRun, error) {
+	if len(password) < minCIRAPassword {
+		return FirstRun{}, fmt.Errorf("the CIRA password needs at least %d characters", minCIRAPassword)
 	}
-	go releaseMemoryAfterBursts(ctx, in.Server)
-	log.Info("Presence MPS serving", "cira", in.CIRAAddr.String(), "proxy", addrString(in.ProxyAddr),
-		"api", addrString(in.APIAddr), "root_sha256", ca.RootFingerprintSHA256(), "version", Version)
-	if env.App != nil {
-		// The desktop app: the server runs until its window closes.
-		if err := env.App(ctx, in); err != nil {
-			log.Error("window", "err", err)
-		}
-	} else {
-		<-ctx.Done()
+	if strings.TrimSpace(user) == "" {
+		return FirstRun{}, errors.New("the CIRA user name is empty")
 	}
-	log.Info("stopping", "tunnels", in.Server.Stats().Tunnels, "sessions", in.Sessions().Stats().Active)
-	return stopInstance()
+	ca, err := vault.InitCA(ctx, st, vault.CAOptions{Address: address})
+	if errors.Is(err, vault.ErrRootExists) {
+		ca, err = vault.LoadCA(ctx, st)
+	}
+	if err != nil {
+		return FirstRun{}, err
+	}
+	if err := acc.Add(ctx, vault.KindCIRA, user, vault.Secret(password)); err != nil {
+		return FirstRun{}, err
+	}
+	return FirstRun{Address: address, User: user, Port: cira, RootSHA256: ca.RootFingerprintSHA256(), RootPEM: string(ca.RootPEM())}, nil
+}
+
+func port(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 // runningError names the instance that holds the data dir.
