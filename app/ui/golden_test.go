@@ -1,0 +1,45 @@
+package ui
+
+import (
+	"testing"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/test"
+
+	"github.com/presence-mps/presence/mps/proxy"
+)
+
+// Golden renderings (scene-graph markup, which diffs well in review) of
+// the screens with a small fixed fleet. Regenerate after an intended
+// change by moving testdata/failed/*.xml over testdata/.
+func TestGoldenScreens(t *testing.T) {
+	// Times render in local time: pin it for the masters (the package's
+	// tests do not run in parallel).
+	local := time.Local
+	time.Local = time.UTC
+	t.Cleanup(func() { time.Local = local })
+	test.NewTempApp(t)
+	b := &fakeBackend{snap: Snapshot{CIRA: ":4433", Proxy: ":1080", API: "127.0.0.1:16990", Devices: fleet(3),
+		Sessions: []proxy.SessionInfo{{ID: 1, Kind: proxy.KindSOCKS5, User: "alice", Console: "10.0.0.9:51000", Device: "00000000-0000-4000-8000-000000000001", Port: 16994}}}}
+	u := New(b)
+	w := test.NewWindow(u.Root)
+	defer w.Close()
+	w.Resize(fyne.NewSize(900, 400))
+	u.Refresh()
+	test.AssertRendersToMarkup(t, "overview.xml", w.Canvas())
+	tabs := u.Root.(interface{ SelectIndex(int) })
+	tabs.SelectIndex(1)
+	test.AssertRendersToMarkup(t, "devices.xml", w.Canvas())
+	tabs.SelectIndex(2)
+	test.AssertRendersToMarkup(t, "sessions.xml", w.Canvas())
+}
+
+func TestGoldenFirstRun(t *testing.T) {
+	test.NewTempApp(t)
+	s := NewSetup(&fakeSetup{}, []string{"mps.example.com"}, nil)
+	w := test.NewWindow(s.Root)
+	defer w.Close()
+	w.Resize(fyne.NewSize(800, 400))
+	test.AssertRendersToMarkup(t, "firstrun.xml", w.Canvas())
+}
