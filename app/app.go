@@ -20,6 +20,7 @@ import (
 	"github.com/presence-mps/presence/internal/cli"
 	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/mps"
+	"github.com/presence-mps/presence/mps/proxy"
 )
 
 // ID is the application id (also in FyneApp.toml).
@@ -129,6 +130,13 @@ func (b backend) KillSession(id uint64) error {
 		return errors.New("it has already ended")
 	}
 	return nil
+}
+
+func (b backend) Disconnect(guid string) error { return b.in.Server.Disconnect(guid) }
+
+func (b backend) Map(guid string, port uint32) (string, error) {
+	m, err := b.in.Proxy.Map(proxy.MapConfig{Device: guid, Port: port, User: "(desktop)"})
+	return m.Listen, err
 }
 
 func (b backend) Snapshot() ui.Snapshot {

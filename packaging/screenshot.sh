@@ -62,6 +62,8 @@ xvfb-run -a -s "-screen 0 1100x720x24" bash -c '
 	[ "$n" -ge "$DEVICES" ] || { echo "screenshot: only $n of $DEVICES devices connected" >&2; kill $P $S; exit 1; }
 	xdotool mousemove --window "$W" 45 60 click 1   # the Devices tab
 	sleep 2                                         # a refresh (1 s) and a frame
+	xdotool mousemove --window "$W" 150 96 click 1  # the first device: its pane
+	sleep 1
 	import -window "$W" "$OUT" || { kill $P $S; exit 1; }
 	kill -INT $P
 	wait $P; rc=$?

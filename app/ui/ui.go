@@ -34,6 +34,11 @@ type Backend interface {
 	Snapshot() Snapshot
 	// KillSession ends a live console session.
 	KillSession(id uint64) error
+	// Disconnect closes a device's tunnel.
+	Disconnect(guid string) error
+	// Map opens a loopback port mapping to a device port and returns its
+	// address.
+	Map(guid string, port uint32) (string, error)
 }
 
 // UI is the window content.
@@ -50,6 +55,15 @@ type UI struct {
 	Table   *widget.Table
 	devices []mps.Device // all, sorted
 	shown   []mps.Device // after the search filter
+
+	// the selected device's pane
+	Detail        *widget.Label
+	DisconnectBtn *widget.Button
+	MapBtn        *widget.Button
+	CopyBtn       *widget.Button
+	deviceMsg     *widget.Label
+	selectedGUID  string
+	proxyAddr     string
 
 	// Sessions
 	SessionTable *widget.Table
@@ -77,7 +91,21 @@ func New(b Backend) *UI {
 	for i, w := range []float32{140, 300, 150, 70, 160, 200} {
 		u.Table.SetColumnWidth(i, w)
 	}
-	devicesScreen := container.NewBorder(u.Search, nil, nil, nil, u.Table)
+	u.Detail = widget.NewLabel("Select a device.")
+	u.Detail.Wrapping = fyne.TextWrapWord
+	u.DisconnectBtn = widget.NewButton("Disconnect", u.disconnectSelected)
+	u.MapBtn = widget.NewButton("Map web UI (16992)", func() { u.mapSelected(16992) })
+	u.CopyBtn = widget.NewButton("Copy console address", u.copySelected)
+	u.deviceMsg = widget.NewLabel("")
+	u.deviceMsg.Wrapping = fyne.TextWrapWord
+	u.selectDevice(-1)
+	u.Table.OnSelected = func(id widget.TableCellID) { u.selectDevice(id.Row) }
+	detail := container.NewVBox(
+		widget.NewLabelWithStyle("Device", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
+		u.Detail, u.CopyBtn, u.MapBtn, u.DisconnectBtn, u.deviceMsg)
+	split := container.NewHSplit(u.Table, container.NewVScroll(detail))
+	split.Offset = 0.68
+	devicesScreen := container.NewBorder(u.Search, nil, nil, nil, split)
 
 	u.selected = -1
 	u.message = widget.NewLabel("")
@@ -187,10 +215,81 @@ func (u *UI) endSelected() {
 	u.Refresh()
 }
 
+// selectDevice shows row's device in the pane (-1: none).
+func (u *UI) selectDevice(row int) {
+	if row < 0 || row >= len(u.shown) {
+		u.selectedGUID = ""
+		u.Detail.SetText("Select a device.")
+		u.DisconnectBtn.Disable()
+		u.MapBtn.Disable()
+		u.CopyBtn.Disable()
+		return
+	}
+	u.selectedGUID = u.shown[row].UUID
+	u.showDetail(u.shown[row])
+	u.DisconnectBtn.Enable()
+	u.MapBtn.Enable()
+	u.CopyBtn.Enable()
+}
+
+func (u *UI) showDetail(d mps.Device) {
+	in := d.Info
+	ka := "none yet"
+	if !in.LastKeepalive.IsZero() {
+		ka = in.LastKeepalive.Local().Format(time.DateTime)
+	}
+	u.Detail.SetText(fmt.Sprintf("Host name: %s\nGUID: %s\nRemote: %s\nTLS: %s, %s\nPorts: %s\nConnected since: %s\nLast keepalive: %s\nChannels open: %d",
+		d.Hostname, d.UUID, d.Remote, in.TLSVersion, in.TLSCipher, cell(d, 5), cell(d, 4), ka, in.Channels))
+}
+
+// consoleAddress is what a console names the device by through the proxy.
+func (u *UI) consoleAddress() string {
+	addr := u.selectedGUID + ".amt:16992"
+	if u.proxyAddr != "" {
+		addr += " (proxy " + u.proxyAddr + ")"
+	}
+	return addr
+}
+
+func (u *UI) copySelected() {
+	if u.selectedGUID == "" {
+		return
+	}
+	if app := fyne.CurrentApp(); app != nil {
+		app.Clipboard().SetContent(u.consoleAddress())
+	}
+	u.deviceMsg.SetText("Copied: " + u.consoleAddress())
+}
+
+func (u *UI) disconnectSelected() {
+	if u.selectedGUID == "" {
+		return
+	}
+	if err := u.b.Disconnect(u.selectedGUID); err != nil {
+		u.deviceMsg.SetText("The device could not be disconnected: " + err.Error())
+		return
+	}
+	u.deviceMsg.SetText("Disconnected " + u.selectedGUID + "; AMT will reconnect on its own schedule.")
+	u.Refresh()
+}
+
+func (u *UI) mapSelected(port uint32) {
+	if u.selectedGUID == "" {
+		return
+	}
+	addr, err := u.b.Map(u.selectedGUID, port)
+	if err != nil {
+		u.deviceMsg.SetText(fmt.Sprintf("Port %d could not be mapped: %v", port, err))
+		return
+	}
+	u.deviceMsg.SetText(fmt.Sprintf("Port %d of the device is at %s (closes when the device leaves or after 10 minutes unused).", port, addr))
+}
+
 // Refresh reads a new snapshot and updates every screen. Call it on the
 // Fyne goroutine.
 func (u *UI) Refresh() {
 	s := u.b.Snapshot()
+	u.proxyAddr = s.Proxy
 	u.status.SetText(fmt.Sprintf("CIRA %s · proxy %s · API %s", or(s.CIRA), or(s.Proxy), or(s.API)))
 	u.counts.SetText(fmt.Sprintf("%d devices connected · %d console sessions", len(s.Devices), len(s.Sessions)))
 	var selectedID uint64
@@ -206,6 +305,17 @@ func (u *UI) Refresh() {
 	u.devices = slices.Clone(s.Devices)
 	slices.SortFunc(u.devices, func(a, b mps.Device) int { return strings.Compare(a.Hostname, b.Hostname) })
 	u.filter()
+	// Keep the pane on the selected device while it is there.
+	if u.selectedGUID != "" {
+		i := slices.IndexFunc(u.devices, func(d mps.Device) bool { return d.UUID == u.selectedGUID })
+		if i < 0 {
+			u.Table.UnselectAll()
+			u.selectDevice(-1)
+			u.Detail.SetText("The device has disconnected.")
+		} else {
+			u.showDetail(u.devices[i])
+		}
+	}
 }
 
 func or(addr string) string {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,8 +18,25 @@ import (
 )
 
 type fakeBackend struct {
-	snap   Snapshot
-	killed []uint64
+	snap         Snapshot
+	killed       []uint64
+	disconnected []string
+	mapped       []string
+}
+
+func (f *fakeBackend) Disconnect(guid string) error {
+	i := slices.IndexFunc(f.snap.Devices, func(d mps.Device) bool { return d.UUID == guid })
+	if i < 0 {
+		return errors.New("no connected device is named " + guid)
+	}
+	f.disconnected = append(f.disconnected, guid)
+	f.snap.Devices = slices.Delete(f.snap.Devices, i, i+1)
+	return nil
+}
+
+func (f *fakeBackend) Map(guid string, port uint32) (string, error) {
+	f.mapped = append(f.mapped, fmt.Sprintf("%s:%d", guid, port))
+	return "127.0.0.1:40001", nil
 }
 
 func (f *fakeBackend) Snapshot() Snapshot { return f.snap }
@@ -129,5 +147,39 @@ func TestSessionKill(t *testing.T) {
 	test.Tap(u.EndSession)
 	if u.message.Text != "Session 7 could not be ended: no live session has that id" {
 		t.Fatalf("message %q", u.message.Text)
+	}
+}
+
+// The device pane: select, copy, map the web UI, disconnect.
+func TestDeviceActions(t *testing.T) {
+	test.NewTempApp(t)
+	b := &fakeBackend{snap: Snapshot{Proxy: "192.0.2.1:1080", Devices: fleet(3)}}
+	u := New(b)
+	w := test.NewWindow(u.Root)
+	defer w.Close()
+	w.Resize(fyne.NewSize(1000, 600))
+	u.Refresh()
+	if !u.DisconnectBtn.Disabled() {
+		t.Fatal("actions enabled with no device selected")
+	}
+	u.Table.Select(widget.TableCellID{Row: 1, Col: 0})
+	guid := fleet(3)[1].UUID
+	if !strings.Contains(u.Detail.Text, "GUID: "+guid) || !strings.Contains(u.Detail.Text, "Ports: 16992,16994") {
+		t.Fatalf("detail %q", u.Detail.Text)
+	}
+	test.Tap(u.CopyBtn)
+	if got := fyne.CurrentApp().Clipboard().Content(); got != guid+".amt:16992 (proxy 192.0.2.1:1080)" {
+		t.Fatalf("clipboard %q", got)
+	}
+	test.Tap(u.MapBtn)
+	if len(b.mapped) != 1 || b.mapped[0] != guid+":16992" || !strings.Contains(u.deviceMsg.Text, "127.0.0.1:40001") {
+		t.Fatalf("map: %v, %q", b.mapped, u.deviceMsg.Text)
+	}
+	test.Tap(u.DisconnectBtn)
+	if len(b.disconnected) != 1 || b.disconnected[0] != guid || u.Shown() != 2 || !u.DisconnectBtn.Disabled() {
+		t.Fatalf("disconnect: %v, %d shown", b.disconnected, u.Shown())
+	}
+	if u.Detail.Text != "The device has disconnected." {
+		t.Fatalf("detail after disconnect %q", u.Detail.Text)
 	}
 }
