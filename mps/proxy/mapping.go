@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -123,7 +124,7 @@ func (s *Server) Mappings() []MappingInfo {
 	for i, m := range ms {
 		out[i] = m.snapshot()
 	}
-	slices.SortFunc(out, func(a, b MappingInfo) int { return cmpUint(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b MappingInfo) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 

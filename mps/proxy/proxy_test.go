@@ -140,20 +140,14 @@ func checkAuth(user, pass string) bool {
 // startProxy runs a Server on 127.0.0.1:0 and returns its address.
 func startProxy(t *testing.T, cfg Config) (*Server, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(cfg)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
+	s, addr, done := serveUnmanaged(t, cfg)
 	t.Cleanup(func() {
 		s.Close()
 		if err := <-done; !errors.Is(err, net.ErrClosed) {
 			t.Errorf("Serve = %v, want net.ErrClosed", err)
 		}
 	})
-	return s, ln.Addr().String()
+	return s, addr
 }
 
 // serveUnmanaged runs a Server on 127.0.0.1:0 that the test closes

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"cmp"
+	"io"
 	"net"
 	"slices"
 	"sync"
@@ -207,18 +209,8 @@ func (t *Sessions) List() []SessionInfo {
 		out = append(out, s.snapshot())
 	}
 	t.mu.Unlock()
-	slices.SortFunc(out, func(a, b SessionInfo) int { return cmpUint(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b SessionInfo) int { return cmp.Compare(a.ID, b.ID) })
 	return out
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Get returns a snapshot of one live session.
@@ -289,7 +281,7 @@ func (t *Sessions) CloseEvents() { t.events.Close() }
 
 // countingReader counts bytes read into n.
 type countingReader struct {
-	r interface{ Read([]byte) (int, error) }
+	r io.Reader
 	n *atomic.Int64
 }
 
@@ -301,7 +293,7 @@ func (c countingReader) Read(p []byte) (int, error) {
 
 // countingWriter counts bytes written into n.
 type countingWriter struct {
-	w interface{ Write([]byte) (int, error) }
+	w io.Writer
 	n *atomic.Int64
 }
 
