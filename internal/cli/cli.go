@@ -125,12 +125,18 @@ type common struct {
 	logLevel string
 }
 
-func (c *common) register(fs *flag.FlagSet) {
+// defaultDataDir is the data dir when --data-dir is not given: the OS's
+// per-user config dir, then presence.
+func defaultDataDir() string {
 	def, err := os.UserConfigDir()
 	if err != nil {
 		def = "."
 	}
-	fs.StringVar(&c.dataDir, "data-dir", filepath.Join(def, "presence"), "where Presence keeps its settings, secrets (file vault) and history")
+	return filepath.Join(def, "presence")
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "where Presence keeps its settings, secrets (file vault) and history")
 	fs.StringVar(&c.vault, "vault", "", "secret store: keychain (the OS keychain: desktops), file (0600 files in the data dir: headless servers) or memory (gone at exit); default: the data dir's setting (presence vault migrate sets it), else file")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }

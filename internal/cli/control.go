@@ -32,11 +32,7 @@ type clientFlags struct {
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet, formats bool) {
-	def, err := os.UserConfigDir()
-	if err != nil {
-		def = "."
-	}
-	fs.StringVar(&f.dataDir, "data-dir", filepath.Join(def, "presence"), "the data dir of the running instance (its run/ files say where its API is)")
+	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir(), "the data dir of the running instance (its run/ files say where its API is)")
 	fs.StringVar(&f.apiAddr, "api-addr", "", "the API's HOST:PORT, for an instance of another user or machine (then log in with --user)")
 	fs.StringVar(&f.user, "user", "", "console account to log in with (password on stdin); default: the local instance's token")
 	if formats {

@@ -26,13 +26,8 @@ func runVault(ctx context.Context, args []string, env Env) error {
 		return usageError{fmt.Sprintf("unknown subcommand %q: want migrate", args[0])}
 	}
 	flags := flag.NewFlagSet("vault migrate", flag.ContinueOnError)
-	// The same default as common.register; the other common flags (--vault,
-	// --log-level) mean nothing here.
-	def, err := os.UserConfigDir()
-	if err != nil {
-		def = "."
-	}
-	dataDir := flags.String("data-dir", filepath.Join(def, "presence"), "the data directory of the file vault and the keychain index")
+	// The other common flags (--vault, --log-level) mean nothing here.
+	dataDir := flags.String("data-dir", defaultDataDir(), "the data directory of the file vault and the keychain index")
 	from := flags.String("from", "", "the store to copy from: file, keychain or memory")
 	to := flags.String("to", "", "the store to copy into: file or keychain")
 	overwrite := flags.Bool("overwrite", false, "replace values the destination already holds with different ones")
