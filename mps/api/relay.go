@@ -88,6 +88,12 @@ func (a *API) relay(w http.ResponseWriter, r *http.Request) {
 	token := a.cfg.Token
 	a.relays.Add(1)
 	defer a.relays.Done()
+	upgraded := false
+	defer func() {
+		if !upgraded {
+			dc.Close() // the websocket handshake failed
+		}
+	}()
 	ws := websocket.Server{
 		Handshake: func(cfg *websocket.Config, req *http.Request) error {
 			// Answer with one subprotocol: the token if it was one,
@@ -105,6 +111,7 @@ func (a *API) relay(w http.ResponseWriter, r *http.Request) {
 			return nil
 		},
 		Handler: func(c *websocket.Conn) {
+			upgraded = true
 			c.PayloadType = websocket.BinaryFrame
 			sess := a.cfg.Proxy.Sessions().Begin(proxy.SessionInfo{
 				Kind: proxy.KindRelay, Console: r.RemoteAddr, User: user, Device: device,
@@ -131,21 +138,7 @@ func (a *API) relay(w http.ResponseWriter, r *http.Request) {
 			a.log.Debug("api: relay ended", "session", info.ID, "reason", info.EndReason)
 		},
 	}
-	done := false
-	defer func() {
-		if !done {
-			dc.Close() // the websocket handshake failed
-		}
-	}()
-	ws.Handler = wrapDone(ws.Handler, &done)
 	ws.ServeHTTP(w, r)
-}
-
-func wrapDone(h websocket.Handler, done *bool) websocket.Handler {
-	return func(c *websocket.Conn) {
-		*done = true
-		h(c)
-	}
 }
 
 // sameOrigin reports whether a request has no Origin or one naming the
