@@ -292,7 +292,7 @@ func (in *Instance) wireEvents() {
 				}
 			}
 			if h != nil {
-				h.Add(TunnelRecord(ev))
+				h.Add(tunnelRecord(ev))
 			}
 		}
 	}()
@@ -304,13 +304,13 @@ func (in *Instance) wireEvents() {
 	go func() {
 		defer in.wg.Done()
 		for ev := range sessions { // closed by Shutdown after the last session ended
-			h.AddSession(SessionRecord(ev.Session))
+			h.AddSession(sessionRecord(ev.Session))
 		}
 	}()
 }
 
-// TunnelRecord turns an engine event into a history record.
-func TunnelRecord(ev mps.Event) history.TunnelEvent {
+// tunnelRecord turns an engine event into a history record.
+func tunnelRecord(ev mps.Event) history.TunnelEvent {
 	r := history.TunnelEvent{
 		Time: ev.Time, Device: ev.Device.UUID, Hostname: ev.Device.Hostname, Reason: ev.Reason, Detail: ev.Detail,
 		Remote: ev.Device.Remote, User: ev.User, TLSVersion: ev.Device.Info.TLSVersion, TLSCipher: ev.Device.Info.TLSCipher,
@@ -331,8 +331,8 @@ func TunnelRecord(ev mps.Event) history.TunnelEvent {
 	return r
 }
 
-// SessionRecord turns a console session into a history record.
-func SessionRecord(s proxy.SessionInfo) history.SessionRecord {
+// sessionRecord turns a console session into a history record.
+func sessionRecord(s proxy.SessionInfo) history.SessionRecord {
 	return history.SessionRecord{
 		ID: s.ID, Kind: s.Kind, Console: s.Console, User: s.User, Device: s.Device, Host: s.Host, Port: s.Port,
 		BytesToDevice: s.BytesToDevice, BytesFromDevice: s.BytesFromDevice, Start: s.Start, End: s.End, EndReason: s.EndReason,
