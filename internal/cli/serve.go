@@ -137,12 +137,8 @@ func runServe(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer lock.Release()
-	st, err := c.store()
-	if err != nil {
-		return err
-	}
-	ca, err := vault.LoadCA(ctx, st)
-	needSetup := errors.Is(err, vault.ErrNotFound) && env.App != nil
+	st, ca, err := c.loadCA(ctx)
+	needSetup := errors.Is(err, vault.ErrNotFound) && st != nil && env.App != nil
 	if err != nil && !needSetup {
 		return err
 	}
