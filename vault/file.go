@@ -107,10 +107,7 @@ func (s *File) Dir() string { return s.dir }
 
 // Get implements [Store].
 func (s *File) Get(ctx context.Context, key string) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := checkKey(key); err != nil {
+	if err := checkCall(ctx, key); err != nil {
 		return nil, err
 	}
 	name := itemName(key)
@@ -137,13 +134,7 @@ func (s *File) Get(ctx context.Context, key string) ([]byte, error) {
 
 // Set implements [Store].
 func (s *File) Set(ctx context.Context, key string, value []byte) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkKey(key); err != nil {
-		return err
-	}
-	if err := checkSize(key, value, MemoryItemLimit); err != nil {
+	if err := checkSet(ctx, key, value, MemoryItemLimit); err != nil {
 		return err
 	}
 	data := make([]byte, 0, len(fileMagic)+len(key)+1+len(value))
@@ -159,10 +150,7 @@ func (s *File) Set(ctx context.Context, key string, value []byte) error {
 
 // Delete implements [Store].
 func (s *File) Delete(ctx context.Context, key string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkKey(key); err != nil {
+	if err := checkCall(ctx, key); err != nil {
 		return err
 	}
 	err := os.Remove(filepath.Join(s.dir, itemName(key)))
@@ -178,10 +166,7 @@ func (s *File) Delete(ctx context.Context, key string) error {
 // List implements [Store]. It reads the key from the start of every item
 // file; a damaged item file is an error rather than a silently missing key.
 func (s *File) List(ctx context.Context, prefix string) ([]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := checkPrefix(prefix); err != nil {
+	if err := checkList(ctx, prefix); err != nil {
 		return nil, err
 	}
 	entries, err := os.ReadDir(s.dir)

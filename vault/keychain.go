@@ -191,10 +191,7 @@ func (k *Keychain) probe(ctx context.Context, timeout time.Duration) error {
 // Get implements [Store]. It asks the OS keychain directly, so it finds an
 // item even if the index has lost its name.
 func (k *Keychain) Get(ctx context.Context, key string) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := checkKey(key); err != nil {
+	if err := checkCall(ctx, key); err != nil {
 		return nil, err
 	}
 	return call(ctx, k, "get", key, k.timeout, func() ([]byte, error) {
@@ -212,13 +209,7 @@ func (k *Keychain) Get(ctx context.Context, key string) ([]byte, error) {
 // Set implements [Store]. It adds the key to the index before it writes the
 // item, so that every item of the store is listed; see the package doc.
 func (k *Keychain) Set(ctx context.Context, key string, value []byte) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkKey(key); err != nil {
-		return err
-	}
-	if err := checkSize(key, value, MemoryItemLimit); err != nil {
+	if err := checkSet(ctx, key, value, MemoryItemLimit); err != nil {
 		return err
 	}
 	pw := string(value) // a copy: the caller may change value while the call lingers
@@ -265,10 +256,7 @@ func nothingWritten(err error) bool {
 // deleted with another tool) is removed too, and Delete reports
 // [ErrNotFound].
 func (k *Keychain) Delete(ctx context.Context, key string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkKey(key); err != nil {
+	if err := checkCall(ctx, key); err != nil {
 		return err
 	}
 	_, err := call(ctx, k, "delete", key, k.timeout, func() (struct{}, error) {
@@ -292,10 +280,7 @@ func (k *Keychain) Delete(ctx context.Context, key string) error {
 // keychain, so it may include a name whose item is gone (see the package
 // doc); Get then reports [ErrNotFound] for it.
 func (k *Keychain) List(ctx context.Context, prefix string) ([]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := checkPrefix(prefix); err != nil {
+	if err := checkList(ctx, prefix); err != nil {
 		return nil, err
 	}
 	keys, err := k.index.List(ctx, prefix)

@@ -31,10 +31,7 @@ var _ Store = (*Memory)(nil)
 
 // Get implements [Store].
 func (s *Memory) Get(ctx context.Context, key string) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := checkKey(key); err != nil {
+	if err := checkCall(ctx, key); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()
@@ -48,13 +45,7 @@ func (s *Memory) Get(ctx context.Context, key string) ([]byte, error) {
 
 // Set implements [Store].
 func (s *Memory) Set(ctx context.Context, key string, value []byte) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkKey(key); err != nil {
-		return err
-	}
-	if err := checkSize(key, value, s.limit); err != nil {
+	if err := checkSet(ctx, key, value, s.limit); err != nil {
 		return err
 	}
 	v := append(make([]byte, 0, len(value)), value...)
@@ -66,10 +57,7 @@ func (s *Memory) Set(ctx context.Context, key string, value []byte) error {
 
 // Delete implements [Store].
 func (s *Memory) Delete(ctx context.Context, key string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkKey(key); err != nil {
+	if err := checkCall(ctx, key); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -83,10 +71,7 @@ func (s *Memory) Delete(ctx context.Context, key string) error {
 
 // List implements [Store].
 func (s *Memory) List(ctx context.Context, prefix string) ([]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := checkPrefix(prefix); err != nil {
+	if err := checkList(ctx, prefix); err != nil {
 		return nil, err
 	}
 	var keys []string

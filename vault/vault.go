@@ -80,6 +80,31 @@ func Open(kind, dataDir string) (Store, error) {
 	}
 }
 
+// checkCall is what every store method checks first: the context, then
+// the key.
+func checkCall(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return checkKey(key)
+}
+
+// checkSet is checkCall plus the value's size, for Set.
+func checkSet(ctx context.Context, key string, value []byte, limit int) error {
+	if err := checkCall(ctx, key); err != nil {
+		return err
+	}
+	return checkSize(key, value, limit)
+}
+
+// checkList is checkCall for List's prefix.
+func checkList(ctx context.Context, prefix string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return checkPrefix(prefix)
+}
+
 // checkKey reports why key is not a valid key, or returns nil.
 func checkKey(key string) error {
 	if key == "" {
