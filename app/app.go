@@ -8,19 +8,18 @@ package app
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"fyne.io/fyne/v2"
 	fyneapp "fyne.io/fyne/v2/app"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/presence-mps/presence/app/engine"
 	"github.com/presence-mps/presence/app/ui"
 	"github.com/presence-mps/presence/assets"
 	"github.com/presence-mps/presence/internal/cli"
 	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/mps"
-	"github.com/presence-mps/presence/mps/proxy"
 )
 
 // ID is the application id (also in FyneApp.toml).
@@ -85,7 +84,7 @@ func (s setupBackend) Create(address, user, password string) (ui.SetupResult, er
 // them once a second and turns device changes into notifications, until
 // done closes. It runs on the Fyne goroutine.
 func show(a fyne.App, w fyne.Window, in *instance.Instance, done <-chan struct{}) {
-	u := ui.New(backend{in})
+	u := ui.New(engine.Backend{In: in})
 	w.SetContent(u.Root)
 	u.Refresh()
 	// Devices coming and going become desktop notifications, coalesced
@@ -120,35 +119,4 @@ func show(a fyne.App, w fyne.Window, in *instance.Instance, done <-chan struct{}
 			}
 		}
 	}()
-}
-
-// backend reads snapshots from a running instance.
-type backend struct{ in *instance.Instance }
-
-func (b backend) KillSession(id uint64) error {
-	if !b.in.Sessions().Kill(id) {
-		return errors.New("it has already ended")
-	}
-	return nil
-}
-
-func (b backend) Disconnect(guid string) error { return b.in.Server.Disconnect(guid) }
-
-func (b backend) Map(guid string, port uint32) (string, error) {
-	m, err := b.in.Proxy.Map(proxy.MapConfig{Device: guid, Port: port, User: "(desktop)"})
-	return m.Listen, err
-}
-
-func (b backend) Snapshot() ui.Snapshot {
-	s := ui.Snapshot{Devices: b.in.Server.Devices(), Sessions: b.in.Sessions().List(), Taken: time.Now()}
-	if b.in.CIRAAddr != nil {
-		s.CIRA = b.in.CIRAAddr.String()
-	}
-	if b.in.ProxyAddr != nil {
-		s.Proxy = b.in.ProxyAddr.String()
-	}
-	if b.in.APIAddr != nil {
-		s.API = b.in.APIAddr.String()
-	}
-	return s
 }

@@ -51,7 +51,7 @@ var (
 type Server struct {
 	cfg  Config
 	log  *slog.Logger
-	tcfg tunnel.Config
+	tcfg atomic.Pointer[tunnel.Config] // replaced whole by SetTunnelSettings
 	sem  chan struct{}
 
 	ctx    context.Context // cancelled by Shutdown; aborts handshakes
@@ -98,14 +98,48 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.stats.failures = make(map[string]uint64)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.tcfg = cfg.Tunnel
-	s.tcfg.TLS = cfg.TLS
-	if s.tcfg.Logger == nil {
-		s.tcfg.Logger = cfg.Logger.WithGroup("tunnel")
+	tc := cfg.Tunnel
+	tc.TLS = cfg.TLS
+	if tc.Logger == nil {
+		tc.Logger = cfg.Logger.WithGroup("tunnel")
 	}
-	s.tcfg.OnReady = s.onReady
-	s.tcfg.OnAuthFailure = s.onAuthFailure
+	tc.OnReady = s.onReady
+	tc.OnAuthFailure = s.onAuthFailure
+	s.tcfg.Store(&tc)
 	return s, nil
+}
+
+// SetTunnelSettings changes the keepalive interval, the idle timeout and
+// the TLS configuration (nil: keep) for tunnels that connect from now on.
+// Tunnels already up keep theirs: AMT is told the keepalive interval in
+// the handshake, so a device takes a new one when it reconnects.
+func (s *Server) SetTunnelSettings(keepalive, idle time.Duration, tlsConfig *tls.Config) {
+	tc := *s.tcfg.Load()
+	tc.KeepaliveInterval, tc.IdleTimeout = keepalive, idle
+	if tlsConfig != nil {
+		tc.TLS = tlsConfig
+	}
+	s.tcfg.Store(&tc)
+}
+
+// CloseListener stops accepting on the listener with address addr (as
+// Listen returned it). Tunnels it accepted stay up. It reports whether
+// there was such a listener.
+func (s *Server) CloseListener(addr net.Addr) bool {
+	s.mu.Lock()
+	i := slices.IndexFunc(s.listeners, func(ln net.Listener) bool { return ln.Addr().String() == addr.String() })
+	var ln net.Listener
+	if i >= 0 {
+		ln = s.listeners[i]
+		s.listeners = slices.Delete(s.listeners, i, i+1)
+	}
+	s.mu.Unlock()
+	if ln == nil {
+		return false
+	}
+	ln.Close()
+	s.log.Info("CIRA listener closed", "addr", addr.String())
+	return true
 }
 
 // Listen listens on addr (":4433" style) and serves in the background. It
@@ -226,7 +260,8 @@ func (s *Server) handle(raw net.Conn) {
 
 // accept runs the handshake, waiting for a handshake slot first.
 func (s *Server) accept(raw net.Conn) (*tunnel.Conn, error) {
-	timeout := s.tcfg.HandshakeTimeout
+	tc := s.tcfg.Load()
+	timeout := tc.HandshakeTimeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
@@ -240,7 +275,7 @@ func (s *Server) accept(raw net.Conn) (*tunnel.Conn, error) {
 		return nil, &tunnel.CloseError{Reason: tunnel.ReasonShutdown}
 	}
 	defer func() { <-s.sem }()
-	return tunnel.Accept(s.ctx, raw, &s.tcfg)
+	return tunnel.Accept(s.ctx, raw, tc)
 }
 
 func (s *Server) onReady(c *tunnel.Conn) {

@@ -5,9 +5,9 @@
 package instance
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -48,6 +48,8 @@ type Config struct {
 	// Advertise, if set, is called once the listeners are up to announce
 	// the instance (mDNS); the function it returns withdraws it.
 	Advertise func(Announcement) (withdraw func(), err error)
+	// AdvertiseOff starts without the advertisement; Apply can turn it on.
+	AdvertiseOff bool
 
 	// InstanceID identifies this instance to peers (default: random).
 	InstanceID string
@@ -82,9 +84,21 @@ type Instance struct {
 	Proxy  *proxy.Server // nil without ProxyAddr
 	API    *api.API      // nil without APIAddr
 
-	CIRAAddr, ProxyAddr, APIAddr net.Addr // nil for parts left off
+	// CIRAAddr, ProxyAddr and APIAddr are the addresses at start (nil
+	// for parts left off); Listening tells where the instance listens
+	// after Apply, Pause or Resume.
+	CIRAAddr, ProxyAddr, APIAddr net.Addr
 
 	cfg      Config
+	live     sync.Mutex // guards the fields below
+	settings Settings
+	ciraNow  net.Addr
+	proxyNow net.Addr
+	proxyLn  net.Listener
+	paused   bool
+	// advertised is what the mDNS advertisement out there says.
+	advertised Announcement
+
 	log      *slog.Logger
 	sessions *proxy.Sessions
 	withdraw func()
@@ -163,6 +177,9 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 	if in.CIRAAddr, err = srv.Listen(cfg.CIRAAddr); err != nil {
 		return in, fmt.Errorf("CIRA listener: %w", err)
 	}
+	in.ciraNow = in.CIRAAddr
+	in.settings = Settings{CIRAAddr: cfg.CIRAAddr, ProxyAddr: cfg.ProxyAddr, Keepalive: cmp.Or(cfg.Keepalive, tunnel.DefaultKeepalive), IdleTimeout: cmp.Or(cfg.IdleTimeout, tunnel.DefaultIdle), LegacyTLS: cfg.LegacyTLS,
+		MDNS: cfg.Advertise != nil && !cfg.AdvertiseOff}
 	consoleAuth := func(user, pass string) bool {
 		ok, err := acc.Verify(context.Background(), vault.KindConsole, user, []byte(pass))
 		if err != nil {
@@ -183,7 +200,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 		if err != nil {
 			return in, fmt.Errorf("proxy listener: %w", err)
 		}
-		in.ProxyAddr = ln.Addr()
+		in.ProxyAddr, in.proxyNow, in.proxyLn = ln.Addr(), ln.Addr(), ln
 		in.serve(func() error { return in.Proxy.Serve(ln) })
 	}
 	if cfg.APIAddr != "" {
@@ -206,18 +223,9 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 	}
 	in.wireEvents()
 	in.refreshAccounts()
-	if cfg.Advertise != nil {
-		in.withdraw, err = cfg.Advertise(Announcement{
-			ProxyPort: port(in.ProxyAddr), APIPort: port(in.APIAddr), CIRAPort: port(in.CIRAAddr),
-			InstanceID: cfg.InstanceID, Version: cfg.Version, Fingerprint: fmt.Sprintf("%x", sha256.Sum256(cfg.CA.Root().Raw)),
-		})
-		if err != nil {
-			// The instance works without it; peers just will not see it.
-			log.Warn("mDNS advertisement failed; consoles must be told the proxy address", "err", err)
-			in.withdraw = nil
-			err = nil
-		}
-	}
+	in.live.Lock()
+	in.advertiseLocked()
+	in.live.Unlock()
 	return in, nil
 }
 
@@ -368,9 +376,10 @@ func (in *Instance) refreshAccounts() {
 // first, what remains is closed hard and ctx's error returned.
 func (in *Instance) Shutdown(ctx context.Context) error {
 	in.stopOnce.Do(func() {
-		if in.withdraw != nil {
-			in.withdraw()
-		}
+		in.live.Lock()
+		in.settings.MDNS = false
+		in.advertiseLocked()
+		in.live.Unlock()
 		var errs []error
 		if in.API != nil {
 			if err := in.API.Shutdown(ctx); err != nil {

@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/presence-mps/presence/internal/authlimit"
@@ -71,12 +72,13 @@ type Config struct {
 
 // API serves the endpoints. Create it with [New].
 type API struct {
-	cfg     Config
-	log     *slog.Logger
-	limiter *authlimit.Limiter
-	mux     *http.ServeMux
-	started time.Time
-	srv     *http.Server
+	cfg       Config
+	proxyPort atomic.Int64 // Config.ProxyPort, or what SetProxyPort set
+	log       *slog.Logger
+	limiter   *authlimit.Limiter
+	mux       *http.ServeMux
+	started   time.Time
+	srv       *http.Server
 
 	ctx    context.Context // ends relays on Shutdown
 	cancel context.CancelFunc
@@ -99,6 +101,7 @@ func New(cfg Config) (*API, error) {
 		mux:     http.NewServeMux(),
 		started: time.Now(),
 	}
+	a.proxyPort.Store(int64(cfg.ProxyPort))
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.routes()
 	a.srv = &http.Server{
@@ -160,6 +163,10 @@ func (a *API) Serve(ln net.Listener) error {
 	}
 	return err
 }
+
+// SetProxyPort changes the proxy port /proxy.pac names, after the proxy
+// moved.
+func (a *API) SetProxyPort(port int) { a.proxyPort.Store(int64(port)) }
 
 // Shutdown stops the listeners, ends websocket relays and waits for
 // requests in flight (up to ctx).

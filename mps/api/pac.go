@@ -21,7 +21,7 @@ func (a *API) pac(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			host = r.Host
 		}
-		proxyAddr = net.JoinHostPort(host, strconv.Itoa(a.cfg.ProxyPort))
+		proxyAddr = net.JoinHostPort(host, strconv.FormatInt(a.proxyPort.Load(), 10))
 	}
 	var names []string
 	if _, outcome := a.authenticate(r); outcome == loginOK {

@@ -61,10 +61,16 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// The keepalive interval and idle timeout a zero Config field stands for.
+const (
+	DefaultKeepalive = 30 * time.Second
+	DefaultIdle      = 90 * time.Second
+)
+
 const (
 	defaultHandshakeTimeout = 10 * time.Second
-	defaultKeepalive        = 30 * time.Second
-	defaultIdle             = 90 * time.Second
+	defaultKeepalive        = DefaultKeepalive
+	defaultIdle             = DefaultIdle
 	defaultSettle           = 250 * time.Millisecond
 	defaultAuthAttempts     = 3
 	defaultMaxChannels      = 64

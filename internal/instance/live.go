@@ -1,0 +1,206 @@
+package instance
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/presence-mps/presence/mps/tunnel"
+)
+
+// Settings are the parts of a Config that can change while the instance
+// runs, without dropping a tunnel.
+type Settings struct {
+	// CIRAAddr and ProxyAddr are listen addresses; an empty ProxyAddr
+	// turns the proxy's listener off (mappings and sessions stay).
+	CIRAAddr, ProxyAddr    string
+	Keepalive, IdleTimeout time.Duration
+	LegacyTLS              bool
+	// MDNS advertises the instance on the LAN (needs Config.Advertise).
+	MDNS bool
+}
+
+// Listening is where the instance accepts connections now.
+type Listening struct {
+	CIRA, Proxy, API net.Addr // nil: off (or paused)
+	Paused           bool
+}
+
+// Settings returns the live settings in force.
+func (in *Instance) Settings() Settings {
+	in.live.Lock()
+	defer in.live.Unlock()
+	return in.settings
+}
+
+// Listening returns the addresses the instance listens on now.
+func (in *Instance) Listening() Listening {
+	in.live.Lock()
+	defer in.live.Unlock()
+	l := Listening{API: in.APIAddr, Paused: in.paused}
+	if !in.paused {
+		l.CIRA, l.Proxy = in.ciraNow, in.proxyNow
+	}
+	return l
+}
+
+// Apply puts s in force. A listener whose address changed is replaced:
+// the new one is opened first, so an address in use leaves the old one
+// serving and Apply returns the error. Tunnels and console sessions
+// already up are never dropped; keepalive and idle timeout apply to
+// tunnels that connect from now on (AMT takes the keepalive interval in
+// the handshake). While paused, the new addresses are only remembered.
+func (in *Instance) Apply(s Settings) error {
+	if s.CIRAAddr == "" {
+		return errors.New("the CIRA listener needs an address")
+	}
+	if s.Keepalive <= 0 || s.IdleTimeout <= s.Keepalive {
+		return fmt.Errorf("the idle timeout (%s) must be longer than the keepalive interval (%s)", s.IdleTimeout, s.Keepalive)
+	}
+	in.live.Lock()
+	defer in.live.Unlock()
+	old := in.settings
+	if !in.paused {
+		if s.CIRAAddr != old.CIRAAddr {
+			addr, err := in.Server.Listen(s.CIRAAddr)
+			if err != nil {
+				return err
+			}
+			if in.ciraNow != nil {
+				in.Server.CloseListener(in.ciraNow)
+			}
+			in.ciraNow = addr
+		}
+		if s.ProxyAddr != old.ProxyAddr {
+			if err := in.swapProxyLocked(s.ProxyAddr); err != nil {
+				if s.CIRAAddr != old.CIRAAddr {
+					// Keep Apply whole: the CIRA change stays, and is reported.
+					in.settings.CIRAAddr = s.CIRAAddr
+				}
+				return err
+			}
+		}
+	}
+	if s.Keepalive != old.Keepalive || s.IdleTimeout != old.IdleTimeout || s.LegacyTLS != old.LegacyTLS {
+		in.Server.SetTunnelSettings(s.Keepalive, s.IdleTimeout, tunnel.TLSConfig(in.cfg.CA.TLSCertificate(), s.LegacyTLS))
+	}
+	portsMoved := port(in.ciraNow) != in.advertised.CIRAPort || port(in.proxyNow) != in.advertised.ProxyPort
+	in.settings = s
+	if portsMoved || s.MDNS != old.MDNS {
+		in.advertiseLocked()
+	}
+	in.log.Info("settings applied", "cira", addrString(in.ciraNow), "proxy", addrString(in.proxyNow),
+		"keepalive", s.Keepalive, "idle_timeout", s.IdleTimeout, "legacy_tls", s.LegacyTLS)
+	return nil
+}
+
+// swapProxyLocked moves the proxy's listener to addr ("" for off).
+func (in *Instance) swapProxyLocked(addr string) error {
+	var ln net.Listener
+	if addr != "" {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("proxy listener: %w", err)
+		}
+	}
+	if in.proxyLn != nil {
+		in.proxyLn.Close()
+	}
+	in.proxyLn, in.proxyNow = ln, nil
+	if ln != nil {
+		in.proxyNow = ln.Addr()
+		in.serve(func() error { return in.Proxy.Serve(ln) })
+		if in.API != nil {
+			in.API.SetProxyPort(port(in.proxyNow))
+		}
+	}
+	return nil
+}
+
+// Pause stops accepting new tunnels and console connections; tunnels,
+// sessions, port mappings and the API stay. Resume opens the listeners
+// again on the same ports.
+func (in *Instance) Pause() {
+	in.live.Lock()
+	defer in.live.Unlock()
+	if in.paused {
+		return
+	}
+	in.paused = true
+	if in.ciraNow != nil {
+		in.Server.CloseListener(in.ciraNow)
+	}
+	if in.proxyLn != nil {
+		in.proxyLn.Close()
+		in.proxyLn = nil
+	}
+	in.advertiseLocked()
+	in.log.Info("listeners paused: no new tunnels or console connections")
+}
+
+// Resume undoes Pause. A port taken meanwhile by another program is an
+// error, and the instance stays paused.
+func (in *Instance) Resume() error {
+	in.live.Lock()
+	defer in.live.Unlock()
+	if !in.paused {
+		return nil
+	}
+	// The same ports as before the pause, even where the setting was :0.
+	cira := in.settings.CIRAAddr
+	if in.ciraNow != nil {
+		cira = in.ciraNow.String()
+	}
+	addr, err := in.Server.Listen(cira)
+	if err != nil {
+		return err
+	}
+	if in.settings.ProxyAddr != "" {
+		proxyAddr := in.settings.ProxyAddr
+		if in.proxyNow != nil {
+			proxyAddr = in.proxyNow.String()
+		}
+		if err := in.swapProxyLocked(proxyAddr); err != nil {
+			in.Server.CloseListener(addr)
+			return err
+		}
+	}
+	in.ciraNow, in.paused = addr, false
+	in.advertiseLocked()
+	in.log.Info("listeners resumed", "cira", addr.String(), "proxy", addrString(in.proxyNow))
+	return nil
+}
+
+// advertiseLocked makes the mDNS advertisement match the settings and the
+// ports listened on: it withdraws the one out there, if any, and
+// announces again when MDNS is on and the instance is not paused.
+func (in *Instance) advertiseLocked() {
+	if in.withdraw != nil {
+		in.withdraw()
+		in.withdraw = nil
+		in.advertised = Announcement{}
+	}
+	if !in.settings.MDNS || in.paused || in.cfg.Advertise == nil {
+		return
+	}
+	a := Announcement{
+		ProxyPort: port(in.proxyNow), APIPort: port(in.APIAddr), CIRAPort: port(in.ciraNow),
+		InstanceID: in.cfg.InstanceID, Version: in.cfg.Version, Fingerprint: fmt.Sprintf("%x", sha256.Sum256(in.cfg.CA.Root().Raw)),
+	}
+	withdraw, err := in.cfg.Advertise(a)
+	if err != nil {
+		// The instance works without it; peers just will not see it.
+		in.log.Warn("mDNS advertisement failed; consoles must be told the proxy address", "err", err)
+		return
+	}
+	in.withdraw, in.advertised = withdraw, a
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return "off"
+	}
+	return a.String()
+}
