@@ -1,39 +1,44 @@
 //go:build !nogui
 
 // Package app is Presence's desktop window: it runs the ui package's
-// screens in a real Fyne window over a running instance. It is the only
-// package that imports fyne.io/fyne/v2/app (and so needs cgo and GL); the
-// server-only build (-tags nogui) leaves it out.
+// screens in a real Fyne window over a running instance, with a system
+// tray and notifications. It is the only package that imports
+// fyne.io/fyne/v2/app (and so needs cgo and GL); the server-only build
+// (-tags nogui) leaves it out.
 package app
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"fyne.io/fyne/v2"
 	fyneapp "fyne.io/fyne/v2/app"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/driver/desktop"
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/presence-mps/presence/app/engine"
 	"github.com/presence-mps/presence/app/ui"
 	"github.com/presence-mps/presence/assets"
 	"github.com/presence-mps/presence/internal/cli"
-	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/mps"
 )
 
 // ID is the application id (also in FyneApp.toml).
 const ID = "io.github.presence-mps.presence"
 
-// Run shows the window and returns when it is closed or ctx ends. If the
-// data dir has no certificate yet, the window first runs the setup; then it
-// starts the server (off the UI goroutine) and shows the screens, or the
-// reason the server could not start, in a sentence.
+// Run shows the window and returns when the admin quits or ctx ends. If
+// the data dir has no certificate yet, the window first runs the setup;
+// then it starts the server (off the UI goroutine) and shows the screens,
+// or the reason the server could not start, in a sentence.
 func Run(ctx context.Context, l cli.AppLaunch) error {
 	a := fyneapp.NewWithID(ID)
-	a.SetIcon(fyne.NewStaticResource("icon.png", assets.Icon))
+	icon := fyne.NewStaticResource("icon.png", assets.Icon)
+	a.SetIcon(icon)
 	w := a.NewWindow("Presence")
-	w.Resize(fyne.NewSize(1000, 640))
+	w.Resize(fyne.NewSize(1100, 700))
+	settings := engine.FromSaved(l.Settings)
 
 	done := make(chan struct{})
 	defer close(done)
@@ -45,18 +50,33 @@ func Run(ctx context.Context, l cli.AppLaunch) error {
 		}
 	}()
 
-	startServer := func() {
+	t := newTray(a, w, icon)
+	w.SetCloseIntercept(func() {
+		if t != nil && t.closeToTray {
+			t.setShown(false)
+			return
+		}
+		a.Quit()
+	})
+	if t != nil {
+		t.closeToTray = settings.CloseToTray
+	}
+
+	var startServer func()
+	startServer = func() {
 		w.SetContent(widget.NewLabel("Starting Presence…"))
 		go func() {
-			in, err := l.Start()
+			r, err := l.Start()
 			fyne.Do(func() {
 				if err != nil {
-					msg := widget.NewLabel("Presence could not start: " + err.Error())
+					msg := widget.NewLabel("Presence could not start. " + engine.Explain(err))
 					msg.Wrapping = fyne.TextWrapWord
-					w.SetContent(msg)
+					msg.Importance = widget.DangerImportance
+					w.SetContent(container.NewVBox(msg, widget.NewButton("Try again", startServer)))
+					w.Show()
 					return
 				}
-				show(a, w, in, done)
+				show(a, w, t, r, l, settings, done)
 			})
 		}()
 	}
@@ -66,7 +86,13 @@ func Run(ctx context.Context, l cli.AppLaunch) error {
 	} else {
 		startServer()
 	}
-	w.ShowAndRun()
+	if settings.StartMinimised && t != nil && l.Setup == nil {
+		t.shown = false
+		t.toggle.Label = "Show window"
+		a.Run() // the tray shows the window
+	} else {
+		w.ShowAndRun()
+	}
 	return nil
 }
 
@@ -83,16 +109,41 @@ func (s setupBackend) Create(address, user, password string) (ui.SetupResult, er
 // show puts the screens of a running instance in the window, refreshes
 // them once a second and turns device changes into notifications, until
 // done closes. It runs on the Fyne goroutine.
-func show(a fyne.App, w fyne.Window, in *instance.Instance, done <-chan struct{}) {
-	u := ui.New(engine.Backend{In: in})
+func show(a fyne.App, w fyne.Window, t *tray, r *cli.Running, l cli.AppLaunch, settings ui.Settings, done <-chan struct{}) {
+	b := engine.New(r.Instance, settings)
+	b.History, b.Level, b.Log = r.History, l.LogLevel, l.Log
+	if l.SaveSettings != nil {
+		b.Save = func(s ui.Settings) error {
+			if t != nil {
+				fyne.Do(func() { t.closeToTray = s.CloseToTray })
+			}
+			return l.SaveSettings(engine.ToSaved(s))
+		}
+	}
+	for _, p := range r.CA.Doctor("", time.Now()) {
+		if p.Severe {
+			b.AddProblem("Certificate: " + p.Text)
+		}
+	}
+	u := ui.New(b)
+	for _, s := range adminScreens(w, r, b) {
+		u.AddScreen(s.name, s.root)
+	}
+	set := ui.NewSettings(b)
+	u.AddScreen("Settings", set.Root)
+	logs := ui.NewLog(b)
+	u.AddScreen("Log", logs.Root)
 	w.SetContent(u.Root)
 	u.Refresh()
+	if t != nil {
+		t.attach(u, b)
+	}
 	// Devices coming and going become desktop notifications, coalesced
 	// so that a reconnect storm is one notification.
 	notes := &ui.Coalescer{Window: 2 * time.Second, Emit: func(title, body string) {
 		fyne.Do(func() { a.SendNotification(fyne.NewNotification(title, body)) })
 	}}
-	events, cancelEvents := in.Server.Subscribe(1 << 12)
+	events, cancelEvents := r.Server.Subscribe(1 << 12)
 	go func() {
 		for ev := range events { // closed by cancelEvents or the server's shutdown
 			if ev.Kind != mps.EventConnected && ev.Kind != mps.EventDisconnected {
@@ -105,18 +156,120 @@ func show(a fyne.App, w fyne.Window, in *instance.Instance, done <-chan struct{}
 			notes.Add(ui.Change{Up: ev.Kind == mps.EventConnected, Name: name})
 		}
 	}()
+	// Snapshots are read here, off the Fyne goroutine; only applying them
+	// touches widgets.
 	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		defer b.Close()
 		defer notes.Stop()
 		defer cancelEvents()
 		for {
 			select {
 			case <-done:
 				return
-			case <-t.C:
-				fyne.Do(u.Refresh)
+			case <-tick.C:
+				s := b.Snapshot()
+				fyne.Do(func() {
+					u.Apply(s)
+					logs.Poll()
+					if t != nil {
+						t.update(s)
+					}
+				})
 			}
 		}
 	}()
+}
+
+// tray is the system tray icon and menu: status and counts, show or hide
+// the window, pause the listeners, quit.
+type tray struct {
+	a           fyne.App
+	desk        desktop.App
+	w           fyne.Window
+	menu        *fyne.Menu
+	status      *fyne.MenuItem
+	toggle      *fyne.MenuItem
+	pause       *fyne.MenuItem
+	closeToTray bool
+	shown       bool
+	u           *ui.UI
+	b           *engine.Backend
+}
+
+// newTray adds the tray icon, or returns nil where the driver has none.
+func newTray(a fyne.App, w fyne.Window, icon fyne.Resource) *tray {
+	desk, ok := a.(desktop.App)
+	if !ok {
+		return nil
+	}
+	t := &tray{a: a, desk: desk, w: w, shown: true}
+	t.status = fyne.NewMenuItem("Presence: starting", nil)
+	t.status.Disabled = true
+	t.toggle = fyne.NewMenuItem("Hide window", t.toggleWindow)
+	t.pause = fyne.NewMenuItem("Pause listeners", t.togglePause)
+	t.pause.Disabled = true
+	quit := fyne.NewMenuItem("Quit Presence", a.Quit)
+	quit.IsQuit = true
+	t.menu = fyne.NewMenu("Presence", t.status, fyne.NewMenuItemSeparator(), t.toggle, t.pause, fyne.NewMenuItemSeparator(), quit)
+	desk.SetSystemTrayIcon(icon)
+	desk.SetSystemTrayMenu(t.menu)
+	desk.SetSystemTrayWindow(w)
+	return t
+}
+
+func (t *tray) attach(u *ui.UI, b *engine.Backend) {
+	t.u, t.b = u, b
+	t.pause.Disabled = false
+	t.menu.Refresh()
+}
+
+func (t *tray) toggleWindow() { t.setShown(!t.shown) }
+
+func (t *tray) setShown(shown bool) {
+	if shown {
+		t.w.Show()
+		t.w.RequestFocus()
+	} else {
+		t.w.Hide()
+	}
+	t.shown = shown
+	t.toggle.Label = map[bool]string{true: "Hide window", false: "Show window"}[t.shown]
+	t.menu.Refresh()
+}
+
+// togglePause pauses or resumes the listeners off the Fyne goroutine.
+func (t *tray) togglePause() {
+	if t.b == nil {
+		return
+	}
+	in := t.b.In
+	go func() {
+		var err error
+		if in.Listening().Paused {
+			err = in.Resume()
+		} else {
+			in.Pause()
+		}
+		s := t.b.Snapshot()
+		fyne.Do(func() {
+			if err != nil {
+				t.u.Report("The listeners could not be resumed. " + engine.Explain(err))
+			}
+			t.u.Apply(s)
+			t.update(s)
+		})
+	}()
+}
+
+// update shows s's counts in the menu.
+func (t *tray) update(s ui.Snapshot) {
+	state := fmt.Sprintf("%d devices · %d sessions", len(s.Devices), len(s.Sessions))
+	if s.Paused {
+		state = "Paused · " + state
+	}
+	t.status.Label = "Presence: " + state
+	t.pause.Label = map[bool]string{true: "Resume listeners", false: "Pause listeners"}[s.Paused]
+	t.menu.Refresh()
 }

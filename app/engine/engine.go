@@ -6,21 +6,63 @@ package engine
 
 import (
 	"errors"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/presence-mps/presence/app/ui"
 	"github.com/presence-mps/presence/internal/instance"
+	"github.com/presence-mps/presence/internal/logring"
+	"github.com/presence-mps/presence/mps"
+	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/mps/proxy"
 )
 
 // Backend reads snapshots from a running instance and acts on it. It
-// implements ui.Backend.
-type Backend struct{ In *instance.Instance }
+// implements ui.Backend, ui.SettingsBackend and ui.LogBackend. Make it
+// with New; Close stops its event recorder.
+type Backend struct {
+	In      *instance.Instance
+	History *history.Store // nil: no device timeline
 
-var _ ui.Backend = Backend{}
+	// Settings: Save keeps them for the next start; Level is the log
+	// level in force; Log holds the latest log lines.
+	Save  func(ui.Settings) error
+	Level *slog.LevelVar
+	Log   *logring.Ring
+
+	rec      *recorder
+	mu       sync.Mutex
+	settings ui.Settings // as last applied
+	problems []string    // from start: certificate findings and the like
+}
+
+var (
+	_ ui.Backend         = (*Backend)(nil)
+	_ ui.SettingsBackend = (*Backend)(nil)
+	_ ui.LogBackend      = (*Backend)(nil)
+)
+
+// New returns a backend for in with the settings it was started with, and
+// starts recording its events for the overview.
+func New(in *instance.Instance, settings ui.Settings) *Backend {
+	b := &Backend{In: in, settings: settings}
+	b.rec = newRecorder(in.Server, 10*time.Second)
+	return b
+}
+
+// Close stops the recorder.
+func (b *Backend) Close() { b.rec.stop() }
+
+// AddProblem adds a sentence to the problems the window shows.
+func (b *Backend) AddProblem(text string) {
+	b.mu.Lock()
+	b.problems = append(b.problems, text)
+	b.mu.Unlock()
+}
 
 // KillSession ends a live console session.
-func (b Backend) KillSession(id uint64) error {
+func (b *Backend) KillSession(id uint64) error {
 	if !b.In.Sessions().Kill(id) {
 		return errors.New("it has already ended")
 	}
@@ -28,25 +70,129 @@ func (b Backend) KillSession(id uint64) error {
 }
 
 // Disconnect closes a device's tunnel.
-func (b Backend) Disconnect(guid string) error { return b.In.Server.Disconnect(guid) }
+func (b *Backend) Disconnect(guid string) error { return b.In.Server.Disconnect(guid) }
 
 // Map opens a loopback port mapping to a device port.
-func (b Backend) Map(guid string, port uint32) (string, error) {
+func (b *Backend) Map(guid string, port uint32) (string, error) {
 	m, err := b.In.Proxy.Map(proxy.MapConfig{Device: guid, Port: port, User: "(desktop)"})
 	return m.Listen, err
 }
 
+// Timeline returns the device's latest history events, newest first.
+func (b *Backend) Timeline(guid string) ([]ui.TimelineEntry, error) {
+	if b.History == nil {
+		return nil, nil
+	}
+	evs, err := b.History.Timeline(guid, time.Time{}, time.Time{}, 50)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ui.TimelineEntry, 0, len(evs))
+	for i := len(evs) - 1; i >= 0; i-- {
+		e := evs[i]
+		out = append(out, ui.TimelineEntry{Time: e.Time, Kind: e.Kind, Reason: e.Reason, Remote: e.Remote})
+	}
+	return out, nil
+}
+
 // Snapshot is what the window shows now.
-func (b Backend) Snapshot() ui.Snapshot {
-	s := ui.Snapshot{Devices: b.In.Server.Devices(), Sessions: b.In.Sessions().List(), Taken: time.Now()}
-	if b.In.CIRAAddr != nil {
-		s.CIRA = b.In.CIRAAddr.String()
+func (b *Backend) Snapshot() ui.Snapshot {
+	sessions := b.In.Sessions().List()
+	l := b.In.Listening()
+	st := b.In.Server.Stats()
+	s := ui.Snapshot{
+		Devices: b.In.Server.Devices(), Sessions: sessions, Taken: time.Now(),
+		CIRA: addr(l.CIRA), Proxy: addr(l.Proxy), API: addr(l.API), Paused: l.Paused,
+		Accepted: st.Accepted,
 	}
-	if b.In.ProxyAddr != nil {
-		s.Proxy = b.In.ProxyAddr.String()
+	for _, n := range st.Failures {
+		s.Failures += n
 	}
-	if b.In.APIAddr != nil {
-		s.API = b.In.APIAddr.String()
+	for _, x := range sessions {
+		s.BytesToDevices += x.BytesToDevice
+		s.BytesFromDevices += x.BytesFromDevice
 	}
+	s.Recent, s.Samples = b.rec.read()
+	b.mu.Lock()
+	s.Problems = append(s.Problems, b.problems...)
+	b.mu.Unlock()
 	return s
+}
+
+func addr(a interface{ String() string }) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// recorder keeps the latest engine events and a sample of the number of
+// connected devices every interval, for the overview's list and chart.
+type recorder struct {
+	mu      sync.Mutex
+	recent  []ui.Event // newest last, at most maxRecent
+	samples []ui.Sample
+	stop    func()
+}
+
+const (
+	maxRecent  = 100
+	maxSamples = 6 * 360 // six hours at 10 s
+)
+
+func newRecorder(srv *mps.Server, every time.Duration) *recorder {
+	r := &recorder{}
+	events, cancel := srv.Subscribe(1 << 12)
+	done := make(chan struct{})
+	var once sync.Once
+	r.stop = func() { once.Do(func() { cancel(); close(done) }) }
+	r.sample(srv)
+	go func() {
+		for ev := range events { // closed by cancel or the server's shutdown
+			name := ev.Device.Hostname
+			if name == "" {
+				name = ev.Device.UUID
+			}
+			r.mu.Lock()
+			r.recent = append(r.recent, ui.Event{Time: ev.Time, Kind: ev.Kind.String(), Device: name, GUID: ev.Device.UUID, Reason: ev.Reason})
+			if len(r.recent) > maxRecent {
+				r.recent = append(r.recent[:0], r.recent[len(r.recent)-maxRecent:]...)
+			}
+			r.mu.Unlock()
+		}
+	}()
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				r.sample(srv)
+			}
+		}
+	}()
+	return r
+}
+
+func (r *recorder) sample(srv *mps.Server) {
+	n := srv.Stats().Tunnels
+	r.mu.Lock()
+	r.samples = append(r.samples, ui.Sample{Time: time.Now(), Devices: n})
+	if len(r.samples) > maxSamples {
+		r.samples = append(r.samples[:0], r.samples[len(r.samples)-maxSamples:]...)
+	}
+	r.mu.Unlock()
+}
+
+// read returns copies: the events newest first, and the samples.
+func (r *recorder) read() ([]ui.Event, []ui.Sample) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ev := make([]ui.Event, len(r.recent))
+	for i, e := range r.recent {
+		ev[len(r.recent)-1-i] = e
+	}
+	return ev, append([]ui.Sample(nil), r.samples...)
 }

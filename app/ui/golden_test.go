@@ -20,15 +20,18 @@ func TestGoldenScreens(t *testing.T) {
 	time.Local = time.UTC
 	t.Cleanup(func() { time.Local = local })
 	test.NewTempApp(t)
-	b := &fakeBackend{snap: Snapshot{CIRA: ":4433", Proxy: ":1080", API: "127.0.0.1:16990", Devices: fleet(3),
+	t0 := time.Unix(1_764_000_000, 0)
+	b := &fakeBackend{snap: Snapshot{CIRA: ":4433", Proxy: ":1080", API: "127.0.0.1:16990", Devices: fleet(3), Accepted: 3,
+		Samples:  []Sample{{t0, 0}, {t0.Add(time.Hour), 2}, {t0.Add(2 * time.Hour), 3}},
+		Recent:   []Event{{Time: t0.Add(2 * time.Hour), Kind: "connected", Device: "sim-000002"}},
 		Sessions: []proxy.SessionInfo{{ID: 1, Kind: proxy.KindSOCKS5, User: "alice", Console: "10.0.0.9:51000", Device: "00000000-0000-4000-8000-000000000001", Port: 16994}}}}
-	u := New(b)
+	u := newTestUI(b)
 	w := test.NewWindow(u.Root)
 	defer w.Close()
 	w.Resize(fyne.NewSize(900, 400))
 	u.Refresh()
 	test.AssertRendersToMarkup(t, "overview.xml", w.Canvas())
-	tabs := u.Root.(interface{ SelectIndex(int) })
+	tabs := u.Tabs
 	tabs.SelectIndex(1)
 	test.AssertRendersToMarkup(t, "devices.xml", w.Canvas())
 	tabs.SelectIndex(2)
@@ -42,4 +45,13 @@ func TestGoldenFirstRun(t *testing.T) {
 	defer w.Close()
 	w.Resize(fyne.NewSize(800, 400))
 	test.AssertRendersToMarkup(t, "firstrun.xml", w.Canvas())
+}
+
+func TestGoldenSettingsAndLog(t *testing.T) {
+	test.NewTempApp(t)
+	s := NewSettings(&fakeSettings{cur: defaultSettings()})
+	w := test.NewWindow(s.Root)
+	defer w.Close()
+	w.Resize(fyne.NewSize(800, 600))
+	test.AssertRendersToMarkup(t, "settings.xml", w.Canvas())
 }

@@ -22,6 +22,7 @@ type fakeBackend struct {
 	killed       []uint64
 	disconnected []string
 	mapped       []string
+	timelineErr  error
 }
 
 func (f *fakeBackend) Disconnect(guid string) error {
@@ -40,6 +41,13 @@ func (f *fakeBackend) Map(guid string, port uint32) (string, error) {
 }
 
 func (f *fakeBackend) Snapshot() Snapshot { return f.snap }
+
+func (f *fakeBackend) Timeline(guid string) ([]TimelineEntry, error) {
+	if f.timelineErr != nil {
+		return nil, f.timelineErr
+	}
+	return []TimelineEntry{{Time: time.Unix(1_764_000_100, 0), Kind: "up", Remote: "192.0.2.9:1"}, {Time: time.Unix(1_764_000_000, 0), Kind: "down", Reason: "idle-timeout"}}, nil
+}
 
 func (f *fakeBackend) KillSession(id uint64) error {
 	i := slices.IndexFunc(f.snap.Sessions, func(s proxy.SessionInfo) bool { return s.ID == id })
@@ -67,7 +75,7 @@ func fleet(n int) []mps.Device {
 func TestDeviceTableFilter10000(t *testing.T) {
 	test.NewTempApp(t)
 	b := &fakeBackend{snap: Snapshot{CIRA: ":4433", Proxy: ":1080", Devices: fleet(10000), Sessions: make([]proxy.SessionInfo, 3)}}
-	u := New(b)
+	u := newTestUI(b)
 	w := test.NewWindow(u.Root)
 	defer w.Close()
 	w.Resize(fyne.NewSize(900, 600))
@@ -75,19 +83,19 @@ func TestDeviceTableFilter10000(t *testing.T) {
 	if u.Shown() != 10000 {
 		t.Fatalf("%d rows, want 10000", u.Shown())
 	}
-	test.Type(u.Search, "sim-00042")
+	test.Type(u.Dev.Search, "sim-00042")
 	if u.Shown() != 10 { // sim-000420 … sim-000429
 		t.Fatalf("%d rows for sim-00042, want 10", u.Shown())
 	}
-	u.Search.SetText("192.0.2.7:")
+	u.Dev.Search.SetText("192.0.2.7:")
 	if u.Shown() != 40 {
 		t.Fatalf("%d rows for a remote address, want 40", u.Shown())
 	}
-	u.Search.SetText("")
+	u.Dev.Search.SetText("")
 	if u.Shown() != 10000 {
 		t.Fatalf("%d rows after clearing, want 10000", u.Shown())
 	}
-	if got := u.counts.Text; got != "10000 devices connected · 3 console sessions" {
+	if got := u.Overview.Counts.Text; !strings.HasPrefix(got, "10000 devices connected · 3 console sessions") {
 		t.Fatalf("overview: %q", got)
 	}
 }
@@ -96,7 +104,7 @@ func TestDeviceTableFilter10000(t *testing.T) {
 func TestDeviceAppearsAndDisappears(t *testing.T) {
 	test.NewTempApp(t)
 	b := &fakeBackend{}
-	u := New(b)
+	u := newTestUI(b)
 	w := test.NewWindow(u.Root)
 	defer w.Close()
 	u.Refresh()
@@ -105,7 +113,7 @@ func TestDeviceAppearsAndDisappears(t *testing.T) {
 	}
 	b.snap.Devices = fleet(1)
 	u.Refresh()
-	if u.Shown() != 1 || cell(u.shown[0], 0) != "sim-000000" || cell(u.shown[0], 5) != "16992,16994" {
+	if u.Shown() != 1 || cell(u.Dev.shown[0], 1) != "sim-000000" || cell(u.Dev.shown[0], 6) != "16992,16994" {
 		t.Fatalf("after connect: %d rows", u.Shown())
 	}
 	b.snap.Devices = nil
@@ -122,7 +130,7 @@ func TestSessionKill(t *testing.T) {
 		{ID: 7, Kind: proxy.KindSOCKS5, User: "alice", Device: "d1", Port: 16994},
 		{ID: 9, Kind: proxy.KindHTTP, User: "bob", Device: "d2", Port: 16992},
 	}}}
-	u := New(b)
+	u := newTestUI(b)
 	w := test.NewWindow(u.Root)
 	defer w.Close()
 	w.Resize(fyne.NewSize(900, 600))
@@ -154,32 +162,32 @@ func TestSessionKill(t *testing.T) {
 func TestDeviceActions(t *testing.T) {
 	test.NewTempApp(t)
 	b := &fakeBackend{snap: Snapshot{Proxy: "192.0.2.1:1080", Devices: fleet(3)}}
-	u := New(b)
+	u := newTestUI(b)
 	w := test.NewWindow(u.Root)
 	defer w.Close()
 	w.Resize(fyne.NewSize(1000, 600))
 	u.Refresh()
-	if !u.DisconnectBtn.Disabled() {
+	if !u.Dev.DisconnectBtn.Disabled() {
 		t.Fatal("actions enabled with no device selected")
 	}
-	u.Table.Select(widget.TableCellID{Row: 1, Col: 0})
+	u.Dev.Table.Select(widget.TableCellID{Row: 1, Col: 0})
 	guid := fleet(3)[1].UUID
-	if !strings.Contains(u.Detail.Text, "GUID: "+guid) || !strings.Contains(u.Detail.Text, "Ports: 16992,16994") {
-		t.Fatalf("detail %q", u.Detail.Text)
+	if !strings.Contains(u.Dev.Detail.Text, "GUID: "+guid) || !strings.Contains(u.Dev.Detail.Text, "Ports: 16992,16994") {
+		t.Fatalf("detail %q", u.Dev.Detail.Text)
 	}
-	test.Tap(u.CopyBtn)
+	test.Tap(u.Dev.CopyBtn)
 	if got := fyne.CurrentApp().Clipboard().Content(); got != guid+".amt:16992 (proxy 192.0.2.1:1080)" {
 		t.Fatalf("clipboard %q", got)
 	}
-	test.Tap(u.MapBtn)
-	if len(b.mapped) != 1 || b.mapped[0] != guid+":16992" || !strings.Contains(u.deviceMsg.Text, "127.0.0.1:40001") {
-		t.Fatalf("map: %v, %q", b.mapped, u.deviceMsg.Text)
+	test.Tap(u.Dev.MapBtn)
+	if len(b.mapped) != 1 || b.mapped[0] != guid+":16992" || !strings.Contains(u.Dev.deviceMsg.Text, "127.0.0.1:40001") {
+		t.Fatalf("map: %v, %q", b.mapped, u.Dev.deviceMsg.Text)
 	}
-	test.Tap(u.DisconnectBtn)
-	if len(b.disconnected) != 1 || b.disconnected[0] != guid || u.Shown() != 2 || !u.DisconnectBtn.Disabled() {
+	test.Tap(u.Dev.DisconnectBtn)
+	if len(b.disconnected) != 1 || b.disconnected[0] != guid || u.Shown() != 2 || !u.Dev.DisconnectBtn.Disabled() {
 		t.Fatalf("disconnect: %v, %d shown", b.disconnected, u.Shown())
 	}
-	if u.Detail.Text != "The device has disconnected." {
-		t.Fatalf("detail after disconnect %q", u.Detail.Text)
+	if u.Dev.Detail.Text != "The device has disconnected." {
+		t.Fatalf("detail after disconnect %q", u.Dev.Detail.Text)
 	}
 }

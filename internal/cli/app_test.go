@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -57,5 +58,50 @@ func TestAppLaunchFirstRun(t *testing.T) {
 	}})
 	if code != 0 || !again {
 		t.Fatalf("second start: exit %d, setup offered again: %v", code, !again)
+	}
+}
+
+// The window's settings live in the data dir's settings.json: serve and
+// the window take them as flag defaults, a flag given wins, and saving
+// them keeps the rest of the file.
+func TestServerSettingsPersist(t *testing.T) {
+	dir := t.TempDir()
+	if err := saveSettings(dir, settings{Vault: "memory", Server: &ServerSettings{
+		CIRAAddr: "127.0.0.1:0", ProxyAddr: "off", APIAddr: "off", Keepalive: "20s", IdleTimeout: "70s",
+		LegacyTLS: new(true), MDNS: new(false), LogLevel: "warn", StartMinimised: true,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	var got AppLaunch
+	app := func(_ context.Context, l AppLaunch) error { got = l; return nil }
+	var errb strings.Builder
+	if err := runServe(context.Background(), []string{"--data-dir", dir, "--keepalive", "10s"}, Env{Stderr: &errb, App: app}); err != nil {
+		t.Fatalf("serve: %v\n%s", err, errb.String())
+	}
+	s := got.Settings
+	if s.CIRAAddr != "127.0.0.1:0" || s.ProxyAddr != "off" || s.Keepalive != "10s" || s.IdleTimeout != "1m10s" ||
+		!*s.LegacyTLS || *s.MDNS || s.LogLevel != "warn" || !s.StartMinimised || !*s.CloseToTray {
+		t.Fatalf("settings in force: %+v", s)
+	}
+	if got.LogLevel.Level() != slog.LevelWarn || got.Log == nil {
+		t.Fatalf("log level %v, ring %v", got.LogLevel.Level(), got.Log)
+	}
+	s.CloseToTray = new(false)
+	s.Keepalive = "15s"
+	if err := got.SaveSettings(s); err != nil {
+		t.Fatal(err)
+	}
+	st, err := loadSettings(dir)
+	if err != nil || st.Vault != "memory" || st.Server.Keepalive != "15s" || *st.Server.CloseToTray {
+		t.Fatalf("saved: %+v %v", st, err)
+	}
+	// A bad value names the file and the flag.
+	st.Server.IdleTimeout = "soon"
+	if err := saveSettings(dir, st); err != nil {
+		t.Fatal(err)
+	}
+	err = runServe(context.Background(), []string{"--data-dir", dir}, Env{Stderr: &errb, App: app})
+	if err == nil || !strings.Contains(err.Error(), "settings.json") || !strings.Contains(err.Error(), "--idle-timeout") {
+		t.Fatalf("bad setting: %v", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/presence-mps/presence/internal/instance"
+	"github.com/presence-mps/presence/internal/logring"
 	"github.com/presence-mps/presence/internal/single"
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/history"
@@ -122,12 +123,25 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
+	saved, err := applySettings(fs, c.dataDir)
+	if err != nil {
+		return err
+	}
 	if err := f.check(); err != nil {
 		return err
 	}
 	log, err := c.logger(env.Stderr)
 	if err != nil {
 		return err
+	}
+	// The window keeps the latest log lines for its Log screen, at a level
+	// its Settings can change.
+	var ring *logring.Ring
+	var level slog.LevelVar
+	if env.App != nil {
+		level.UnmarshalText([]byte(c.logLevel)) // checked by c.logger
+		ring = logring.New(logLines)
+		log = slog.New(ring.Handler(&level, slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: &level})))
 	}
 	lock, err := single.Acquire(c.dataDir)
 	if errors.Is(err, single.ErrRunning) {
@@ -151,7 +165,7 @@ func runServe(ctx context.Context, args []string, env Env) error {
 			cleanups[i]()
 		}
 	}()
-	start := func() (*instance.Instance, error) {
+	start := func() (*Running, error) {
 		if ca == nil {
 			if ca, err = vault.LoadCA(ctx, st); err != nil {
 				return nil, err
@@ -183,8 +197,10 @@ func runServe(ctx context.Context, args []string, env Env) error {
 		}
 		cfg := f.instanceConfig(ca, acc, log)
 		cfg.History = hist
-		if f.mdns {
+		if f.mdns || env.App != nil {
+			// The window's Settings can turn mDNS on later.
 			cfg.Advertise = advertiser(log, false)
+			cfg.AdvertiseOff = !f.mdns
 		}
 		if cfg.Aliases, err = loadAliases(c.dataDir); err != nil {
 			return nil, err
@@ -224,14 +240,15 @@ func runServe(ctx context.Context, args []string, env Env) error {
 		go releaseMemoryAfterBursts(ctx, in.Server)
 		log.Info("Presence MPS serving", "cira", in.CIRAAddr.String(), "proxy", addrString(in.ProxyAddr),
 			"api", addrString(in.APIAddr), "root_sha256", ca.RootFingerprintSHA256(), "version", Version)
-		return in, nil
+		return &Running{Instance: in, CA: ca, Accounts: acc, History: hist, Store: st, DataDir: c.dataDir}, nil
 	}
 
 	if env.App != nil {
 		// The desktop app: the window runs the first-run setup if there
 		// is no certificate yet, then starts the server; both stop when
 		// the window closes.
-		launch := AppLaunch{Start: start, CIRAPort: port(f.ciraAddr)}
+		launch := AppLaunch{Start: start, CIRAPort: port(f.ciraAddr), Log: ring, LogLevel: &level,
+			Settings: f.settings(c.logLevel, saved.Server), SaveSettings: func(s ServerSettings) error { return storeServerSettings(c.dataDir, s) }}
 		if needSetup {
 			launch.Setup = func(address, user, password string) (FirstRun, error) {
 				return firstRun(ctx, st, acc, address, user, password, port(f.ciraAddr))
@@ -257,8 +274,58 @@ type AppLaunch struct {
 	Setup func(address, user, password string) (FirstRun, error)
 	// Start starts the server (call it off the UI goroutine); the server
 	// stops when the window's App function returns.
-	Start    func() (*instance.Instance, error)
+	Start    func() (*Running, error)
 	CIRAPort int
+	// Settings are those in force at start (every field filled);
+	// SaveSettings keeps changed ones in the data dir for the next start.
+	Settings     ServerSettings
+	SaveSettings func(ServerSettings) error
+	// Log holds the latest log lines at LogLevel, which the window may
+	// change while running.
+	Log      *logring.Ring
+	LogLevel *slog.LevelVar
+}
+
+// logLines is how many log lines the window keeps.
+const logLines = 5000
+
+// Running is a started server with the parts the window's screens use.
+type Running struct {
+	*instance.Instance
+	CA       *vault.CA
+	Accounts *vault.Accounts
+	History  *history.Store
+	Store    vault.Store
+	DataDir  string
+}
+
+// settings returns the flags' values as server settings; the window's own
+// choices come from saved.
+func (f *serverFlags) settings(logLevel string, saved *ServerSettings) ServerSettings {
+	s := ServerSettings{
+		CIRAAddr: f.ciraAddr, ProxyAddr: f.proxyAddr, APIAddr: f.apiAddr,
+		Keepalive: f.keepalive.String(), IdleTimeout: f.idle.String(),
+		LegacyTLS: new(f.legacyTLS), MDNS: new(f.mdns), LogLevel: logLevel,
+	}
+	s.CloseToTray = new(true)
+	if saved != nil {
+		s.StartMinimised = saved.StartMinimised
+		if saved.CloseToTray != nil {
+			s.CloseToTray = new(*saved.CloseToTray)
+		}
+	}
+	return s
+}
+
+// storeServerSettings writes s as the data dir's server settings, keeping
+// the rest of the file.
+func storeServerSettings(dataDir string, s ServerSettings) error {
+	st, err := loadSettings(dataDir)
+	if err != nil {
+		return err
+	}
+	st.Server = &s
+	return saveSettings(dataDir, st)
 }
 
 // FirstRun is what to enter in AMT after the setup.

@@ -3,10 +3,12 @@ package cli
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 )
 
 // settingsFile holds the choices that outlive one command, in the data dir:
@@ -15,8 +17,71 @@ const settingsFile = "settings.json"
 
 // settings are the persisted choices. Unknown fields are kept as they are.
 type settings struct {
-	Vault string `json:"vault,omitempty"` // the secret store: keychain, file or memory
-	rest  map[string]json.RawMessage
+	Vault  string          `json:"vault,omitempty"` // the secret store: keychain, file or memory
+	Server *ServerSettings `json:"server,omitempty"`
+	rest   map[string]json.RawMessage
+}
+
+// ServerSettings are the choices the window's Settings screen edits, kept
+// under "server" in the data dir's settings.json. `presence serve` and the
+// window take them as the defaults of the flags of the same names; a flag
+// given on the command line wins. Empty fields keep the built-in default.
+type ServerSettings struct {
+	CIRAAddr    string `json:"cira_addr,omitempty"`
+	ProxyAddr   string `json:"proxy_addr,omitempty"` // "off" turns the proxy off
+	APIAddr     string `json:"api_addr,omitempty"`   // "off" turns the API off
+	Keepalive   string `json:"keepalive,omitempty"`  // a Go duration: "30s"
+	IdleTimeout string `json:"idle_timeout,omitempty"`
+	LegacyTLS   *bool  `json:"legacy_tls,omitempty"`
+	MDNS        *bool  `json:"mdns,omitempty"`
+	LogLevel    string `json:"log_level,omitempty"`
+	// The window's own: start hidden in the tray, and whether closing the
+	// window leaves the server running in the tray (default yes).
+	StartMinimised bool  `json:"start_minimised,omitempty"`
+	CloseToTray    *bool `json:"close_to_tray,omitempty"`
+}
+
+// flagValues maps the settings to the serve flags they are defaults of.
+func (s *ServerSettings) flagValues() map[string]string {
+	m := map[string]string{}
+	set := func(name, v string) {
+		if v != "" {
+			m[name] = v
+		}
+	}
+	set("cira-addr", s.CIRAAddr)
+	set("proxy-addr", s.ProxyAddr)
+	set("api-addr", s.APIAddr)
+	set("keepalive", s.Keepalive)
+	set("idle-timeout", s.IdleTimeout)
+	set("log-level", s.LogLevel)
+	if s.LegacyTLS != nil {
+		m["legacy-tls"] = strconv.FormatBool(*s.LegacyTLS)
+	}
+	if s.MDNS != nil {
+		m["mdns"] = strconv.FormatBool(*s.MDNS)
+	}
+	return m
+}
+
+// applySettings sets the flags fs did not get on the command line from
+// the data dir's settings. A bad value names the file.
+func applySettings(fs *flag.FlagSet, dataDir string) (settings, error) {
+	st, err := loadSettings(dataDir)
+	if err != nil || st.Server == nil {
+		return st, err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for name, v := range st.Server.flagValues() {
+		if given[name] || fs.Lookup(name) == nil {
+			continue
+		}
+		if err := fs.Set(name, v); err != nil {
+			return st, fmt.Errorf("%s: server setting for --%s: %v: fix it in the window's Settings or in the file", filepath.Join(dataDir, settingsFile), name, err)
+		}
+	}
+	return st, nil
 }
 
 func loadSettings(dataDir string) (settings, error) {
@@ -36,6 +101,12 @@ func loadSettings(dataDir string) (settings, error) {
 			return s, fmt.Errorf("%s: vault: %v", filepath.Join(dataDir, settingsFile), err)
 		}
 	}
+	if v, ok := s.rest["server"]; ok {
+		s.Server = new(ServerSettings)
+		if err := json.Unmarshal(v, s.Server); err != nil {
+			return s, fmt.Errorf("%s: server: %v", filepath.Join(dataDir, settingsFile), err)
+		}
+	}
 	return s, nil
 }
 
@@ -47,6 +118,10 @@ func saveSettings(dataDir string, s settings) error {
 	delete(m, "vault")
 	if s.Vault != "" {
 		m["vault"] = s.Vault
+	}
+	delete(m, "server")
+	if s.Server != nil {
+		m["server"] = s.Server
 	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/presence-mps/presence/mps/tunnel"
+	"github.com/presence-mps/presence/vault"
 )
 
 // Settings are the parts of a Config that can change while the instance
@@ -203,4 +204,17 @@ func addrString(a net.Addr) string {
 		return "off"
 	}
 	return a.String()
+}
+
+// UseCA presents ca's server certificate to tunnels from now on (after a
+// renewal); tunnels up keep the one they saw. mDNS announces the new root
+// fingerprint, if the root changed.
+func (in *Instance) UseCA(ca *vault.CA) {
+	in.live.Lock()
+	defer in.live.Unlock()
+	in.cfg.CA = ca
+	s := in.settings
+	in.Server.SetTunnelSettings(s.Keepalive, s.IdleTimeout, tunnel.TLSConfig(ca.TLSCertificate(), s.LegacyTLS))
+	in.advertiseLocked()
+	in.log.Info("certificate in use changed", "root_sha256", ca.RootFingerprintSHA256())
 }

@@ -1,0 +1,352 @@
+package ui
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/presence-mps/presence/mps"
+)
+
+// Status filter choices of the device table.
+const (
+	StatusConnected    = "Connected"
+	StatusDisconnected = "Disconnected"
+	StatusAll          = "All"
+)
+
+// maxGone is how many devices that left the window remembers.
+const maxGone = 1000
+
+var deviceColumns = []string{"Status", "Host name", "GUID", "Remote", "TLS", "Connected", "Ports"}
+
+// row is a device as the table lists it.
+type row struct {
+	mps.Device
+	gone time.Time // zero while connected
+}
+
+// DeviceScreen is the Devices screen: a virtualised table with search and a
+// status filter, and a pane for the selected device.
+type DeviceScreen struct {
+	u *UI
+
+	Search *widget.Entry
+	Status *widget.Select
+	Table  *widget.Table
+
+	byName []row          // connected devices, by host name
+	gone   map[string]row // devices that left since the window opened
+	shown  []row          // after search and status filter
+
+	Detail, Timeline                    *widget.Label
+	DisconnectBtn, MapBtn, CopyBtn, Web *widget.Button
+	deviceMsg                           *widget.Label
+	selectedGUID                        string
+	proxyAddr                           string
+}
+
+func (d *DeviceScreen) build(u *UI) fyne.CanvasObject {
+	d.u = u
+	d.gone = map[string]row{}
+	d.Search = widget.NewEntry()
+	d.Search.SetPlaceHolder("Search host name, GUID or address")
+	d.Search.OnChanged = func(string) { d.filter() }
+	d.Status = widget.NewSelect([]string{StatusConnected, StatusDisconnected, StatusAll}, func(string) { d.filter() })
+	d.Status.SetSelected(StatusConnected)
+	d.Table = newTable(deviceColumns, func() int { return len(d.shown) }, func(r, col int) string { return cell(d.shown[r], col) })
+	for i, w := range []float32{110, 140, 300, 150, 70, 160, 160} {
+		d.Table.SetColumnWidth(i, w)
+	}
+	d.Detail = widget.NewLabel("Select a device.")
+	d.Detail.Wrapping = fyne.TextWrapWord
+	d.Timeline = widget.NewLabel("")
+	d.Timeline.Wrapping = fyne.TextWrapWord
+	d.DisconnectBtn = widget.NewButton("Disconnect", d.disconnectSelected)
+	d.MapBtn = widget.NewButton("Map web UI port (16992)", func() { d.mapSelected(16992, false) })
+	d.Web = widget.NewButton("Open AMT web UI", func() { d.mapSelected(16992, true) })
+	d.Web.Importance = widget.HighImportance
+	d.CopyBtn = widget.NewButton("Copy proxy address", d.copySelected)
+	d.deviceMsg = widget.NewLabel("")
+	d.deviceMsg.Wrapping = fyne.TextWrapWord
+	d.selectDevice(-1)
+	d.Table.OnSelected = func(id widget.TableCellID) { d.selectDevice(id.Row) }
+	pane := container.NewVBox(
+		widget.NewLabelWithStyle("Device", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
+		d.Detail, d.Web, d.CopyBtn, d.MapBtn, d.DisconnectBtn, d.deviceMsg,
+		widget.NewLabelWithStyle("Timeline", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), d.Timeline)
+	split := container.NewHSplit(d.Table, container.NewVScroll(pane))
+	split.Offset = 0.68
+	top := container.NewBorder(nil, nil, nil, d.Status, d.Search)
+	return container.NewBorder(top, nil, nil, nil, split)
+}
+
+func cell(d row, col int) string {
+	switch col {
+	case 0:
+		if !d.gone.IsZero() {
+			return "left " + d.gone.Local().Format(time.TimeOnly)
+		}
+		if !d.Info.Ready {
+			return "starting"
+		}
+		return "connected"
+	case 1:
+		return d.Hostname
+	case 2:
+		return d.UUID
+	case 3:
+		return d.Remote
+	case 4:
+		return d.Info.TLSVersion
+	case 5:
+		if d.Info.ConnectedAt.IsZero() {
+			return ""
+		}
+		return d.Info.ConnectedAt.Local().Format(time.DateTime)
+	case 6:
+		ps := make([]string, len(d.Info.Forwards))
+		for i, f := range d.Info.Forwards {
+			ps[i] = strconv.FormatUint(uint64(f.Port), 10)
+		}
+		return strings.Join(ps, ",")
+	}
+	return ""
+}
+
+// apply takes the devices of a snapshot: devices that left are kept as
+// disconnected, devices that came back are connected again.
+func (d *DeviceScreen) apply(s Snapshot) {
+	d.proxyAddr = s.Proxy
+	now := s.Taken
+	if now.IsZero() {
+		now = time.Now()
+	}
+	seen := make(map[string]bool, len(s.Devices))
+	for _, x := range s.Devices {
+		seen[x.UUID] = true
+	}
+	for _, old := range d.byName {
+		if !seen[old.UUID] {
+			old.gone = now
+			d.gone[old.UUID] = old
+		}
+	}
+	for guid := range seen {
+		delete(d.gone, guid)
+	}
+	if len(d.gone) > maxGone { // forget the longest gone
+		rows := make([]row, 0, len(d.gone))
+		for _, r := range d.gone {
+			rows = append(rows, r)
+		}
+		slices.SortFunc(rows, func(a, b row) int { return a.gone.Compare(b.gone) })
+		for _, r := range rows[:len(rows)-maxGone] {
+			delete(d.gone, r.UUID)
+		}
+	}
+	d.byName = d.byName[:0]
+	for _, x := range s.Devices {
+		d.byName = append(d.byName, row{Device: x})
+	}
+	slices.SortFunc(d.byName, func(a, b row) int { return strings.Compare(a.Hostname, b.Hostname) })
+	d.filter()
+	// Keep the pane on the selected device while it is there.
+	if d.selectedGUID != "" {
+		i := slices.IndexFunc(d.byName, func(r row) bool { return r.UUID == d.selectedGUID })
+		if i >= 0 {
+			d.showDetail(d.byName[i])
+		} else if d.Status.Selected == StatusConnected {
+			d.Table.UnselectAll()
+			d.selectDevice(-1)
+			d.Detail.SetText("The device has disconnected.")
+		}
+	}
+}
+
+// filter applies the search text and the status to the device list.
+func (d *DeviceScreen) filter() {
+	if d.Table == nil {
+		return
+	}
+	q := strings.ToLower(strings.TrimSpace(d.Search.Text))
+	match := func(r row) bool {
+		return q == "" || strings.Contains(strings.ToLower(r.Hostname), q) || strings.Contains(r.UUID, q) || strings.Contains(r.Remote, q)
+	}
+	d.shown = d.shown[:0]
+	if d.Status.Selected != StatusDisconnected {
+		for _, r := range d.byName {
+			if match(r) {
+				d.shown = append(d.shown, r)
+			}
+		}
+	}
+	if d.Status.Selected != StatusConnected {
+		start := len(d.shown)
+		for _, r := range d.gone {
+			if match(r) {
+				d.shown = append(d.shown, r)
+			}
+		}
+		gone := d.shown[start:]
+		slices.SortFunc(gone, func(a, b row) int { return strings.Compare(a.Hostname, b.Hostname) })
+	}
+	d.Table.Refresh()
+}
+
+// selectDevice shows row's device in the pane (-1: none).
+func (d *DeviceScreen) selectDevice(r int) {
+	btns := []*widget.Button{d.DisconnectBtn, d.MapBtn, d.CopyBtn, d.Web}
+	if r < 0 || r >= len(d.shown) {
+		d.selectedGUID = ""
+		d.Detail.SetText("Select a device.")
+		d.Timeline.SetText("")
+		for _, b := range btns {
+			b.Disable()
+		}
+		return
+	}
+	x := d.shown[r]
+	d.selectedGUID = x.UUID
+	d.showDetail(x)
+	for _, b := range btns {
+		if x.gone.IsZero() {
+			b.Enable()
+		} else {
+			b.Disable()
+		}
+	}
+	d.loadTimeline(x.UUID)
+}
+
+// loadTimeline reads the device's history off the Fyne goroutine.
+func (d *DeviceScreen) loadTimeline(guid string) {
+	d.Timeline.SetText("Reading the history…")
+	b := d.u.b
+	d.u.Go(func() {
+		entries, err := b.Timeline(guid)
+		fyne.Do(func() {
+			if d.selectedGUID != guid {
+				return // another device was selected meanwhile
+			}
+			d.Timeline.SetText(timelineText(entries, err))
+		})
+	})
+}
+
+func timelineText(entries []TimelineEntry, err error) string {
+	if err != nil {
+		return "The history could not be read: " + err.Error()
+	}
+	if len(entries) == 0 {
+		return "No history recorded yet."
+	}
+	var b strings.Builder
+	for i, e := range entries {
+		if i == 20 {
+			fmt.Fprintf(&b, "… and %d earlier (see History)", len(entries)-i)
+			break
+		}
+		fmt.Fprintf(&b, "%s  %s", e.Time.Local().Format(time.DateTime), e.Kind)
+		if e.Reason != "" {
+			b.WriteString(" (" + e.Reason + ")")
+		}
+		if e.Remote != "" {
+			b.WriteString(" from " + e.Remote)
+		}
+		b.WriteByte('\n')
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func (d *DeviceScreen) showDetail(x row) {
+	in := x.Info
+	ka := "none yet"
+	if !in.LastKeepalive.IsZero() {
+		ka = in.LastKeepalive.Local().Format(time.DateTime)
+	}
+	sessions := 0
+	for _, s := range d.u.last.Sessions {
+		if strings.EqualFold(s.Device, x.UUID) || (x.Hostname != "" && strings.EqualFold(s.Host, x.Hostname)) {
+			sessions++
+		}
+	}
+	state := "connected"
+	if !x.gone.IsZero() {
+		state = "disconnected at " + x.gone.Local().Format(time.DateTime)
+	}
+	d.Detail.SetText(fmt.Sprintf("Host name: %s\nGUID: %s\nState: %s\nRemote: %s\nTLS: %s, %s\nPorts: %s\nConnected since: %s\nLast keepalive: %s\nChannels open: %d\nConsole sessions: %d",
+		x.Hostname, x.UUID, state, x.Remote, in.TLSVersion, in.TLSCipher, cell(x, 6), cell(x, 5), ka, in.Channels, sessions))
+}
+
+// consoleAddress is what a console names the device by through the proxy.
+func (d *DeviceScreen) consoleAddress() string {
+	addr := d.selectedGUID + ".amt:16992"
+	if d.proxyAddr != "" {
+		addr += " (proxy " + d.proxyAddr + ")"
+	}
+	return addr
+}
+
+func (d *DeviceScreen) copySelected() {
+	if d.selectedGUID == "" {
+		return
+	}
+	if app := fyne.CurrentApp(); app != nil {
+		app.Clipboard().SetContent(d.consoleAddress())
+	}
+	d.deviceMsg.SetText("Copied: " + d.consoleAddress())
+}
+
+func (d *DeviceScreen) disconnectSelected() {
+	if d.selectedGUID == "" {
+		return
+	}
+	if err := d.u.b.Disconnect(d.selectedGUID); err != nil {
+		d.deviceMsg.SetText("The device could not be disconnected: " + err.Error())
+		return
+	}
+	d.deviceMsg.SetText("Disconnected " + d.selectedGUID + "; AMT will reconnect on its own schedule.")
+	d.u.Refresh()
+}
+
+// mapSelected maps a port of the device to this machine and, with open,
+// opens it in the default browser.
+func (d *DeviceScreen) mapSelected(port uint32, open bool) {
+	if d.selectedGUID == "" {
+		return
+	}
+	addr, err := d.u.b.Map(d.selectedGUID, port)
+	if err != nil {
+		d.deviceMsg.SetText(fmt.Sprintf("Port %d could not be mapped: %v", port, err))
+		return
+	}
+	msg := fmt.Sprintf("Port %d of the device is at %s (closes when the device leaves or after 10 minutes unused).", port, addr)
+	if open {
+		u := "http://" + addr + "/"
+		if err := d.u.OpenURL(u); err != nil {
+			msg = fmt.Sprintf("The AMT web UI is at %s, but no browser could be opened: %v", u, err)
+		} else {
+			msg = "Opened " + u + " in your browser. " + msg
+		}
+	}
+	d.deviceMsg.SetText(msg)
+}
+
+func parseURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		return &url.URL{}
+	}
+	return u
+}
+
+// Shown returns how many devices the table lists.
+func (u *UI) Shown() int { return len(u.Dev.shown) }

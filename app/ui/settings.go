@@ -1,0 +1,195 @@
+package ui
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/widget"
+)
+
+// Settings are the choices of the Settings screen.
+type Settings struct {
+	CIRAAddr, ProxyAddr, APIAddr string // HOST:PORT or :PORT; "off" for the proxy and the API
+	Keepalive, IdleTimeout       time.Duration
+	LegacyTLS, MDNS              bool
+	StartMinimised, CloseToTray  bool
+	LogLevel                     string // debug, info, warn, error
+}
+
+// LogLevels are the levels the Settings and Log screens offer.
+var LogLevels = []string{"debug", "info", "warn", "error"}
+
+// Check returns the first problem with s, in a sentence, or nil.
+func (s Settings) Check() error {
+	addr := func(name, a string, offOK bool) error {
+		if offOK && a == "off" {
+			return nil
+		}
+		host, p, err := net.SplitHostPort(a)
+		n, perr := strconv.Atoi(p)
+		if err != nil || perr != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("the %s address %q is not HOST:PORT or :PORT (for example :4433)", name, a)
+		}
+		if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /") {
+			return fmt.Errorf("the %s address %q has a host that is not an IP address or a name", name, a)
+		}
+		return nil
+	}
+	if err := addr("CIRA", s.CIRAAddr, false); err != nil {
+		return err
+	}
+	if err := addr("proxy", s.ProxyAddr, true); err != nil {
+		return err
+	}
+	if err := addr("API", s.APIAddr, true); err != nil {
+		return err
+	}
+	if s.Keepalive < time.Second || s.Keepalive > time.Hour {
+		return fmt.Errorf("the keepalive interval must be between 1s and 1h; %s is not", s.Keepalive)
+	}
+	if s.IdleTimeout <= s.Keepalive {
+		return fmt.Errorf("the idle timeout (%s) must be longer than the keepalive interval (%s), or devices are dropped between keepalives", s.IdleTimeout, s.Keepalive)
+	}
+	switch s.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("the log level %q is not one of debug, info, warn or error", s.LogLevel)
+	}
+	return nil
+}
+
+// SettingsBackend applies and keeps the settings.
+type SettingsBackend interface {
+	// Settings returns the settings in force.
+	Settings() Settings
+	// ApplySettings puts s in force without dropping tunnels and keeps it
+	// for the next start. It returns a note on what waits for a restart.
+	ApplySettings(s Settings) (note string, err error)
+}
+
+// SettingsScreen edits the settings.
+type SettingsScreen struct {
+	Root fyne.CanvasObject
+	// Go runs the apply off the Fyne goroutine (default: a goroutine).
+	Go func(func())
+
+	b                                  SettingsBackend
+	CIRA, Proxy, API, Keepalive, Idle  *widget.Entry
+	LegacyTLS, MDNS, Minimised, ToTray *widget.Check
+	Level                              *widget.Select
+	ApplyBtn                           *widget.Button
+	Message                            *widget.Label
+}
+
+// NewSettings builds the Settings screen over b, filled with b's settings.
+func NewSettings(b SettingsBackend) *SettingsScreen {
+	s := &SettingsScreen{b: b, Go: func(f func()) { go f() }}
+	s.CIRA, s.Proxy, s.API = widget.NewEntry(), widget.NewEntry(), widget.NewEntry()
+	s.Keepalive, s.Idle = widget.NewEntry(), widget.NewEntry()
+	s.LegacyTLS = widget.NewCheck("Accept TLS 1.0 and 1.1 (AMT 11 and older)", nil)
+	s.MDNS = widget.NewCheck("Advertise on the LAN (mDNS), so consoles find the proxy", nil)
+	s.Minimised = widget.NewCheck("Start minimised to the tray", nil)
+	s.ToTray = widget.NewCheck("Closing the window keeps Presence running in the tray", nil)
+	s.Level = widget.NewSelect(LogLevels, nil)
+	s.Message = widget.NewLabel("")
+	s.Message.Wrapping = fyne.TextWrapWord
+	s.ApplyBtn = widget.NewButton("Apply", s.apply)
+	s.ApplyBtn.Importance = widget.HighImportance
+	form := widget.NewForm(
+		widget.NewFormItem("CIRA address", s.CIRA),
+		widget.NewFormItem("Proxy address", s.Proxy),
+		widget.NewFormItem("API address", s.API),
+		widget.NewFormItem("Keepalive", s.Keepalive),
+		widget.NewFormItem("Idle timeout", s.Idle),
+		widget.NewFormItem("", s.LegacyTLS),
+		widget.NewFormItem("", s.MDNS),
+		widget.NewFormItem("", s.Minimised),
+		widget.NewFormItem("", s.ToTray),
+		widget.NewFormItem("Log level", s.Level),
+	)
+	form.Items[1].HintText = `HOST:PORT, or "off"`
+	form.Items[2].HintText = `takes effect at the next start; "off" turns it off`
+	form.Items[3].HintText = "how often AMT sends keepalives, e.g. 30s"
+	form.Items[4].HintText = "drop a silent tunnel after this long, e.g. 90s"
+	note := widget.NewLabel("Changes apply at once. Connected devices stay connected: a new CIRA port takes new tunnels, and new keepalive settings reach a device when it next connects.")
+	note.Wrapping = fyne.TextWrapWord
+	s.Root = container.NewVScroll(container.NewVBox(form, note, container.NewHBox(s.ApplyBtn), s.Message))
+	s.Fill(b.Settings())
+	return s
+}
+
+// Fill puts v in the form.
+func (s *SettingsScreen) Fill(v Settings) {
+	s.CIRA.SetText(v.CIRAAddr)
+	s.Proxy.SetText(v.ProxyAddr)
+	s.API.SetText(v.APIAddr)
+	s.Keepalive.SetText(v.Keepalive.String())
+	s.Idle.SetText(v.IdleTimeout.String())
+	s.LegacyTLS.SetChecked(v.LegacyTLS)
+	s.MDNS.SetChecked(v.MDNS)
+	s.Minimised.SetChecked(v.StartMinimised)
+	s.ToTray.SetChecked(v.CloseToTray)
+	s.Level.SetSelected(v.LogLevel)
+}
+
+// Read returns the form's settings, or the first problem with them.
+func (s *SettingsScreen) Read() (Settings, error) {
+	v := Settings{
+		CIRAAddr: strings.TrimSpace(s.CIRA.Text), ProxyAddr: strings.TrimSpace(s.Proxy.Text), APIAddr: strings.TrimSpace(s.API.Text),
+		LegacyTLS: s.LegacyTLS.Checked, MDNS: s.MDNS.Checked, StartMinimised: s.Minimised.Checked, CloseToTray: s.ToTray.Checked,
+		LogLevel: s.Level.Selected,
+	}
+	var err error
+	if v.Keepalive, err = time.ParseDuration(strings.TrimSpace(s.Keepalive.Text)); err != nil {
+		return v, fmt.Errorf("the keepalive %q is not a duration such as 30s or 1m", s.Keepalive.Text)
+	}
+	if v.IdleTimeout, err = time.ParseDuration(strings.TrimSpace(s.Idle.Text)); err != nil {
+		return v, fmt.Errorf("the idle timeout %q is not a duration such as 90s or 2m", s.Idle.Text)
+	}
+	return v, v.Check()
+}
+
+func (s *SettingsScreen) apply() {
+	v, err := s.Read()
+	if err != nil {
+		s.Message.SetText(sentence(err))
+		return
+	}
+	s.ApplyBtn.Disable()
+	s.Message.SetText("Applying…")
+	s.Go(func() {
+		note, err := s.b.ApplySettings(v)
+		fyne.Do(func() {
+			s.ApplyBtn.Enable()
+			if err != nil {
+				s.Message.SetText("The settings could not be applied: " + strings.TrimSuffix(err.Error(), ".") + ".")
+				s.Fill(s.b.Settings())
+				return
+			}
+			msg := "Applied and saved."
+			if note != "" {
+				msg += " " + note
+			}
+			s.Message.SetText(msg)
+		})
+	})
+}
+
+// sentence is an error's text as a sentence: a capital first letter and
+// a full stop.
+func sentence(err error) string {
+	t := err.Error()
+	if t == "" {
+		return t
+	}
+	t = strings.ToUpper(t[:1]) + t[1:]
+	if !strings.HasSuffix(t, ".") {
+		t += "."
+	}
+	return t
+}
