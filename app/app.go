@@ -201,7 +201,7 @@ type tray struct {
 // newTray adds the tray icon, or returns nil where the driver has none.
 func newTray(a fyne.App, w fyne.Window, icon fyne.Resource) *tray {
 	desk, ok := a.(desktop.App)
-	if !ok {
+	if !ok || !trayAvailable() {
 		return nil
 	}
 	t := &tray{a: a, desk: desk, w: w, shown: true}

@@ -136,8 +136,12 @@ type recorder struct {
 }
 
 const (
-	maxRecent  = 100
-	maxSamples = 6 * 360 // six hours at 10 s
+	maxRecent = 100
+	// Samples are taken every interval, and at most once a second when
+	// devices come and go; those older than sampleSpan, or beyond
+	// maxSamples, are dropped.
+	maxSamples = 6 * 3600
+	sampleSpan = 6 * time.Hour
 )
 
 func newRecorder(srv *mps.Server, every time.Duration) *recorder {
@@ -158,7 +162,11 @@ func newRecorder(srv *mps.Server, every time.Duration) *recorder {
 			if len(r.recent) > maxRecent {
 				r.recent = append(r.recent[:0], r.recent[len(r.recent)-maxRecent:]...)
 			}
+			due := len(r.samples) == 0 || time.Since(r.samples[len(r.samples)-1].Time) >= time.Second
 			r.mu.Unlock()
+			if due {
+				r.sample(srv)
+			}
 		}
 	}()
 	go func() {
@@ -179,9 +187,14 @@ func newRecorder(srv *mps.Server, every time.Duration) *recorder {
 func (r *recorder) sample(srv *mps.Server) {
 	n := srv.Stats().Tunnels
 	r.mu.Lock()
-	r.samples = append(r.samples, ui.Sample{Time: time.Now(), Devices: n})
-	if len(r.samples) > maxSamples {
-		r.samples = append(r.samples[:0], r.samples[len(r.samples)-maxSamples:]...)
+	now := time.Now()
+	r.samples = append(r.samples, ui.Sample{Time: now, Devices: n})
+	drop := len(r.samples) - maxSamples
+	for drop < len(r.samples)-1 && now.Sub(r.samples[max(drop, 0)].Time) > sampleSpan {
+		drop = max(drop, 0) + 1
+	}
+	if drop > 0 {
+		r.samples = append(r.samples[:0], r.samples[drop:]...)
 	}
 	r.mu.Unlock()
 }
