@@ -17,6 +17,9 @@ func TestAppLaunchFirstRun(t *testing.T) {
 		t.Skip("uses the default ports and mDNS: only in a private network namespace")
 	}
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	// The window would take the OS keychain: keep this test out of the
+	// real one (TestDesktopVaultChoice uses a private one).
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "disabled:")
 	called := false
 	app := func(ctx context.Context, l AppLaunch) error {
 		called = true

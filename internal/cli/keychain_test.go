@@ -105,3 +105,44 @@ func TestServeKeychainLocked(t *testing.T) {
 		t.Fatalf("the keychain index changed: %d → %d names", len(indexBefore), len(indexAfter))
 	}
 }
+
+// The window keeps a new data dir's secrets in the OS keychain and says so
+// in settings.json; a data dir whose secrets are already in files keeps
+// them there.
+func TestDesktopVaultChoice(t *testing.T) {
+	if !vaulttest.SecretService(t) {
+		return
+	}
+	dir := t.TempDir()
+	var got AppLaunch
+	app := func(_ context.Context, l AppLaunch) error { got = l; return nil }
+	var errb strings.Builder
+	args := []string{"--data-dir", dir, "--cira-addr", "127.0.0.1:0", "--proxy-addr", "off", "--api-addr", "off", "--mdns=false"}
+	if err := runServe(context.Background(), args, Env{Stderr: &errb, App: app}); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	if got.Setup == nil {
+		t.Fatal("no setup offered for a new data dir")
+	}
+	if _, err := got.Setup("127.0.0.1", "dev", "Cira-P4ssw0rd"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := loadSettings(dir); err != nil || st.Vault != "keychain" {
+		t.Fatalf("settings %+v, %v", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "vault")); err == nil {
+		t.Fatal("secrets were written to files")
+	}
+	if r := run(t, "", "cert", "show", "--data-dir", dir); r.code != 0 {
+		t.Fatalf("the CLI does not find the window's CA in the keychain: %+v", r)
+	}
+	// Made with the CLI (files): the window leaves it there.
+	fdir, _ := fileCA(t)
+	if err := runServe(context.Background(), []string{"--data-dir", fdir, "--cira-addr", "127.0.0.1:0", "--proxy-addr", "off", "--api-addr", "off", "--mdns=false"},
+		Env{Stderr: &errb, App: app}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := loadSettings(fdir); got.Setup != nil || st.Vault != "" {
+		t.Fatalf("file data dir: setup offered %v, vault setting %q", got.Setup != nil, st.Vault)
+	}
+}

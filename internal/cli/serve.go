@@ -143,6 +143,11 @@ func runServe(ctx context.Context, args []string, env Env) error {
 		ring = logring.New(logLines)
 		log = slog.New(ring.Handler(&level, slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: &level})))
 	}
+	if env.App != nil {
+		if err := c.chooseDesktopVault(log); err != nil {
+			return err
+		}
+	}
 	lock, err := single.Acquire(c.dataDir)
 	if errors.Is(err, single.ErrRunning) {
 		return runningError(c.dataDir)

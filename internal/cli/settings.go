@@ -6,9 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/presence-mps/presence/vault"
 )
 
 // settingsFile holds the choices that outlive one command, in the data dir:
@@ -131,4 +134,31 @@ func saveSettings(dataDir string, s settings) error {
 		return err
 	}
 	return writeFileAtomic(filepath.Join(dataDir, settingsFile), append(b, '\n'))
+}
+
+// chooseDesktopVault picks the window's secret store when neither
+// --vault nor the data dir's settings name one: the OS keychain, as a
+// desktop application should, and the choice is saved; but secrets
+// already kept in files in the data dir stay there, and where no keychain
+// answers, files it is, with a warning.
+func (c *common) chooseDesktopVault(log *slog.Logger) error {
+	if c.vault != "" {
+		return nil
+	}
+	st, err := loadSettings(c.dataDir)
+	if err != nil || st.Vault != "" {
+		return err // c.store() takes the saved choice
+	}
+	if _, err := os.Stat(filepath.Join(c.dataDir, "vault")); err == nil {
+		c.vault = "file"
+		return nil
+	}
+	if _, err := vault.Open("keychain", c.dataDir); err != nil {
+		log.Warn("no OS keychain answers: the window keeps its secrets in files in the data dir (readable only by you)", "err", err)
+		c.vault = "file"
+		return nil
+	}
+	c.vault = "keychain"
+	st.Vault = "keychain"
+	return saveSettings(c.dataDir, st)
 }
