@@ -111,7 +111,7 @@ func (s setupBackend) Create(address, user, password string) (ui.SetupResult, er
 // done closes. It runs on the Fyne goroutine.
 func show(a fyne.App, w fyne.Window, t *tray, r *cli.Running, l cli.AppLaunch, settings ui.Settings, done <-chan struct{}) {
 	b := engine.New(r.Instance, settings)
-	b.History, b.Level, b.Log = r.History, l.LogLevel, l.Log
+	b.History, b.Level, b.Log, b.Moved = r.History, l.LogLevel, l.Log, r.ListenersMoved
 	if l.SaveSettings != nil {
 		b.Save = func(s ui.Settings) error {
 			if t != nil {
@@ -136,6 +136,7 @@ func show(a fyne.App, w fyne.Window, t *tray, r *cli.Running, l cli.AppLaunch, s
 	w.SetContent(u.Root)
 	u.Refresh()
 	if t != nil {
+		t.moved = r.ListenersMoved
 		t.attach(u, b)
 	}
 	// Devices coming and going become desktop notifications, coalesced
@@ -196,6 +197,7 @@ type tray struct {
 	shown       bool
 	u           *ui.UI
 	b           *engine.Backend
+	moved       func() error // updates the run files
 }
 
 // newTray adds the tray icon, or returns nil where the driver has none.
@@ -252,10 +254,13 @@ func (t *tray) togglePause() {
 		} else {
 			in.Pause()
 		}
+		if err == nil && t.moved != nil {
+			err = t.moved()
+		}
 		s := t.b.Snapshot()
 		fyne.Do(func() {
 			if err != nil {
-				t.u.Report("The listeners could not be resumed. " + engine.Explain(err))
+				t.u.Report("Pause or resume did not complete. " + engine.Explain(err))
 			}
 			t.u.Apply(s)
 			t.update(s)

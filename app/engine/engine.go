@@ -27,7 +27,9 @@ type Backend struct {
 
 	// Settings: Save keeps them for the next start; Level is the log
 	// level in force; Log holds the latest log lines.
-	Save  func(ui.Settings) error
+	Save func(ui.Settings) error
+	// Moved, if set, is told that the listeners moved (run files).
+	Moved func() error
 	Level *slog.LevelVar
 	Log   *logring.Ring
 

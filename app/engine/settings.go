@@ -2,6 +2,7 @@ package engine
 
 import (
 	"cmp"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -35,6 +36,11 @@ func (b *Backend) ApplySettings(s ui.Settings) (string, error) {
 		LegacyTLS: s.LegacyTLS, MDNS: s.MDNS,
 	}); err != nil {
 		return "", err
+	}
+	if b.Moved != nil {
+		if err := b.Moved(); err != nil {
+			return "", fmt.Errorf("the settings are in force, but the command line was not told where Presence listens now: %w", err)
+		}
 	}
 	if b.Level != nil {
 		var lv slog.Level

@@ -46,6 +46,17 @@ func TestAppLaunchFirstRun(t *testing.T) {
 		if in.CIRAAddr == nil || in.ProxyAddr == nil || in.APIAddr == nil {
 			t.Errorf("instance listeners: %v %v %v", in.CIRAAddr, in.ProxyAddr, in.APIAddr)
 		}
+		// The window moves the proxy: the run files follow, so that the
+		// command line finds it.
+		s := in.Settings()
+		s.ProxyAddr = "127.0.0.1:1081"
+		if err := in.Apply(s); err != nil {
+			t.Errorf("apply: %v", err)
+		} else if err := in.ListenersMoved(); err != nil {
+			t.Errorf("run files: %v", err)
+		} else if info, err := readRunInfo(in.DataDir); err != nil || info.Proxy != "127.0.0.1:1081" {
+			t.Errorf("run info after the move: %+v, %v", info, err)
+		}
 		return nil
 	}
 	var out, errb strings.Builder

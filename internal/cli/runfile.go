@@ -34,22 +34,24 @@ type runInfo struct {
 	Started time.Time `json:"started"`
 }
 
-// writeRunFiles writes the run files of in and returns a function that
-// removes them.
-func writeRunFiles(dataDir, vaultKind string, in *instance.Instance) (remove func(), err error) {
+// writeRunFiles writes the run files of in, started at started, with
+// the addresses it listens on now, and returns a function that removes
+// them. Call it again after the listeners moved.
+func writeRunFiles(dataDir, vaultKind string, in *instance.Instance, started time.Time) (remove func(), err error) {
 	dir := filepath.Join(dataDir, runDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("run dir: %w", err)
 	}
+	l := in.Listening()
 	info := runInfo{
 		PID: os.Getpid(), ID: in.ID(), Version: Version, Vault: vaultKind,
-		CIRA: in.CIRAAddr.String(), Started: time.Now().UTC().Truncate(time.Second),
+		CIRA: addrString(l.CIRA), Started: started.UTC().Truncate(time.Second),
 	}
-	if in.ProxyAddr != nil {
-		info.Proxy = in.ProxyAddr.String()
+	if l.Proxy != nil {
+		info.Proxy = l.Proxy.String()
 	}
-	if in.APIAddr != nil {
-		info.API = in.APIAddr.String()
+	if l.API != nil {
+		info.API = l.API.String()
 	}
 	b, _ := json.MarshalIndent(info, "", "  ")
 	if err := writeFileAtomic(filepath.Join(dir, runTokenFile), []byte(in.Token()+"\n")); err != nil {

@@ -229,7 +229,8 @@ func runServe(ctx context.Context, args []string, env Env) error {
 				log.Error("stopping", "err", err)
 			}
 		})
-		removeRun, err := writeRunFiles(c.dataDir, c.vault, in)
+		started := time.Now()
+		removeRun, err := writeRunFiles(c.dataDir, c.vault, in, started)
 		if err != nil {
 			return nil, err
 		}
@@ -245,7 +246,8 @@ func runServe(ctx context.Context, args []string, env Env) error {
 		go releaseMemoryAfterBursts(ctx, in.Server)
 		log.Info("Presence MPS serving", "cira", in.CIRAAddr.String(), "proxy", addrString(in.ProxyAddr),
 			"api", addrString(in.APIAddr), "root_sha256", ca.RootFingerprintSHA256(), "version", Version)
-		return &Running{Instance: in, CA: ca, Accounts: acc, History: hist, Store: st, DataDir: c.dataDir}, nil
+		return &Running{Instance: in, CA: ca, Accounts: acc, History: hist, Store: st, DataDir: c.dataDir,
+			ListenersMoved: func() error { _, err := writeRunFiles(c.dataDir, c.vault, in, started); return err }}, nil
 	}
 
 	if env.App != nil {
@@ -302,6 +304,9 @@ type Running struct {
 	History  *history.Store
 	Store    vault.Store
 	DataDir  string
+	// ListenersMoved updates the run files that tell the command line
+	// where this instance listens, after Apply, Pause or Resume.
+	ListenersMoved func() error
 }
 
 // settings returns the flags' values as server settings; the window's own
