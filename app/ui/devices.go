@@ -306,38 +306,50 @@ func (d *DeviceScreen) copySelected() {
 }
 
 func (d *DeviceScreen) disconnectSelected() {
-	if d.selectedGUID == "" {
+	guid := d.selectedGUID
+	if guid == "" {
 		return
 	}
-	if err := d.u.b.Disconnect(d.selectedGUID); err != nil {
-		d.deviceMsg.SetText("The device could not be disconnected: " + err.Error())
-		return
-	}
-	d.deviceMsg.SetText("Disconnected " + d.selectedGUID + "; AMT will reconnect on its own schedule.")
-	d.u.Refresh()
+	d.u.Go(func() {
+		err := d.u.b.Disconnect(guid)
+		snap := d.u.b.Snapshot()
+		fyne.Do(func() {
+			if err != nil {
+				d.deviceMsg.SetText("The device could not be disconnected: " + err.Error())
+				return
+			}
+			d.deviceMsg.SetText("Disconnected " + guid + "; AMT will reconnect on its own schedule.")
+			d.u.Apply(snap)
+		})
+	})
 }
 
 // mapSelected maps a port of the device to this machine and, with open,
 // opens it in the default browser.
 func (d *DeviceScreen) mapSelected(port uint32, open bool) {
-	if d.selectedGUID == "" {
+	guid := d.selectedGUID
+	if guid == "" {
 		return
 	}
-	addr, err := d.u.b.Map(d.selectedGUID, port)
-	if err != nil {
-		d.deviceMsg.SetText(fmt.Sprintf("Port %d could not be mapped: %v", port, err))
-		return
-	}
-	msg := fmt.Sprintf("Port %d of the device is at %s (closes when the device leaves or after 10 minutes unused).", port, addr)
-	if open {
-		u := "http://" + addr + "/"
-		if err := d.u.OpenURL(u); err != nil {
-			msg = fmt.Sprintf("The AMT web UI is at %s, but no browser could be opened: %v", u, err)
-		} else {
-			msg = "Opened " + u + " in your browser. " + msg
-		}
-	}
-	d.deviceMsg.SetText(msg)
+	d.u.Go(func() {
+		addr, err := d.u.b.Map(guid, port)
+		fyne.Do(func() {
+			if err != nil {
+				d.deviceMsg.SetText(fmt.Sprintf("Port %d could not be mapped: %v", port, err))
+				return
+			}
+			msg := fmt.Sprintf("Port %d of the device is at %s (closes when the device leaves or after 10 minutes unused).", port, addr)
+			if open {
+				u := "http://" + addr + "/"
+				if err := d.u.OpenURL(u); err != nil {
+					msg = fmt.Sprintf("The AMT web UI is at %s, but no browser could be opened: %v", u, err)
+				} else {
+					msg = "Opened " + u + " in your browser. " + msg
+				}
+			}
+			d.deviceMsg.SetText(msg)
+		})
+	})
 }
 
 func parseURL(s string) *url.URL {

@@ -254,15 +254,21 @@ func (u *UI) endSelected() {
 		return
 	}
 	id := u.sessions[u.selected].ID
-	if err := u.b.KillSession(id); err != nil {
-		u.message.SetText(fmt.Sprintf("Session %d could not be ended: %v", id, err))
-		return
-	}
-	u.message.SetText(fmt.Sprintf("Session %d ended.", id))
-	u.SessionTable.UnselectAll()
-	u.selected = -1
-	u.EndSession.Disable()
-	u.Refresh()
+	u.Go(func() {
+		err := u.b.KillSession(id)
+		snap := u.b.Snapshot()
+		fyne.Do(func() {
+			if err != nil {
+				u.message.SetText(fmt.Sprintf("Session %d could not be ended: %v", id, err))
+				return
+			}
+			u.message.SetText(fmt.Sprintf("Session %d ended.", id))
+			u.SessionTable.UnselectAll()
+			u.selected = -1
+			u.EndSession.Disable()
+			u.Apply(snap)
+		})
+	})
 }
 
 func or(addr string) string {
