@@ -126,13 +126,13 @@ func show(a fyne.App, w fyne.Window, t *tray, r *cli.Running, l cli.AppLaunch, s
 		}
 	}
 	u := ui.New(b)
-	for _, s := range adminScreens(w, r, b) {
-		u.AddScreen(s.name, s.root)
+	for _, s := range adminScreens(w, r, l.Logger) {
+		u.AddScreen(s.name, s.root, s.shown)
 	}
 	set := ui.NewSettings(b)
-	u.AddScreen("Settings", set.Root)
+	u.AddScreen("Settings", set.Root, func() { set.Fill(b.Settings()) })
 	logs := ui.NewLog(b)
-	u.AddScreen("Log", logs.Root)
+	u.AddScreen("Log", logs.Root, logs.Poll)
 	w.SetContent(u.Root)
 	u.Refresh()
 	if t != nil {

@@ -229,9 +229,15 @@ func checkKind(kind string) error {
 }
 
 func checkName(name string) error {
-	if name == "" || len(name) > MaxNameLen || name == "." || name == ".." ||
-		strings.Contains(name, "/") || checkKeyBytes(name) != nil {
+	if !ValidAccountName(name) {
 		return fmt.Errorf("vault: invalid account name %q: use 1 to %d characters from A-Z a-z 0-9 . _ @ - (not . or ..)", name, MaxNameLen)
 	}
 	return nil
+}
+
+// ValidAccountName reports whether name can name an account: 1 to
+// MaxNameLen characters from A-Z a-z 0-9 . _ @ -, and not . or ..
+func ValidAccountName(name string) bool {
+	return !(name == "" || len(name) > MaxNameLen || name == "." || name == ".." ||
+		strings.Contains(name, "/") || checkKeyBytes(name) != nil)
 }

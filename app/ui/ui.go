@@ -86,6 +86,7 @@ type UI struct {
 
 	problems *widget.Label
 	banner   fyne.CanvasObject
+	onShow   map[*container.TabItem]func()
 
 	Overview Overview
 	Dev      DeviceScreen
@@ -131,6 +132,12 @@ func New(b Backend) *UI {
 		container.NewTabItem("Sessions", sessionsScreen),
 	)
 	u.Tabs.SetTabLocation(container.TabLocationLeading)
+	u.onShow = map[*container.TabItem]func(){}
+	u.Tabs.OnSelected = func(it *container.TabItem) {
+		if f := u.onShow[it]; f != nil {
+			f()
+		}
+	}
 	u.problems = widget.NewLabel("")
 	u.problems.Wrapping = fyne.TextWrapWord
 	u.problems.Importance = widget.DangerImportance
@@ -140,9 +147,14 @@ func New(b Backend) *UI {
 	return u
 }
 
-// AddScreen adds a screen to the sidebar.
-func (u *UI) AddScreen(name string, content fyne.CanvasObject) {
-	u.Tabs.Append(container.NewTabItem(name, content))
+// AddScreen adds a screen to the sidebar; onShow, if not nil, runs each
+// time it is selected (to read what it shows afresh).
+func (u *UI) AddScreen(name string, content fyne.CanvasObject, onShow func()) {
+	it := container.NewTabItem(name, content)
+	u.Tabs.Append(it)
+	if onShow != nil {
+		u.onShow[it] = onShow
+	}
 }
 
 // Show selects the screen named name.

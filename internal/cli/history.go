@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/presence-mps/presence/mps/api"
@@ -118,30 +117,14 @@ func runHistory(ctx context.Context, args []string, env Env) error {
 		if f.format == "json" {
 			return printJSON(env.Stdout, recs)
 		}
-		rows := make([][]string, 0, len(recs))
-		for _, r := range recs {
-			end := "live"
-			if !r.End.IsZero() {
-				end = r.End.Local().Format(time.DateTime)
-			}
-			rows = append(rows, []string{r.Start.Local().Format(time.DateTime), end, r.Kind, r.User, r.Console, r.Device,
-				strconv.FormatUint(uint64(r.Port), 10), strconv.FormatInt(r.BytesToDevice, 10), strconv.FormatInt(r.BytesFromDevice, 10), r.EndReason})
-		}
-		return printRows(env.Stdout, f.format, []string{"START", "END", "KIND", "ACCOUNT", "CONSOLE", "DEVICE", "PORT", "TO DEVICE", "FROM DEVICE", "END REASON"}, rows)
+		header, rows := history.SessionTable(recs)
+		return printRows(env.Stdout, f.format, header, rows)
 	}
 	if f.format == "json" {
 		return printJSON(env.Stdout, events)
 	}
-	rows := make([][]string, 0, len(events))
-	for _, e := range events {
-		ports := make([]string, len(e.Ports))
-		for i, p := range e.Ports {
-			ports[i] = strconv.FormatUint(uint64(p), 10)
-		}
-		rows = append(rows, []string{e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Device, e.Hostname, e.Kind, e.Reason,
-			e.Remote, e.TLSVersion, strings.Join(ports, ","), e.User})
-	}
-	if err := printRows(env.Stdout, f.format, []string{"TIME", "DEVICE", "HOSTNAME", "EVENT", "REASON", "REMOTE", "TLS", "PORTS", "USER"}, rows); err != nil {
+	header, rows := history.EventTable(events)
+	if err := printRows(env.Stdout, f.format, header, rows); err != nil {
 		return err
 	}
 	if avail != nil && f.format == "table" {

@@ -254,7 +254,7 @@ func runServe(ctx context.Context, args []string, env Env) error {
 		// The desktop app: the window runs the first-run setup if there
 		// is no certificate yet, then starts the server; both stop when
 		// the window closes.
-		launch := AppLaunch{Start: start, CIRAPort: port(f.ciraAddr), Log: ring, LogLevel: &level,
+		launch := AppLaunch{Start: start, CIRAPort: port(f.ciraAddr), Log: ring, LogLevel: &level, Logger: log,
 			Settings: f.settings(c.logLevel, saved.Server), SaveSettings: func(s ServerSettings) error { return storeServerSettings(c.dataDir, s) }}
 		if needSetup {
 			launch.Setup = func(address, user, password string) (FirstRun, error) {
@@ -291,6 +291,8 @@ type AppLaunch struct {
 	// change while running.
 	Log      *logring.Ring
 	LogLevel *slog.LevelVar
+	// Logger is the server's logger, for the window's own errors.
+	Logger *slog.Logger
 }
 
 // logLines is how many log lines the window keeps.

@@ -213,12 +213,7 @@ func NameProblem(name string) string {
 	if name == "" {
 		return "Enter a name for the account."
 	}
-	ok := len(name) <= vault.MaxNameLen && name != "." && name != ".."
-	for i := 0; ok && i < len(name); i++ {
-		c := name[i]
-		ok = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '@' || c == '-'
-	}
-	if !ok {
+	if !vault.ValidAccountName(name) {
 		return fmt.Sprintf("%q cannot be an account name: use 1 to %d characters from A-Z a-z 0-9 . _ @ - (not . or ..).", name, vault.MaxNameLen)
 	}
 	return ""
