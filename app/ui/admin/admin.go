@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"strings"
 	"unicode"
@@ -69,6 +70,30 @@ func run(goFn func(func()), work, apply func()) {
 	goFn(func() {
 		work()
 		fyne.Do(apply)
+	})
+}
+
+// export is a save to a file a dialog chose: write runs off the Fyne
+// goroutine and f is closed after it; done gets the error on the Fyne
+// goroutine, with btn enabled again.
+type export struct {
+	goFn  func(func())
+	btn   *widget.Button
+	write func(io.Writer) error
+	done  func(error)
+}
+
+func (e export) to(f io.WriteCloser) {
+	e.btn.Disable()
+	var err error
+	run(e.goFn, func() {
+		err = e.write(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}, func() {
+		e.btn.Enable()
+		e.done(err)
 	})
 }
 

@@ -312,24 +312,21 @@ func (c *Certificates) exportDialog() {
 // ExportRootTo writes the root certificate in PEM to f, closes f and says
 // so in Message; name is how the message calls the file.
 func (c *Certificates) ExportRootTo(f io.WriteCloser, name string) {
-	c.ExportBtn.Disable()
-	var err error
-	run(c.Go, func() {
-		var pem []byte
-		if pem, err = c.b.RootPEM(); err == nil {
-			_, err = f.Write(pem)
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}, func() {
-		c.ExportBtn.Enable()
-		defer c.relayout()
-		if err != nil {
-			logger(c.Logger).Warn("exporting the root certificate failed", "file", name, "err", err)
-			c.Message.SetText(Sentence("The root certificate could not be saved to "+name, err))
-			return
-		}
-		c.Message.SetText("The root certificate was saved to " + name + ". Install it in AMT as a trusted root certificate.")
-	})
+	export{goFn: c.Go, btn: c.ExportBtn,
+		write: func(w io.Writer) error {
+			pem, err := c.b.RootPEM()
+			if err == nil {
+				_, err = w.Write(pem)
+			}
+			return err
+		},
+		done: func(err error) {
+			defer c.relayout()
+			if err != nil {
+				logger(c.Logger).Warn("exporting the root certificate failed", "file", name, "err", err)
+				c.Message.SetText(Sentence("The root certificate could not be saved to "+name, err))
+				return
+			}
+			c.Message.SetText("The root certificate was saved to " + name + ". Install it in AMT as a trusted root certificate.")
+		}}.to(f)
 }

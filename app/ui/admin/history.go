@@ -540,21 +540,15 @@ func (h *History) exportDialog() {
 func (h *History) ExportTo(f io.WriteCloser, name string) {
 	q := h.Query()
 	q.Limit = history.MaxLimit // the file holds everything the filter selects
-	h.ExportBtn.Disable()
-	var err error
-	run(h.Go, func() {
-		err = h.b.WriteCSV(f, q)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}, func() {
-		h.ExportBtn.Enable()
-		defer h.relayout()
-		if err != nil {
-			logger(h.Logger).Warn("history export failed", "file", name, "err", err)
-			h.Message.SetText(Sentence("The history could not be exported to "+name, err))
-			return
-		}
-		h.Message.SetText("The history was exported to " + name + ".")
-	})
+	export{goFn: h.Go, btn: h.ExportBtn,
+		write: func(w io.Writer) error { return h.b.WriteCSV(w, q) },
+		done: func(err error) {
+			defer h.relayout()
+			if err != nil {
+				logger(h.Logger).Warn("history export failed", "file", name, "err", err)
+				h.Message.SetText(Sentence("The history could not be exported to "+name, err))
+				return
+			}
+			h.Message.SetText("The history was exported to " + name + ".")
+		}}.to(f)
 }
