@@ -157,8 +157,8 @@ func show(a fyne.App, w fyne.Window, t *tray, r *cli.Running, l cli.AppLaunch, s
 			notes.Add(ui.Change{Up: ev.Kind == mps.EventConnected, Name: name})
 		}
 	}()
-	// Snapshots are read here, off the Fyne goroutine; only applying them
-	// touches widgets.
+	// Snapshots are read and prepared (sorted, filtered) here, off the
+	// Fyne goroutine; only applying them touches widgets.
 	go func() {
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
@@ -170,12 +170,12 @@ func show(a fyne.App, w fyne.Window, t *tray, r *cli.Running, l cli.AppLaunch, s
 			case <-done:
 				return
 			case <-tick.C:
-				s := b.Snapshot()
+				p := u.Prepare(b.Snapshot())
 				fyne.Do(func() {
-					u.Apply(s)
+					u.ApplyPrepared(p)
 					logs.Poll()
 					if t != nil {
-						t.update(s)
+						t.update(p.Snapshot)
 					}
 				})
 			}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -42,9 +43,21 @@ type DeviceScreen struct {
 	Status *widget.Select
 	Table  *widget.Table
 
-	byName []row          // connected devices, by host name
-	gone   map[string]row // devices that left since the window opened
-	shown  []row          // after search and status filter
+	// On the Fyne goroutine: the rows of the last prepared snapshot, and
+	// what the table shows of them.
+	byName []*row // connected devices, by host name
+	gone   []*row // devices that left since the window opened, by host name
+	shown  []*row // after search and status filter
+
+	// The search and status as the preparing goroutine reads them.
+	fmu        sync.Mutex
+	query      string // lower case, trimmed
+	statusSeen string
+
+	// Owned by Prepare (one goroutine at a time).
+	pmu     sync.Mutex
+	prev    []*row
+	goneMap map[string]*row
 
 	Detail, Timeline                    *widget.Label
 	DisconnectBtn, MapBtn, CopyBtn, Web *widget.Button
@@ -55,7 +68,7 @@ type DeviceScreen struct {
 
 func (d *DeviceScreen) build(u *UI) fyne.CanvasObject {
 	d.u = u
-	d.gone = map[string]row{}
+	d.goneMap = map[string]*row{}
 	d.Search = widget.NewEntry()
 	d.Search.SetPlaceHolder("Search host name, GUID or address")
 	d.Search.OnChanged = func(string) { d.filter() }
@@ -88,7 +101,7 @@ func (d *DeviceScreen) build(u *UI) fyne.CanvasObject {
 	return container.NewBorder(top, nil, nil, nil, split)
 }
 
-func cell(d row, col int) string {
+func cell(d *row, col int) string {
 	switch col {
 	case 0:
 		if !d.gone.IsZero() {
@@ -121,10 +134,19 @@ func cell(d row, col int) string {
 	return ""
 }
 
-// apply takes the devices of a snapshot: devices that left are kept as
-// disconnected, devices that came back are connected again.
-func (d *DeviceScreen) apply(s Snapshot) {
-	d.proxyAddr = s.Proxy
+// preparedDevices is the device list of a snapshot, made ready off the
+// Fyne goroutine: sorted, departed devices kept, filtered.
+type preparedDevices struct {
+	byName, gone, shown []*row
+	query, status       string // the filter shown was made with
+}
+
+// prepare does the work of a snapshot that does not touch widgets: the
+// sort by host name, the bookkeeping of devices that left, the filter.
+// The window calls it off the Fyne goroutine, one call at a time.
+func (d *DeviceScreen) prepare(s Snapshot) preparedDevices {
+	d.pmu.Lock()
+	defer d.pmu.Unlock()
 	now := s.Taken
 	if now.IsZero() {
 		now = time.Now()
@@ -133,34 +155,57 @@ func (d *DeviceScreen) apply(s Snapshot) {
 	for _, x := range s.Devices {
 		seen[x.UUID] = true
 	}
-	for _, old := range d.byName {
+	for _, old := range d.prev {
 		if !seen[old.UUID] {
-			old.gone = now
-			d.gone[old.UUID] = old
+			g := *old
+			g.gone = now
+			d.goneMap[old.UUID] = &g
 		}
 	}
 	for guid := range seen {
-		delete(d.gone, guid)
+		delete(d.goneMap, guid)
 	}
-	if len(d.gone) > maxGone { // forget the longest gone
-		rows := make([]row, 0, len(d.gone))
-		for _, r := range d.gone {
-			rows = append(rows, r)
+	gone := make([]*row, 0, len(d.goneMap))
+	for _, r := range d.goneMap {
+		gone = append(gone, r)
+	}
+	if len(gone) > maxGone { // forget the longest gone
+		slices.SortFunc(gone, func(a, b *row) int { return a.gone.Compare(b.gone) })
+		for _, r := range gone[:len(gone)-maxGone] {
+			delete(d.goneMap, r.UUID)
 		}
-		slices.SortFunc(rows, func(a, b row) int { return a.gone.Compare(b.gone) })
-		for _, r := range rows[:len(rows)-maxGone] {
-			delete(d.gone, r.UUID)
-		}
+		gone = gone[len(gone)-maxGone:]
 	}
-	d.byName = d.byName[:0]
-	for _, x := range s.Devices {
-		d.byName = append(d.byName, row{Device: x})
+	byHost := func(a, b *row) int { return strings.Compare(a.Hostname, b.Hostname) }
+	slices.SortFunc(gone, byHost)
+	rows := make([]row, len(s.Devices))
+	byName := make([]*row, len(s.Devices))
+	for i, x := range s.Devices {
+		rows[i] = row{Device: x}
+		byName[i] = &rows[i]
 	}
-	slices.SortFunc(d.byName, func(a, b row) int { return strings.Compare(a.Hostname, b.Hostname) })
-	d.filter()
+	slices.SortFunc(byName, byHost)
+	d.prev = byName
+	d.fmu.Lock()
+	q, status := d.query, d.statusSeen
+	d.fmu.Unlock()
+	return preparedDevices{byName: byName, gone: gone, shown: filterRows(byName, gone, q, status), query: q, status: status}
+}
+
+// apply shows prepared devices: a slice swap and a table refresh, unless
+// the search changed meanwhile.
+func (d *DeviceScreen) apply(s Snapshot, p preparedDevices) {
+	d.proxyAddr = s.Proxy
+	d.byName, d.gone = p.byName, p.gone
+	if q, status := d.filterParams(); q == p.query && status == p.status {
+		d.shown = p.shown
+		d.Table.Refresh()
+	} else {
+		d.filter()
+	}
 	// Keep the pane on the selected device while it is there.
 	if d.selectedGUID != "" {
-		i := slices.IndexFunc(d.byName, func(r row) bool { return r.UUID == d.selectedGUID })
+		i := slices.IndexFunc(d.byName, func(r *row) bool { return r.UUID == d.selectedGUID })
 		if i >= 0 {
 			d.showDetail(d.byName[i])
 		} else if d.Status.Selected == StatusConnected {
@@ -171,34 +216,52 @@ func (d *DeviceScreen) apply(s Snapshot) {
 	}
 }
 
-// filter applies the search text and the status to the device list.
+// filterParams returns the search text (lower case) and the status, and
+// records them for prepare.
+func (d *DeviceScreen) filterParams() (string, string) {
+	q := strings.ToLower(strings.TrimSpace(d.Search.Text))
+	d.fmu.Lock()
+	d.query, d.statusSeen = q, d.Status.Selected
+	d.fmu.Unlock()
+	return q, d.Status.Selected
+}
+
+// filter applies the search text and the status to the device list, at
+// once, when the admin changes them.
 func (d *DeviceScreen) filter() {
 	if d.Table == nil {
 		return
 	}
-	q := strings.ToLower(strings.TrimSpace(d.Search.Text))
-	match := func(r row) bool {
+	q, status := d.filterParams()
+	d.shown = filterRows(d.byName, d.gone, q, status)
+	d.Table.Refresh()
+}
+
+// filterRows returns the rows that match q (lower case) with status.
+func filterRows(byName, gone []*row, q, status string) []*row {
+	match := func(r *row) bool {
 		return q == "" || strings.Contains(strings.ToLower(r.Hostname), q) || strings.Contains(r.UUID, q) || strings.Contains(r.Remote, q)
 	}
-	d.shown = d.shown[:0]
-	if d.Status.Selected != StatusDisconnected {
-		for _, r := range d.byName {
-			if match(r) {
-				d.shown = append(d.shown, r)
+	var shown []*row
+	if status != StatusDisconnected {
+		if q == "" {
+			shown = slices.Clone(byName)
+		} else {
+			for _, r := range byName {
+				if match(r) {
+					shown = append(shown, r)
+				}
 			}
 		}
 	}
-	if d.Status.Selected != StatusConnected {
-		start := len(d.shown)
-		for _, r := range d.gone {
+	if status != StatusConnected {
+		for _, r := range gone {
 			if match(r) {
-				d.shown = append(d.shown, r)
+				shown = append(shown, r)
 			}
 		}
-		gone := d.shown[start:]
-		slices.SortFunc(gone, func(a, b row) int { return strings.Compare(a.Hostname, b.Hostname) })
 	}
-	d.Table.Refresh()
+	return shown
 }
 
 // selectDevice shows row's device in the pane (-1: none).
@@ -266,7 +329,7 @@ func timelineText(entries []TimelineEntry, err error) string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
-func (d *DeviceScreen) showDetail(x row) {
+func (d *DeviceScreen) showDetail(x *row) {
 	in := x.Info
 	ka := "none yet"
 	if !in.LastKeepalive.IsZero() {

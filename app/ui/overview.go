@@ -40,8 +40,8 @@ func (o *Overview) apply(s Snapshot) {
 	if s.Paused {
 		state = "Paused: no new tunnels or console connections are accepted (resume from the tray). API " + or(s.API)
 	}
-	o.Status.SetText(state)
-	o.Counts.SetText(fmt.Sprintf("%d devices connected · %d console sessions · %s to devices, %s from devices · %d tunnels accepted, %d refused since start",
+	setText(o.Status, state)
+	setText(o.Counts, fmt.Sprintf("%d devices connected · %d console sessions · %s to devices, %s from devices · %d tunnels accepted, %d refused since start",
 		len(s.Devices), len(s.Sessions), bytesText(s.BytesToDevices), bytesText(s.BytesFromDevices), s.Accepted, s.Failures))
 	o.Chart.SetSamples(s.Samples)
 	var b strings.Builder
@@ -58,7 +58,7 @@ func (o *Overview) apply(s Snapshot) {
 	if b.Len() == 0 {
 		b.WriteString("No device has come or gone since Presence started.")
 	}
-	o.Events.SetText(strings.TrimRight(b.String(), "\n"))
+	setText(o.Events, strings.TrimRight(b.String(), "\n"))
 }
 
 // Chart draws the number of connected devices over time as a line, with
@@ -78,10 +78,13 @@ func NewChart() *Chart {
 	return c
 }
 
-// SetSamples replaces the samples and redraws.
+// SetSamples replaces the samples and redraws, if they changed.
 func (c *Chart) SetSamples(s []Sample) {
+	same := len(s) == len(c.samples) && (len(s) == 0 || s[len(s)-1] == c.samples[len(c.samples)-1] && s[0] == c.samples[0])
 	c.samples = s
-	c.Refresh()
+	if !same {
+		c.Refresh()
+	}
 }
 
 // Label returns the chart's caption, for tests.

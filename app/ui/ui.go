@@ -167,11 +167,31 @@ func (u *UI) Show(name string) {
 }
 
 // Refresh reads a new snapshot and applies it. Call it on the Fyne
-// goroutine; the window itself reads snapshots off it and calls Apply.
+// goroutine; the window itself reads and prepares snapshots off it and
+// calls ApplyPrepared.
 func (u *UI) Refresh() { u.Apply(u.b.Snapshot()) }
 
-// Apply updates every screen from s. Call it on the Fyne goroutine.
-func (u *UI) Apply(s Snapshot) {
+// Prepared is a snapshot with the work that touches no widget done: the
+// device list sorted and filtered.
+type Prepared struct {
+	Snapshot
+	devices preparedDevices
+}
+
+// Prepare readies s for ApplyPrepared. It touches no widget: call it off
+// the Fyne goroutine (one call at a time), so that applying a snapshot of
+// 10,000 devices costs the Fyne goroutine a slice swap.
+func (u *UI) Prepare(s Snapshot) Prepared {
+	return Prepared{Snapshot: s, devices: u.Dev.prepare(s)}
+}
+
+// Apply prepares and applies s, on the Fyne goroutine.
+func (u *UI) Apply(s Snapshot) { u.ApplyPrepared(u.Prepare(s)) }
+
+// ApplyPrepared updates every screen from p. Call it on the Fyne
+// goroutine.
+func (u *UI) ApplyPrepared(p Prepared) {
+	s := p.Snapshot
 	u.last = s
 	u.setProblems(s.Problems)
 	u.Overview.apply(s)
@@ -185,7 +205,7 @@ func (u *UI) Apply(s Snapshot) {
 		u.EndSession.Disable()
 	}
 	u.SessionTable.Refresh()
-	u.Dev.apply(s)
+	u.Dev.apply(s, p.devices)
 }
 
 // Report shows a problem in the window's banner until the next snapshot
@@ -223,7 +243,7 @@ func newTable(columns []string, rows func() int, text func(row, col int) string)
 		func() fyne.CanvasObject { return widget.NewLabel("00000000-0000-0000-0000-000000000000") },
 		func(id widget.TableCellID, o fyne.CanvasObject) {
 			if id.Row < rows() {
-				o.(*widget.Label).SetText(text(id.Row, id.Col))
+				setText(o.(*widget.Label), text(id.Row, id.Col))
 			}
 		})
 	t.ShowHeaderColumn = false
@@ -281,6 +301,14 @@ func (u *UI) endSelected() {
 			u.Apply(snap)
 		})
 	})
+}
+
+// setText sets l's text if it changed: Fyne shapes the text again on
+// every SetText.
+func setText(l *widget.Label, text string) {
+	if l.Text != text {
+		l.SetText(text)
+	}
 }
 
 func or(addr string) string {

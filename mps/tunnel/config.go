@@ -2,8 +2,12 @@ package tunnel
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
+	"errors"
+	"io"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/presence-mps/presence/mps/apf"
@@ -139,7 +143,18 @@ func CipherSuites() []uint16 { return append([]uint16(nil), cipherSuites...) }
 // and 1.3 with the suites of [CipherSuites], or, with legacy, TLS 1.0 and 1.1
 // as well for AMT 11 and older (which cannot do TLS 1.2). A client
 // certificate is requested but not required (apf.md §6.3).
+//
+// The certificate's private key makes at most GOMAXPROCS signatures (and
+// RSA decryptions) at once, process-wide: in a reconnect storm the other
+// handshakes wait for a turn instead of all being runnable, so the rest of
+// the process (console sessions, the desktop window) still gets the CPU,
+// and handshakes finish as fast as before.
 func TLSConfig(cert tls.Certificate, legacy bool) *tls.Config {
+	if k, ok := cert.PrivateKey.(crypto.Signer); ok {
+		if _, paced := k.(pacedKey); !paced {
+			cert.PrivateKey = pacedKey{k}
+		}
+	}
 	cfg := &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS12,
@@ -150,4 +165,28 @@ func TLSConfig(cert tls.Certificate, legacy bool) *tls.Config {
 		cfg.MinVersion = tls.VersionTLS10
 	}
 	return cfg
+}
+
+// keySlots are the turns at the private key, one per processor.
+var keySlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
+// pacedKey is a private key that waits for one of keySlots to sign or
+// decrypt.
+type pacedKey struct{ crypto.Signer }
+
+func (k pacedKey) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	keySlots <- struct{}{}
+	defer func() { <-keySlots }()
+	return k.Signer.Sign(rand, digest, opts)
+}
+
+// Decrypt serves TLS's RSA key exchange (legacy cipher suites).
+func (k pacedKey) Decrypt(rand io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	d, ok := k.Signer.(crypto.Decrypter)
+	if !ok {
+		return nil, errors.New("tunnel: the certificate's key cannot decrypt")
+	}
+	keySlots <- struct{}{}
+	defer func() { <-keySlots }()
+	return d.Decrypt(rand, msg, opts)
 }

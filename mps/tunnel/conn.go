@@ -58,6 +58,7 @@ type Conn struct {
 	uuid        apf.UUID
 	user        string
 	version     apf.ProtocolVersion
+	names       infoNames // Info's strings, made once
 	tlsVersion  uint16
 	tlsCipher   uint16
 	remote      string
@@ -891,10 +892,18 @@ func (c *Conn) HasPort(port uint32) bool {
 func (c *Conn) Info() Info {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	n := &c.names
+	if !n.made || n.tls != c.tlsVersion || n.cipher != c.tlsCipher || n.major != c.version.Major || n.minor != c.version.Minor {
+		// tls.CipherSuiteName builds the suite list on every call: Info
+		// is called for every device on every snapshot, so name once.
+		*n = infoNames{made: true, tls: c.tlsVersion, cipher: c.tlsCipher, major: c.version.Major, minor: c.version.Minor,
+			tlsName: tlsVersionName(c.tlsVersion), cipherName: tls.CipherSuiteName(c.tlsCipher),
+			protocol: fmt.Sprintf("%d.%d", c.version.Major, c.version.Minor)}
+	}
 	in := Info{
 		UUID: c.uuid, User: c.user, Remote: c.remote,
-		TLSVersion: tlsVersionName(c.tlsVersion), TLSCipher: tls.CipherSuiteName(c.tlsCipher),
-		Protocol:          fmt.Sprintf("%d.%d", c.version.Major, c.version.Minor),
+		TLSVersion: n.tlsName, TLSCipher: n.cipherName,
+		Protocol:          n.protocol,
 		Trigger:           c.version.Trigger,
 		ConnectedAt:       c.connectedAt,
 		LastReceived:      time.Unix(0, c.lastRecv.Load()),
@@ -914,6 +923,15 @@ func (c *Conn) Info() Info {
 		in.TLSVersion, in.TLSCipher = "none", ""
 	}
 	return in
+}
+
+// infoNames are the strings Info reports for a tunnel's TLS version,
+// cipher suite and APF protocol version, with what they were made from.
+type infoNames struct {
+	made                          bool
+	tls, cipher                   uint16
+	major, minor                  uint32
+	tlsName, cipherName, protocol string
 }
 
 func tlsVersionName(v uint16) string {

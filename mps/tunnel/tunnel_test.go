@@ -3,6 +3,7 @@ package tunnel
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -13,8 +14,10 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -753,5 +756,50 @@ func TestDeviceGivesUpAfterFailure(t *testing.T) {
 	h.peer.conn.Close()
 	if ce := h.acceptErr(); ce.Reason != ReasonAuthFailed {
 		t.Fatalf("reason %s; want auth-failed", ce.Reason)
+	}
+}
+
+// countingSigner records the most signatures in progress at once.
+type countingSigner struct {
+	crypto.Signer
+	now, most atomic.Int32
+}
+
+func (c *countingSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
+	n := c.now.Add(1)
+	defer c.now.Add(-1)
+	for m := c.most.Load(); n > m && !c.most.CompareAndSwap(m, n); m = c.most.Load() {
+	}
+	time.Sleep(2 * time.Millisecond) // a slow RSA signature
+	return c.Signer.Sign(r, d, o)
+}
+
+// In a storm of handshakes the key signs at most GOMAXPROCS at once, and
+// every handshake still completes.
+func TestKeyPacedInStorm(t *testing.T) {
+	cert := testCert(t)
+	cs := &countingSigner{Signer: cert.PrivateKey.(crypto.Signer)}
+	cert.PrivateKey = cs
+	cfg := TLSConfig(cert, false)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for range 64 {
+		wg.Go(func() {
+			a, b := net.Pipe()
+			defer a.Close()
+			defer b.Close()
+			go tls.Server(a, cfg).Handshake()
+			errs <- tls.Client(b, &tls.Config{RootCAs: testPool(t), ServerName: "127.0.0.1", MaxVersion: tls.VersionTLS12}).Handshake()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if most := int(cs.most.Load()); most < 1 || most > runtime.GOMAXPROCS(0) {
+		t.Fatalf("%d signatures at once, want 1 to %d", most, runtime.GOMAXPROCS(0))
 	}
 }
