@@ -7,6 +7,10 @@
 # stops cleanly on SIGINT.
 #
 #   bash packaging/screenshot.sh [OUT.png]     # default dist/screenshot-devices.png
+#   bash packaging/screenshot.sh --bin PATH [OUT.png]
+#
+# --bin runs that binary (an installed package's, say: packaging/install-test.sh)
+# instead of building one.
 #
 # Everything runs inside a private network namespace (root and unshare
 # needed), so the window's mDNS advertisement never leaves the machine.
@@ -16,6 +20,15 @@ SCRIPT_NAME=screenshot
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$REPO_ROOT" || exit 1
 
+BIN_PATH=
+if [ "${1:-}" = --bin ]; then
+	[ -n "${2:-}" ] || die "usage: packaging/screenshot.sh [--bin PATH] [OUT.png]"
+	BIN_PATH=$(realpath -m "$2")
+	if [ ! -f "$BIN_PATH" ] || [ ! -x "$BIN_PATH" ]; then
+		die "--bin $2: not an executable file"
+	fi
+	shift 2
+fi
 OUT=$(realpath -m "${1:-dist/screenshot-devices.png}")
 DEVICES=${SCREENSHOT_DEVICES:-25}
 for tool in xvfb-run xdotool import; do
@@ -28,9 +41,13 @@ if [ "${PRESENCE_SCREENSHOT_INNER:-}" != 1 ]; then
 	# namespace, where multicast cannot leave the machine.
 	[ "$(id -u)" = 0 ] && command -v unshare >/dev/null ||
 		die "needs root and unshare: the window runs in a private network namespace"
-	echo "+ go build -o $WORK/presence .   (with the window: cgo, GL)"
-	go build -o "$WORK/presence" . || die "build failed"
-	unshare -n env PRESENCE_SCREENSHOT_INNER=1 PRESENCE_SCREENSHOT_BIN="$WORK/presence" \
+	if [ -z "$BIN_PATH" ]; then
+		BIN_PATH=$WORK/presence
+		echo "+ go build -o $BIN_PATH .   (with the window: cgo, GL)"
+		go build -o "$BIN_PATH" . || die "build failed"
+	fi
+	echo "screenshot: running $BIN_PATH ($("$BIN_PATH" version))"
+	unshare -n env PRESENCE_SCREENSHOT_INNER=1 PRESENCE_SCREENSHOT_BIN="$BIN_PATH" \
 		sh -c 'ip link set lo up && exec bash "$0" "$@"' "${BASH_SOURCE[0]}" "$OUT"
 	exit
 fi

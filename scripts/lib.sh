@@ -12,6 +12,7 @@
 PRESENCE_GOTOOLCHAIN=go1.27.3
 STATICCHECK_VERSION=v0.8.2      # honnef.co/go/tools (staticcheck 2026.2.2)
 GOVULNCHECK_VERSION=v1.9.0      # golang.org/x/vuln
+FYNE_TOOLS_VERSION=v1.7.4       # fyne.io/tools (the `fyne package` command)
 # Offline vulnerability database: the golang.org/x/vulndb module at this
 # version is turned into a govulncheck database by its cmd/gendb.
 # Override with VULNDB_VERSION=latest (or another version) to refresh.

@@ -5,7 +5,7 @@
 #   bash scripts/setup.sh
 #
 # Steps: Go toolchain, Debian packages (apt, only when something is missing,
-# only as root), pinned Go tools (staticcheck, govulncheck), module download,
+# only as root), pinned Go tools (staticcheck, govulncheck, fyne), module download,
 # offline vulnerability database. Each step prints its time.
 set -euo pipefail
 SCRIPT_NAME=setup
@@ -24,9 +24,14 @@ cd "$REPO_ROOT"
 #   gnome-keyring dbus: a real Secret Service for the keychain vault's tests
 #   pkg-config and the GL/X11 headers: the desktop window (Fyne's GLFW driver, cgo)
 #   xvfb xauth xdotool imagemagick: the window's smoke test and screenshot under Xvfb
+#   gcc-mingw-w64-x86-64: the Windows cross-build (cgo for Fyne's GLFW driver)
+#   nsis:          makensis, the Windows installer (packaging/windows/presence.nsi)
+#   xz-utils file: packaging/build.sh packs (fyne package runs tar -J) and checks what it built
+#   dpkg-dev:      dpkg-shlibdeps, the .deb's Depends;  make: installing the tar.xz in the test
 APT_PACKAGES=(gcc libc6-dev git iproute2 util-linux curl squid amtterm gnome-keyring dbus
 	pkg-config libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev
-	xvfb xauth xdotool imagemagick)
+	xvfb xauth xdotool imagemagick
+	gcc-mingw-w64-x86-64 nsis xz-utils file dpkg-dev make)
 
 # go_minor prints the minor version of the go on PATH (21 for go1.21.x),
 # or 0 when there is none.
@@ -136,6 +141,7 @@ step "go toolchain ($GOTOOLCHAIN)" toolchain
 step "apt packages" apt_packages
 step "staticcheck $STATICCHECK_VERSION" go_tool staticcheck honnef.co/go/tools/cmd/staticcheck honnef.co/go/tools "$STATICCHECK_VERSION"
 step "govulncheck $GOVULNCHECK_VERSION" go_tool govulncheck golang.org/x/vuln/cmd/govulncheck golang.org/x/vuln "$GOVULNCHECK_VERSION"
+step "fyne $FYNE_TOOLS_VERSION" go_tool fyne fyne.io/tools/cmd/fyne fyne.io/tools "$FYNE_TOOLS_VERSION"
 step "go mod download" modules
 step "vulnerability db" bash "$REPO_ROOT/scripts/vulncheck.sh" --db-only
 step_summary

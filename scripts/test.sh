@@ -5,9 +5,16 @@
 #   bash scripts/test.sh -run TestX ./mps/apf/   # other go test args
 #
 # Steps: gofmt, go vet, staticcheck, govulncheck (scripts/vulncheck.sh),
-# `go test -race -count=1`, then (for the whole tree) the desktop window's
-# smoke test under Xvfb with simulated devices (packaging/screenshot.sh). Every step runs even if an earlier one failed; the
-# script exits non-zero if any failed.
+# `go test -race -count=1`, then (for the whole tree) the packages and the
+# window: the Linux tar.xz and .deb (packaging/build.sh linux); the .deb and
+# the tar.xz installed into temporary directories and the installed window
+# started under Xvfb with simulated devices, its Devices screen saved to
+# dist/screenshot-devices.png (packaging/install-test.sh, which runs
+# packaging/screenshot.sh); the Windows cross-build and its NSIS installer
+# (packaging/build.sh windows). Outside CI, a package step whose tools are
+# missing (scripts/setup.sh installs them) is skipped, and the window is
+# then built by packaging/screenshot.sh itself. Every step runs even if an
+# earlier one failed; the script exits non-zero if any failed.
 #
 # go test runs inside a private network namespace (`unshare -n`, loopback
 # up) when we are root: tests can open real sockets and multicast without
@@ -110,21 +117,68 @@ step "go vet" go vet ./... || failed=1
 step "staticcheck" staticcheck_run || failed=1
 step "govulncheck" bash "$REPO_ROOT/scripts/vulncheck.sh" || failed=1
 step "go test -race" go_test || failed=1
-# The desktop window under Xvfb with simulated devices (packaging/screenshot.sh).
+# packaging_missing TARGET prints what `packaging/build.sh TARGET` needs
+# and this machine lacks (nothing when it has everything).
+packaging_missing() {
+	local c missing=()
+	case $1 in
+	linux) for c in tar xz file dpkg-deb dpkg-shlibdeps pkg-config; do command -v "$c" >/dev/null || missing+=("$c"); done
+		[ -x "$PRESENCE_TOOLS_BIN/fyne" ] || missing+=("$PRESENCE_TOOLS_BIN/fyne") ;;
+	windows) for c in x86_64-w64-mingw32-gcc x86_64-w64-mingw32-windres makensis convert file; do
+			command -v "$c" >/dev/null || missing+=("$c")
+		done ;;
+	esac
+	echo "${missing[*]}"
+}
+
+# package TARGET: packaging/build.sh TARGET, required when CI=true.
+package() {
+	local missing
+	missing=$(packaging_missing "$1")
+	if [ -n "$missing" ]; then
+		if [ "${CI:-}" = true ]; then
+			echo "packaging for $1 needs $missing (scripts/setup.sh installs it)" >&2
+			return 1
+		fi
+		echo "skipped: needs $missing (scripts/setup.sh installs it)"
+		return 0
+	fi
+	bash "$REPO_ROOT/packaging/build.sh" "$1"
+}
+
+# The desktop window under Xvfb with simulated devices: the installed .deb's
+# when the Linux package step built one (so the window is compiled once),
+# else packaging/screenshot.sh builds it.
 gui_smoke() {
 	if ! command -v xvfb-run >/dev/null || [ "$(id -u)" != 0 ]; then
 		if [ "${CI:-}" = true ]; then
 			echo "the window's smoke test needs root and xvfb (scripts/setup.sh installs it)" >&2
 			return 1
 		fi
+		if $linux_packaged; then
+			echo "window skipped (needs root and xvfb-run); checking the installed packages only"
+			bash "$REPO_ROOT/packaging/install-test.sh" --no-screenshot
+			return
+		fi
 		echo "skipped: needs root and xvfb-run"
 		return 0
+	fi
+	if $linux_packaged; then
+		bash "$REPO_ROOT/packaging/install-test.sh"
+		return
 	fi
 	local shot="${TMPDIR:-/tmp}/presence-test-screenshot.png"
 	bash "$REPO_ROOT/packaging/screenshot.sh" "$shot" && rm -f "$shot"
 }
 if [ "${#test_args[@]}" -eq 1 ] && [ "${test_args[0]}" = ./... ]; then
+	linux_packaged=false
+	if step "package (Linux)" package linux; then
+		[ -n "$(packaging_missing linux)" ] || linux_packaged=true
+	else
+		failed=1
+	fi
 	step "window under Xvfb" gui_smoke || failed=1
+	step "package (Windows)" package windows || failed=1
 fi
 step_summary
 if [ "$failed" -ne 0 ]; then

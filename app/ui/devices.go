@@ -78,24 +78,24 @@ func (d *DeviceScreen) build(u *UI) fyne.CanvasObject {
 	for i, w := range []float32{110, 140, 300, 150, 70, 160, 160} {
 		d.Table.SetColumnWidth(i, w)
 	}
+	// The pane's texts are lines of their own and do not wrap: a wrapped
+	// label in a box reports the height of its first layout, and the
+	// buttons below would be drawn over it. The pane scrolls both ways.
 	d.Detail = widget.NewLabel("Select a device.")
-	d.Detail.Wrapping = fyne.TextWrapWord
 	d.Timeline = widget.NewLabel("")
-	d.Timeline.Wrapping = fyne.TextWrapWord
 	d.DisconnectBtn = widget.NewButton("Disconnect", d.disconnectSelected)
 	d.MapBtn = widget.NewButton("Map web UI port (16992)", func() { d.mapSelected(16992, false) })
 	d.Web = widget.NewButton("Open AMT web UI", func() { d.mapSelected(16992, true) })
 	d.Web.Importance = widget.HighImportance
 	d.CopyBtn = widget.NewButton("Copy proxy address", d.copySelected)
 	d.deviceMsg = widget.NewLabel("")
-	d.deviceMsg.Wrapping = fyne.TextWrapWord
 	d.selectDevice(-1)
 	d.Table.OnSelected = func(id widget.TableCellID) { d.selectDevice(id.Row) }
 	pane := container.NewVBox(
 		widget.NewLabelWithStyle("Device", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 		d.Detail, d.Web, d.CopyBtn, d.MapBtn, d.DisconnectBtn, d.deviceMsg,
 		widget.NewLabelWithStyle("Timeline", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), d.Timeline)
-	split := container.NewHSplit(d.Table, container.NewVScroll(pane))
+	split := container.NewHSplit(d.Table, container.NewScroll(pane))
 	split.Offset = 0.68
 	top := container.NewBorder(nil, nil, nil, d.Status, d.Search)
 	return container.NewBorder(top, nil, nil, nil, split)
@@ -306,7 +306,7 @@ func (d *DeviceScreen) loadTimeline(guid string) {
 
 func timelineText(entries []TimelineEntry, err error) string {
 	if err != nil {
-		return "The history could not be read: " + err.Error()
+		return "The history could not be read:\n" + err.Error()
 	}
 	if len(entries) == 0 {
 		return "No history recorded yet."
@@ -345,7 +345,7 @@ func (d *DeviceScreen) showDetail(x *row) {
 	if !x.gone.IsZero() {
 		state = "disconnected at " + x.gone.Local().Format(time.DateTime)
 	}
-	d.Detail.SetText(fmt.Sprintf("Host name: %s\nGUID: %s\nState: %s\nRemote: %s\nTLS: %s, %s\nPorts: %s\nConnected since: %s\nLast keepalive: %s\nChannels open: %d\nConsole sessions: %d",
+	d.Detail.SetText(fmt.Sprintf("Host name: %s\nGUID: %s\nState: %s\nRemote: %s\nTLS: %s\nCipher: %s\nPorts: %s\nConnected since: %s\nLast keepalive: %s\nChannels open: %d\nConsole sessions: %d",
 		x.Hostname, x.UUID, state, x.Remote, in.TLSVersion, in.TLSCipher, cell(x, 6), cell(x, 5), ka, in.Channels, sessions))
 }
 
@@ -378,10 +378,10 @@ func (d *DeviceScreen) disconnectSelected() {
 		snap := d.u.b.Snapshot()
 		fyne.Do(func() {
 			if err != nil {
-				d.deviceMsg.SetText("The device could not be disconnected: " + err.Error())
+				d.deviceMsg.SetText("The device could not be disconnected:\n" + err.Error())
 				return
 			}
-			d.deviceMsg.SetText("Disconnected " + guid + "; AMT will reconnect on its own schedule.")
+			d.deviceMsg.SetText("Disconnected " + guid + ".\nAMT will reconnect on its own schedule.")
 			d.u.Apply(snap)
 		})
 	})
@@ -398,16 +398,16 @@ func (d *DeviceScreen) mapSelected(port uint32, open bool) {
 		addr, err := d.u.b.Map(guid, port)
 		fyne.Do(func() {
 			if err != nil {
-				d.deviceMsg.SetText(fmt.Sprintf("Port %d could not be mapped: %v", port, err))
+				d.deviceMsg.SetText(fmt.Sprintf("Port %d could not be mapped:\n%v", port, err))
 				return
 			}
-			msg := fmt.Sprintf("Port %d of the device is at %s (closes when the device leaves or after 10 minutes unused).", port, addr)
+			msg := fmt.Sprintf("Port %d of the device is at %s.\nThe mapping closes when the device leaves\nor after 10 minutes unused.", port, addr)
 			if open {
 				u := "http://" + addr + "/"
 				if err := d.u.OpenURL(u); err != nil {
-					msg = fmt.Sprintf("The AMT web UI is at %s, but no browser could be opened: %v", u, err)
+					msg = fmt.Sprintf("The AMT web UI is at %s,\nbut no browser could be opened: %v", u, err)
 				} else {
-					msg = "Opened " + u + " in your browser. " + msg
+					msg = "Opened " + u + " in your browser.\n" + msg
 				}
 			}
 			d.deviceMsg.SetText(msg)

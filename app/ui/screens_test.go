@@ -85,7 +85,7 @@ func TestDeviceTimelineAndWebUI(t *testing.T) {
 	}
 	b.timelineErr = errors.New("the history file is locked")
 	u.Dev.Table.Select(widget.TableCellID{Row: 1, Col: 0})
-	if u.Dev.Timeline.Text != "The history could not be read: the history file is locked" {
+	if u.Dev.Timeline.Text != "The history could not be read:\nthe history file is locked" {
 		t.Fatalf("timeline error %q", u.Dev.Timeline.Text)
 	}
 }
