@@ -449,22 +449,32 @@ func TestCloseRightAfterAdvertise(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Advertise: %v", err)
 	}
-	// Right after Advertise both receive goroutines are parked in ReadFrom
+	// Soon after Advertise both receive goroutines are parked in ReadFrom
 	// (nothing else is talking on this loopback), on the lines we expect.
-	stacks := allStacks()
+	// They may not have got there yet on a loaded machine: look again for
+	// up to 10 s.
+	parkedAt := func(stacks string, fn string, line int) bool {
+		at := "/server.go:" + strconv.Itoa(line) + " "
+		for g := range strings.SplitSeq(stacks, "\n\n") {
+			if strings.Contains(g, "\n"+fn) && strings.Contains(g, at) && strings.Contains(g, "[IO wait") {
+				return true
+			}
+		}
+		return false
+	}
+	var stacks string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		stacks = allStacks()
+		if parkedAt(stacks, zcRecv4, zcRead4) && parkedAt(stacks, zcRecv6, zcRead6) || time.Now().After(deadline) {
+			break
+		}
+	}
 	for _, recv := range []struct {
 		fn   string
 		line int
 	}{{zcRecv4, zcRead4}, {zcRecv6, zcRead6}} {
-		at := "/server.go:" + strconv.Itoa(recv.line) + " "
-		parked := false
-		for g := range strings.SplitSeq(stacks, "\n\n") {
-			if strings.Contains(g, "\n"+recv.fn) && strings.Contains(g, at) && strings.Contains(g, "[IO wait") {
-				parked = true
-			}
-		}
-		if !parked {
-			t.Errorf("no %s parked at %s after Advertise: has zeroconf's server.go changed? (see zcRead4, zcRead6)\n%s", recv.fn, at, stacks)
+		if !parkedAt(stacks, recv.fn, recv.line) {
+			t.Errorf("no %s parked at /server.go:%d after Advertise: has zeroconf's server.go changed? (see zcRead4, zcRead6)\n%s", recv.fn, recv.line, stacks)
 		}
 	}
 	a.Close()
