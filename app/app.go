@@ -82,6 +82,7 @@ func Run(ctx context.Context, l cli.AppLaunch) error {
 	}
 	if l.Setup != nil {
 		setup := ui.NewSetup(setupBackend{l.Setup}, ui.SuggestAddresses(), func(ui.SetupResult) { startServer() })
+		setup.Window = w
 		w.SetContent(setup.Root)
 	} else {
 		startServer()

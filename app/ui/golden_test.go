@@ -45,6 +45,10 @@ func TestGoldenFirstRun(t *testing.T) {
 	defer w.Close()
 	w.Resize(fyne.NewSize(800, 400))
 	test.AssertRendersToMarkup(t, "firstrun.xml", w.Canvas())
+	s.Go = func(f func()) { f() }
+	s.Password.SetText("Cira-P@ss1")
+	test.Tap(s.Create)
+	test.AssertRendersToMarkup(t, "firstrun-amt.xml", w.Canvas())
 }
 
 func TestGoldenSettingsAndLog(t *testing.T) {

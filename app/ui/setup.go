@@ -2,12 +2,15 @@ package ui
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/widget"
 )
 
@@ -40,6 +43,15 @@ type Setup struct {
 	// Result is filled once Create succeeded; Done is then enabled.
 	Result *widget.Entry
 	Done   *widget.Button
+	// Copy buttons for each value to enter in AMT, and the root
+	// certificate's Save button; Copied says what was copied or saved.
+	CopyAddress, CopyPort, CopyUser, CopyRoot, SaveRoot *widget.Button
+	Copied                                              *widget.Label
+	// Go runs the creation (RSA keys, the keychain) off the Fyne
+	// goroutine (default: a goroutine). Window is where the save dialog
+	// opens (nil: the window showing Root).
+	Go     func(func())
+	Window fyne.Window
 
 	b     SetupBackend
 	onEnd func(SetupResult)
@@ -54,7 +66,7 @@ const MinPasswordLen = 8
 // NewSetup builds the flow; done is called with the result when the admin
 // presses Start.
 func NewSetup(b SetupBackend, suggestions []string, done func(SetupResult)) *Setup {
-	s := &Setup{b: b, onEnd: done}
+	s := &Setup{b: b, onEnd: done, Go: func(f func()) { go f() }}
 	s.Address = widget.NewSelectEntry(suggestions)
 	if len(suggestions) > 0 {
 		s.Address.SetText(suggestions[0])
@@ -83,14 +95,19 @@ func NewSetup(b SetupBackend, suggestions []string, done func(SetupResult)) *Set
 			s.onEnd(s.res)
 		}
 	})
-	copyBtn := widget.NewButton("Copy settings", func() {
-		if app := fyne.CurrentApp(); app != nil {
-			app.Clipboard().SetContent(s.Result.Text)
-		}
-	})
+	copyBtn := widget.NewButton("Copy all", func() { s.copy("the settings", s.Result.Text) })
+	s.Copied = widget.NewLabel("")
+	s.CopyAddress = widget.NewButton("Copy address", func() { s.copy("the address", s.res.Address) })
+	s.CopyPort = widget.NewButton("Copy port", func() { s.copy("the port", strconv.Itoa(s.res.Port)) })
+	s.CopyUser = widget.NewButton("Copy user", func() { s.copy("the user name", s.res.User) })
+	s.CopyRoot = widget.NewButton("Copy root certificate", func() { s.copy("the root certificate (PEM)", s.res.RootPEM) })
+	s.SaveRoot = widget.NewButton("Save root certificate…", s.saveRootDialog)
+	buttons := container.NewVBox(
+		container.NewHBox(s.CopyAddress, s.CopyPort, s.CopyUser, s.CopyRoot, s.SaveRoot),
+		container.NewHBox(copyBtn, s.Done, s.Copied))
 	second := container.NewBorder(
 		widget.NewLabelWithStyle("Enter this in AMT (CIRA / Management Presence Server)", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
-		container.NewHBox(copyBtn, s.Done), nil, nil, s.Result)
+		buttons, nil, nil, s.Result)
 	second.Hide()
 	s.pages = container.NewStack(first, second)
 	s.Root = s.pages
@@ -120,8 +137,15 @@ func (s *Setup) create() {
 		return
 	}
 	s.Create.Disable()
-	s.Message.SetText("Creating the certificates…")
-	res, err := s.b.Create(strings.TrimSpace(s.Address.Text), strings.TrimSpace(s.User.Text), s.Password.Text)
+	s.Message.SetText("Creating the certificates… (a few seconds)")
+	addr, user, pw := strings.TrimSpace(s.Address.Text), strings.TrimSpace(s.User.Text), s.Password.Text
+	s.Go(func() {
+		res, err := s.b.Create(addr, user, pw)
+		fyne.Do(func() { s.created(res, err) })
+	})
+}
+
+func (s *Setup) created(res SetupResult, err error) {
 	s.Create.Enable()
 	if err != nil {
 		s.Message.SetText("The certificates could not be created: " + err.Error())
@@ -133,6 +157,63 @@ func (s *Setup) create() {
 		res.Address, res.Port, res.Address, res.User, res.RootSHA256, res.RootPEM))
 	s.pages.Objects[0].Hide()
 	s.pages.Objects[1].Show()
+}
+
+// copy puts text on the clipboard and says so.
+func (s *Setup) copy(what, text string) {
+	if app := fyne.CurrentApp(); app != nil {
+		app.Clipboard().SetContent(text)
+	}
+	s.Copied.SetText("Copied " + what + ".")
+}
+
+func (s *Setup) saveRootDialog() {
+	w := s.Window
+	if w == nil {
+		w = windowOf(s.Root)
+	}
+	if w == nil {
+		return
+	}
+	d := dialog.NewFileSave(func(f fyne.URIWriteCloser, err error) {
+		if err != nil {
+			s.Copied.SetText("The root certificate could not be saved: " + err.Error())
+			return
+		}
+		if f != nil {
+			s.SaveRootTo(f, f.URI().Name())
+		}
+	}, w)
+	d.SetFileName("presence-root.pem")
+	d.Show()
+}
+
+// SaveRootTo writes the root certificate (PEM) to f, closes it, and says
+// what happened.
+func (s *Setup) SaveRootTo(f io.WriteCloser, name string) {
+	_, err := io.WriteString(f, s.res.RootPEM)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		s.Copied.SetText("The root certificate could not be saved to " + name + ": " + err.Error())
+		return
+	}
+	s.Copied.SetText("Saved the root certificate to " + name + ".")
+}
+
+// windowOf returns the window whose canvas shows o, if any.
+func windowOf(o fyne.CanvasObject) fyne.Window {
+	a := fyne.CurrentApp()
+	if a == nil {
+		return nil
+	}
+	for _, w := range a.Driver().AllWindows() {
+		if w.Canvas().Content() == o {
+			return w
+		}
+	}
+	return nil
 }
 
 // SuggestAddresses lists addresses AMT devices might use for this machine:

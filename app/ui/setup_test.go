@@ -1,12 +1,14 @@
 package ui
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
 )
 
 type fakeSetup struct {
@@ -27,6 +29,7 @@ func TestFirstRun(t *testing.T) {
 	b := &fakeSetup{}
 	var done *SetupResult
 	s := NewSetup(b, []string{"mps.example.com", "203.0.113.5"}, func(r SetupResult) { done = &r })
+	s.Go = func(f func()) { f() }
 	w := test.NewWindow(s.Root)
 	defer w.Close()
 	w.Resize(fyne.NewSize(800, 600))
@@ -64,6 +67,21 @@ func TestFirstRun(t *testing.T) {
 	if strings.Contains(s.Result.Text, "Cira-P@ss1") || s.Password.Text != "" {
 		t.Fatal("the password stays on screen")
 	}
+	// Each value has its copy button; the root certificate can be saved.
+	for _, c := range []struct {
+		btn  *widget.Button
+		want string
+	}{{s.CopyAddress, "203.0.113.5"}, {s.CopyPort, "4433"}, {s.CopyUser, "admin"}, {s.CopyRoot, "-----BEGIN CERTIFICATE-----\n…\n"}} {
+		test.Tap(c.btn)
+		if got := fyne.CurrentApp().Clipboard().Content(); got != c.want {
+			t.Fatalf("%s copied %q, want %q", c.btn.Text, got, c.want)
+		}
+	}
+	var saved closingBuffer
+	s.SaveRootTo(&saved, "root.pem")
+	if saved.String() != "-----BEGIN CERTIFICATE-----\n…\n" || !saved.closed || s.Copied.Text != "Saved the root certificate to root.pem." {
+		t.Fatalf("saved %q (closed %v), message %q", saved.String(), saved.closed, s.Copied.Text)
+	}
 	test.Tap(s.Done)
 	if done == nil || done.Address != "203.0.113.5" {
 		t.Fatalf("done: %+v", done)
@@ -77,3 +95,10 @@ func TestSuggestAddresses(t *testing.T) {
 		}
 	}
 }
+
+type closingBuffer struct {
+	bytes.Buffer
+	closed bool
+}
+
+func (c *closingBuffer) Close() error { c.closed = true; return nil }
