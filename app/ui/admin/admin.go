@@ -74,16 +74,20 @@ func run(goFn func(func()), work, apply func()) {
 }
 
 // export is a save to a file a dialog chose: write runs off the Fyne
-// goroutine and f is closed after it; done gets the error on the Fyne
-// goroutine, with btn enabled again.
+// goroutine and the file is closed after it; then, on the Fyne goroutine,
+// btn is enabled again and msg says ok, or failed with the reason (the
+// whole error goes to log).
 type export struct {
-	goFn  func(func())
-	btn   *widget.Button
-	write func(io.Writer) error
-	done  func(error)
+	goFn       func(func())
+	btn        *widget.Button
+	msg        *widget.Label
+	log        *slog.Logger
+	write      func(io.Writer) error
+	ok, failed string
+	after      func() // relayout, after msg changed
 }
 
-func (e export) to(f io.WriteCloser) {
+func (e export) to(f io.WriteCloser, name string) {
 	e.btn.Disable()
 	var err error
 	run(e.goFn, func() {
@@ -93,7 +97,13 @@ func (e export) to(f io.WriteCloser) {
 		}
 	}, func() {
 		e.btn.Enable()
-		e.done(err)
+		if err != nil {
+			logger(e.log).Warn(e.failed, "file", name, "err", err)
+			e.msg.SetText(Sentence(e.failed+" to "+name, err))
+		} else {
+			e.msg.SetText(e.ok)
+		}
+		e.after()
 	})
 }
 

@@ -312,7 +312,7 @@ func (c *Certificates) exportDialog() {
 // ExportRootTo writes the root certificate in PEM to f, closes f and says
 // so in Message; name is how the message calls the file.
 func (c *Certificates) ExportRootTo(f io.WriteCloser, name string) {
-	export{goFn: c.Go, btn: c.ExportBtn,
+	export{goFn: c.Go, btn: c.ExportBtn, msg: c.Message, log: c.Logger, after: c.relayout,
 		write: func(w io.Writer) error {
 			pem, err := c.b.RootPEM()
 			if err == nil {
@@ -320,13 +320,7 @@ func (c *Certificates) ExportRootTo(f io.WriteCloser, name string) {
 			}
 			return err
 		},
-		done: func(err error) {
-			defer c.relayout()
-			if err != nil {
-				logger(c.Logger).Warn("exporting the root certificate failed", "file", name, "err", err)
-				c.Message.SetText(Sentence("The root certificate could not be saved to "+name, err))
-				return
-			}
-			c.Message.SetText("The root certificate was saved to " + name + ". Install it in AMT as a trusted root certificate.")
-		}}.to(f)
+		failed: "The root certificate could not be saved",
+		ok:     "The root certificate was saved to " + name + ". Install it in AMT as a trusted root certificate.",
+	}.to(f, name)
 }

@@ -540,15 +540,9 @@ func (h *History) exportDialog() {
 func (h *History) ExportTo(f io.WriteCloser, name string) {
 	q := h.Query()
 	q.Limit = history.MaxLimit // the file holds everything the filter selects
-	export{goFn: h.Go, btn: h.ExportBtn,
-		write: func(w io.Writer) error { return h.b.WriteCSV(w, q) },
-		done: func(err error) {
-			defer h.relayout()
-			if err != nil {
-				logger(h.Logger).Warn("history export failed", "file", name, "err", err)
-				h.Message.SetText(Sentence("The history could not be exported to "+name, err))
-				return
-			}
-			h.Message.SetText("The history was exported to " + name + ".")
-		}}.to(f)
+	export{goFn: h.Go, btn: h.ExportBtn, msg: h.Message, log: h.Logger, after: h.relayout,
+		write:  func(w io.Writer) error { return h.b.WriteCSV(w, q) },
+		failed: "The history could not be exported",
+		ok:     "The history was exported to " + name + ".",
+	}.to(f, name)
 }
