@@ -159,9 +159,11 @@ func show(a fyne.App, w fyne.Window, t *tray, r *cli.Running, l cli.AppLaunch, s
 		}
 	}()
 	// Snapshots are read and prepared (sorted, filtered) here, off the
-	// Fyne goroutine; only applying them touches widgets.
+	// Fyne goroutine; only applying them touches widgets. Every 15 s the
+	// accounts are checked, for the banner.
 	go func() {
 		tick := time.NewTicker(time.Second)
+		n := 0
 		defer tick.Stop()
 		defer b.Close()
 		defer notes.Stop()
@@ -171,6 +173,12 @@ func show(a fyne.App, w fyne.Window, t *tray, r *cli.Running, l cli.AppLaunch, s
 			case <-done:
 				return
 			case <-tick.C:
+				if n%15 == 0 {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					b.CheckAccounts(ctx, r.Accounts)
+					cancel()
+				}
+				n++
 				p := u.Prepare(b.Snapshot())
 				fyne.Do(func() {
 					u.ApplyPrepared(p)

@@ -5,8 +5,11 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/mps/proxy"
+	"github.com/presence-mps/presence/vault"
 )
 
 // Backend reads snapshots from a running instance and acts on it. It
@@ -37,6 +41,7 @@ type Backend struct {
 	mu       sync.Mutex
 	settings ui.Settings // as last applied
 	problems []string    // from start: certificate findings and the like
+	keyed    map[string]string
 }
 
 var (
@@ -61,6 +66,45 @@ func (b *Backend) AddProblem(text string) {
 	b.mu.Lock()
 	b.problems = append(b.problems, text)
 	b.mu.Unlock()
+}
+
+// SetProblem sets the problem kept under key to text; "" clears it.
+func (b *Backend) SetProblem(key, text string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.keyed == nil {
+		b.keyed = map[string]string{}
+	}
+	if text == "" {
+		delete(b.keyed, key)
+	} else {
+		b.keyed[key] = text
+	}
+}
+
+// missingAccounts are the account kinds the window asks for, with what
+// goes wrong without one.
+var missingAccounts = []struct{ kind, text string }{
+	{vault.KindCIRA, "No CIRA account yet: AMT devices cannot log in until you add one under Accounts."},
+	{vault.KindConsole, "No console account yet: consoles on the LAN cannot use the proxy or the API until you add one under Accounts."},
+}
+
+// CheckAccounts puts a problem in the window for each account kind with no
+// account, and clears it once one is added. It reads the vault: call it
+// off the Fyne goroutine. A vault error leaves the problems as they are
+// (the Accounts screen says what is wrong).
+func (b *Backend) CheckAccounts(ctx context.Context, acc *vault.Accounts) {
+	for _, m := range missingAccounts {
+		names, err := acc.List(ctx, m.kind)
+		if err != nil {
+			continue
+		}
+		if len(names) == 0 {
+			b.SetProblem("accounts/"+m.kind, m.text)
+		} else {
+			b.SetProblem("accounts/"+m.kind, "")
+		}
+	}
 }
 
 // KillSession ends a live console session.
@@ -117,6 +161,9 @@ func (b *Backend) Snapshot() ui.Snapshot {
 	s.Recent, s.Samples = b.rec.read()
 	b.mu.Lock()
 	s.Problems = append(s.Problems, b.problems...)
+	for _, k := range slices.Sorted(maps.Keys(b.keyed)) {
+		s.Problems = append(s.Problems, b.keyed[k])
+	}
 	b.mu.Unlock()
 	return s
 }
@@ -135,6 +182,7 @@ type recorder struct {
 	recent  []ui.Event // newest last, at most maxRecent
 	samples []ui.Sample
 	stop    func()
+	srv     *mps.Server
 }
 
 const (
@@ -147,7 +195,7 @@ const (
 )
 
 func newRecorder(srv *mps.Server, every time.Duration) *recorder {
-	r := &recorder{}
+	r := &recorder{srv: srv}
 	events, cancel := srv.Subscribe(1 << 12)
 	done := make(chan struct{})
 	var once sync.Once
@@ -201,13 +249,15 @@ func (r *recorder) sample(srv *mps.Server) {
 	r.mu.Unlock()
 }
 
-// read returns copies: the events newest first, and the samples.
+// read returns copies: the events newest first, and the samples with
+// one for now at the end, so the chart's last point is always current.
 func (r *recorder) read() ([]ui.Event, []ui.Sample) {
+	now := ui.Sample{Time: time.Now(), Devices: r.srv.Stats().Tunnels}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ev := make([]ui.Event, len(r.recent))
 	for i, e := range r.recent {
 		ev[len(r.recent)-1-i] = e
 	}
-	return ev, append([]ui.Sample(nil), r.samples...)
+	return ev, append(append(make([]ui.Sample, 0, len(r.samples)+1), r.samples...), now)
 }

@@ -101,8 +101,8 @@ func TestSnapshotOfARunningInstance(t *testing.T) {
 	if len(s.Devices) != 3 || s.CIRA != e.in.CIRAAddr.String() || s.Proxy != e.in.ProxyAddr.String() || s.Paused || s.Accepted != 3 {
 		t.Fatalf("snapshot: %d devices, CIRA %q, proxy %q, paused %v, accepted %d", len(s.Devices), s.CIRA, s.Proxy, s.Paused, s.Accepted)
 	}
-	if s.Recent[0].Kind != "connected" || len(s.Samples) == 0 {
-		t.Fatalf("recent %+v, %d samples", s.Recent[0], len(s.Samples))
+	if s.Recent[0].Kind != "connected" || len(s.Samples) < 2 || s.Samples[len(s.Samples)-1].Devices != 3 {
+		t.Fatalf("recent %+v, samples %+v", s.Recent[0], s.Samples)
 	}
 	guid := s.Devices[0].UUID
 	if err := b.Disconnect(guid); err != nil {
@@ -199,5 +199,26 @@ func TestExplain(t *testing.T) {
 	}
 	if inUse != nil && Explain(inUse) == "" {
 		t.Error("no sentence for a listen error")
+	}
+}
+
+// A kind of account with no account is a problem in the banner until one
+// is added.
+func TestCheckAccounts(t *testing.T) {
+	e := newLive(t, 0)
+	b := New(e.in, ui.Settings{})
+	defer b.Close()
+	acc := vault.NewAccounts(vault.NewMemory(0))
+	ctx := context.Background()
+	b.CheckAccounts(ctx, acc)
+	if p := b.Snapshot().Problems; len(p) != 2 || !strings.HasPrefix(p[0], "No CIRA account") || !strings.HasPrefix(p[1], "No console account") {
+		t.Fatalf("problems %q", p)
+	}
+	if err := acc.Add(ctx, vault.KindCIRA, "dev", "Cira-P@ss1"); err != nil {
+		t.Fatal(err)
+	}
+	b.CheckAccounts(ctx, acc)
+	if p := b.Snapshot().Problems; len(p) != 1 || !strings.HasPrefix(p[0], "No console account") {
+		t.Fatalf("after adding a CIRA account: %q", p)
 	}
 }

@@ -80,7 +80,8 @@ func NewChart() *Chart {
 
 // SetSamples replaces the samples and redraws, if they changed.
 func (c *Chart) SetSamples(s []Sample) {
-	same := len(s) == len(c.samples) && (len(s) == 0 || s[len(s)-1] == c.samples[len(c.samples)-1] && s[0] == c.samples[0])
+	// The last sample is "now": a new time alone does not redraw.
+	same := len(s) == len(c.samples) && (len(s) == 0 || s[len(s)-1].Devices == c.samples[len(c.samples)-1].Devices && s[0] == c.samples[0])
 	c.samples = s
 	if !same {
 		c.Refresh()
