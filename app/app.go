@@ -22,7 +22,6 @@ import (
 	"github.com/presence-mps/presence/app/ui"
 	"github.com/presence-mps/presence/assets"
 	"github.com/presence-mps/presence/internal/cli"
-	"github.com/presence-mps/presence/mps"
 )
 
 // ID is the application id (also in FyneApp.toml).
@@ -111,7 +110,12 @@ func (s setupBackend) Create(address, user, password string) (ui.SetupResult, er
 // them once a second and turns device changes into notifications, until
 // done closes. It runs on the Fyne goroutine.
 func show(a fyne.App, w fyne.Window, t *tray, r *cli.Running, l cli.AppLaunch, settings ui.Settings, done <-chan struct{}) {
-	b := engine.New(r.Instance, settings)
+	// Devices coming and going become desktop notifications, coalesced
+	// so that a reconnect storm is one notification.
+	notes := &ui.Coalescer{Window: 2 * time.Second, Emit: func(title, body string) {
+		fyne.Do(func() { a.SendNotification(fyne.NewNotification(title, body)) })
+	}}
+	b := engine.New(r.Instance, settings, notes.Add)
 	b.History, b.Level, b.Log, b.Moved = r.History, l.LogLevel, l.Log, r.ListenersMoved
 	if l.SaveSettings != nil {
 		b.Save = func(s ui.Settings) error {
@@ -140,24 +144,6 @@ func show(a fyne.App, w fyne.Window, t *tray, r *cli.Running, l cli.AppLaunch, s
 		t.moved = r.ListenersMoved
 		t.attach(u, b)
 	}
-	// Devices coming and going become desktop notifications, coalesced
-	// so that a reconnect storm is one notification.
-	notes := &ui.Coalescer{Window: 2 * time.Second, Emit: func(title, body string) {
-		fyne.Do(func() { a.SendNotification(fyne.NewNotification(title, body)) })
-	}}
-	events, cancelEvents := r.Server.Subscribe(1 << 12)
-	go func() {
-		for ev := range events { // closed by cancelEvents or the server's shutdown
-			if ev.Kind != mps.EventConnected && ev.Kind != mps.EventDisconnected {
-				continue
-			}
-			name := ev.Device.Hostname
-			if name == "" {
-				name = ev.Device.UUID
-			}
-			notes.Add(ui.Change{Up: ev.Kind == mps.EventConnected, Name: name})
-		}
-	}()
 	// Snapshots are read and prepared (sorted, filtered) here, off the
 	// Fyne goroutine; only applying them touches widgets. Every 15 s the
 	// accounts are checked, for the banner.
@@ -165,9 +151,8 @@ func show(a fyne.App, w fyne.Window, t *tray, r *cli.Running, l cli.AppLaunch, s
 		tick := time.NewTicker(time.Second)
 		n := 0
 		defer tick.Stop()
-		defer b.Close()
 		defer notes.Stop()
-		defer cancelEvents()
+		defer b.Close()
 		for {
 			select {
 			case <-done:

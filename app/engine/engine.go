@@ -5,6 +5,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -51,10 +52,11 @@ var (
 )
 
 // New returns a backend for in with the settings it was started with, and
-// starts recording its events for the overview.
-func New(in *instance.Instance, settings ui.Settings) *Backend {
+// starts recording its events for the overview. notify, if not nil, is
+// told of every device that comes or goes (the desktop notifications).
+func New(in *instance.Instance, settings ui.Settings, notify func(ui.Change)) *Backend {
 	b := &Backend{In: in, settings: settings}
-	b.rec = newRecorder(in.Server, 10*time.Second)
+	b.rec = newRecorder(in.Server, 10*time.Second, notify)
 	return b
 }
 
@@ -194,18 +196,18 @@ const (
 	sampleSpan = 6 * time.Hour
 )
 
-func newRecorder(srv *mps.Server, every time.Duration) *recorder {
+func newRecorder(srv *mps.Server, every time.Duration, notify func(ui.Change)) *recorder {
 	r := &recorder{srv: srv}
 	events, cancel := srv.Subscribe(1 << 12)
 	done := make(chan struct{})
 	var once sync.Once
 	r.stop = func() { once.Do(func() { cancel(); close(done) }) }
-	r.sample(srv)
+	r.sample()
 	go func() {
 		for ev := range events { // closed by cancel or the server's shutdown
-			name := ev.Device.Hostname
-			if name == "" {
-				name = ev.Device.UUID
+			name := cmp.Or(ev.Device.Hostname, ev.Device.UUID)
+			if notify != nil && (ev.Kind == mps.EventConnected || ev.Kind == mps.EventDisconnected) {
+				notify(ui.Change{Up: ev.Kind == mps.EventConnected, Name: name})
 			}
 			r.mu.Lock()
 			r.recent = append(r.recent, ui.Event{Time: ev.Time, Kind: ev.Kind.String(), Device: name, GUID: ev.Device.UUID, Reason: ev.Reason})
@@ -215,7 +217,7 @@ func newRecorder(srv *mps.Server, every time.Duration) *recorder {
 			due := len(r.samples) == 0 || time.Since(r.samples[len(r.samples)-1].Time) >= time.Second
 			r.mu.Unlock()
 			if due {
-				r.sample(srv)
+				r.sample()
 			}
 		}
 	}()
@@ -227,15 +229,15 @@ func newRecorder(srv *mps.Server, every time.Duration) *recorder {
 			case <-done:
 				return
 			case <-t.C:
-				r.sample(srv)
+				r.sample()
 			}
 		}
 	}()
 	return r
 }
 
-func (r *recorder) sample(srv *mps.Server) {
-	n := srv.Stats().Tunnels
+func (r *recorder) sample() {
+	n := r.srv.Stats().Tunnels
 	r.mu.Lock()
 	now := time.Now()
 	r.samples = append(r.samples, ui.Sample{Time: now, Devices: n})

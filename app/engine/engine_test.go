@@ -94,7 +94,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // history file.
 func TestSnapshotOfARunningInstance(t *testing.T) {
 	e := newLive(t, 3)
-	b := New(e.in, ui.Settings{})
+	var mu sync.Mutex
+	var changes []ui.Change
+	b := New(e.in, ui.Settings{}, func(c ui.Change) { mu.Lock(); changes = append(changes, c); mu.Unlock() })
 	defer b.Close()
 	waitFor(t, "three connect events", func() bool { return len(b.Snapshot().Recent) == 3 })
 	s := b.Snapshot()
@@ -109,6 +111,13 @@ func TestSnapshotOfARunningInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the disconnect event", func() bool { return b.Snapshot().Recent[0].Kind == "disconnected" })
+	// The desktop notifications are told of the disconnect too.
+	mu.Lock()
+	last := changes[len(changes)-1]
+	mu.Unlock()
+	if last.Up || last.Name != s.Devices[0].Hostname {
+		t.Fatalf("last change %+v, want %s down", last, s.Devices[0].Hostname)
+	}
 	b.History = e.hist
 	e.hist.Flush(context.Background())
 	tl, err := b.Timeline(guid)
@@ -132,7 +141,7 @@ func TestApplySettings(t *testing.T) {
 	var level slog.LevelVar
 	cur := FromSaved(ToSaved(ui.Settings{CIRAAddr: "127.0.0.1:0", ProxyAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
 		Keepalive: 30 * time.Second, IdleTimeout: 90 * time.Second, LogLevel: "info", CloseToTray: true}))
-	b := New(e.in, cur)
+	b := New(e.in, cur, nil)
 	defer b.Close()
 	b.Save = func(s ui.Settings) error { saved = append(saved, s); return nil }
 	b.Level = &level
@@ -206,7 +215,7 @@ func TestExplain(t *testing.T) {
 // is added.
 func TestCheckAccounts(t *testing.T) {
 	e := newLive(t, 0)
-	b := New(e.in, ui.Settings{})
+	b := New(e.in, ui.Settings{}, nil)
 	defer b.Close()
 	acc := vault.NewAccounts(vault.NewMemory(0))
 	ctx := context.Background()

@@ -35,7 +35,7 @@ func newApp(tb testing.TB) {
 // newBackend is the desktop app's backend over in; stop (idempotent, and a
 // cleanup) stops its event recorder.
 func newBackend(tb testing.TB, in *instance.Instance) (b *engine.Backend, stop func()) {
-	b = engine.New(in, ui.Settings{})
+	b = engine.New(in, ui.Settings{}, nil)
 	stop = sync.OnceFunc(b.Close)
 	tb.Cleanup(stop)
 	return b, stop
