@@ -149,10 +149,14 @@ func (s *Server) Listen(addr string) (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mps: CIRA listener: %w", err)
 	}
+	// Registered before Listen returns, so that CloseListener finds it.
+	if err := s.register(ln); err != nil {
+		return nil, err
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.Serve(ln)
+		s.serve(ln)
 	}()
 	return ln.Addr(), nil
 }
@@ -160,14 +164,27 @@ func (s *Server) Listen(addr string) (net.Addr, error) {
 // Serve accepts CIRA connections on ln until Shutdown. It returns
 // [ErrServerClosed] after Shutdown, or the listener's error.
 func (s *Server) Serve(ln net.Listener) error {
+	if err := s.register(ln); err != nil {
+		return err
+	}
+	return s.serve(ln)
+}
+
+// register adds ln to the listeners Shutdown and CloseListener close; after
+// Shutdown it closes ln and returns ErrServerClosed.
+func (s *Server) register(ln net.Listener) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closing {
-		s.mu.Unlock()
 		ln.Close()
 		return ErrServerClosed
 	}
 	s.listeners = append(s.listeners, ln)
-	s.mu.Unlock()
+	return nil
+}
+
+// serve is Serve's accept loop on a registered listener.
+func (s *Server) serve(ln net.Listener) error {
 	s.log.Info("CIRA listener up", "addr", ln.Addr().String())
 	var backoff time.Duration
 	for {
