@@ -64,24 +64,33 @@ func (in *Instance) Apply(s Settings) error {
 	defer in.live.Unlock()
 	old := in.settings
 	if !in.paused {
+		// Open every new listener before closing an old one, so that a
+		// failure changes nothing.
+		var cira net.Addr
 		if s.CIRAAddr != old.CIRAAddr {
-			addr, err := in.Server.Listen(s.CIRAAddr)
-			if err != nil {
+			var err error
+			if cira, err = in.Server.Listen(s.CIRAAddr); err != nil {
 				return err
 			}
+		}
+		var proxyLn net.Listener
+		if s.ProxyAddr != old.ProxyAddr && s.ProxyAddr != "" {
+			var err error
+			if proxyLn, err = net.Listen("tcp", s.ProxyAddr); err != nil {
+				if cira != nil {
+					in.Server.CloseListener(cira)
+				}
+				return fmt.Errorf("proxy listener: %w", err)
+			}
+		}
+		if cira != nil {
 			if in.ciraNow != nil {
 				in.Server.CloseListener(in.ciraNow)
 			}
-			in.ciraNow = addr
+			in.ciraNow = cira
 		}
 		if s.ProxyAddr != old.ProxyAddr {
-			if err := in.swapProxyLocked(s.ProxyAddr); err != nil {
-				if s.CIRAAddr != old.CIRAAddr {
-					// Keep Apply whole: the CIRA change stays, and is reported.
-					in.settings.CIRAAddr = s.CIRAAddr
-				}
-				return err
-			}
+			in.useProxyLocked(proxyLn)
 		}
 	}
 	if s.Keepalive != old.Keepalive || s.IdleTimeout != old.IdleTimeout || s.LegacyTLS != old.LegacyTLS {
@@ -97,15 +106,9 @@ func (in *Instance) Apply(s Settings) error {
 	return nil
 }
 
-// swapProxyLocked moves the proxy's listener to addr ("" for off).
-func (in *Instance) swapProxyLocked(addr string) error {
-	var ln net.Listener
-	if addr != "" {
-		var err error
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			return fmt.Errorf("proxy listener: %w", err)
-		}
-	}
+// useProxyLocked makes ln the proxy's listener (nil: off), closing the
+// one before.
+func (in *Instance) useProxyLocked(ln net.Listener) {
 	if in.proxyLn != nil {
 		in.proxyLn.Close()
 	}
@@ -117,7 +120,6 @@ func (in *Instance) swapProxyLocked(addr string) error {
 			in.API.SetProxyPort(port(in.proxyNow))
 		}
 	}
-	return nil
 }
 
 // Pause stops accepting new tunnels and console connections; tunnels,
@@ -163,10 +165,12 @@ func (in *Instance) Resume() error {
 		if in.proxyNow != nil {
 			proxyAddr = in.proxyNow.String()
 		}
-		if err := in.swapProxyLocked(proxyAddr); err != nil {
+		ln, err := net.Listen("tcp", proxyAddr)
+		if err != nil {
 			in.Server.CloseListener(addr)
-			return err
+			return fmt.Errorf("proxy listener: %w", err)
 		}
+		in.useProxyLocked(ln)
 	}
 	in.ciraNow, in.paused = addr, false
 	in.advertiseLocked()

@@ -152,6 +152,16 @@ func TestApplyPortInUseKeepsTheOldListener(t *testing.T) {
 	if e.in.Settings().CIRAAddr == s.CIRAAddr {
 		t.Fatal("the failed address was recorded as in force")
 	}
+	// A new CIRA address with a proxy address in use: neither moves.
+	s = e.in.Settings()
+	s.CIRAAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	s.ProxyAddr = busy.Addr().String()
+	if err := e.in.Apply(s); err == nil {
+		t.Fatal("Apply onto a proxy port in use succeeded")
+	}
+	if l := e.in.Listening(); l.CIRA.String() != e.in.CIRAAddr.String() || l.Proxy.String() != e.in.ProxyAddr.String() || !refused(s.CIRAAddr) || e.in.Settings().CIRAAddr == s.CIRAAddr {
+		t.Fatalf("after a failed Apply: listening %+v, settings %+v", l, e.in.Settings())
+	}
 	s = e.in.Settings()
 	s.IdleTimeout = s.Keepalive
 	if err := e.in.Apply(s); err == nil {
