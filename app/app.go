@@ -125,7 +125,7 @@ func show(a fyne.App, w fyne.Window, t *tray, r *cli.Running, l cli.AppLaunch, s
 			return l.SaveSettings(engine.ToSaved(s))
 		}
 	}
-	for _, p := range r.CA.Doctor("", time.Now()) {
+	for _, p := range r.CertProblems {
 		if p.Severe {
 			b.AddProblem("Certificate: " + p.Text)
 		}

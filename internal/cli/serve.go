@@ -142,8 +142,6 @@ func runServe(ctx context.Context, args []string, env Env) error {
 		level.UnmarshalText([]byte(c.logLevel)) // checked by c.logger
 		ring = logring.New(logLines)
 		log = slog.New(ring.Handler(&level, slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: &level})))
-	}
-	if env.App != nil {
 		if err := c.chooseDesktopVault(log); err != nil {
 			return err
 		}
@@ -187,7 +185,8 @@ func runServe(ctx context.Context, args []string, env Env) error {
 		}
 		cleanups = append(cleanups, func() { hist.Close() }) // after the instance: its last events are kept
 		// Offer renewal before expiry, and say what AMT would object to.
-		for _, p := range ca.Doctor("", time.Now()) {
+		certProblems := ca.Doctor("", time.Now())
+		for _, p := range certProblems {
 			log.Warn("certificate: " + p.Text)
 		}
 		for _, k := range []struct{ kind, why string }{
@@ -246,7 +245,7 @@ func runServe(ctx context.Context, args []string, env Env) error {
 		go releaseMemoryAfterBursts(ctx, in.Server)
 		log.Info("Presence MPS serving", "cira", in.CIRAAddr.String(), "proxy", addrString(in.ProxyAddr),
 			"api", addrString(in.APIAddr), "root_sha256", ca.RootFingerprintSHA256(), "version", Version)
-		return &Running{Instance: in, CA: ca, Accounts: acc, History: hist, Store: st, DataDir: c.dataDir,
+		return &Running{Instance: in, CA: ca, CertProblems: certProblems, Accounts: acc, History: hist, Store: st, DataDir: c.dataDir,
 			ListenersMoved: func() error { _, err := writeRunFiles(c.dataDir, c.vault, in, started); return err }}, nil
 	}
 
@@ -301,11 +300,13 @@ const logLines = 5000
 // Running is a started server with the parts the window's screens use.
 type Running struct {
 	*instance.Instance
-	CA       *vault.CA
-	Accounts *vault.Accounts
-	History  *history.Store
-	Store    vault.Store
-	DataDir  string
+	CA *vault.CA
+	// CertProblems are the doctor's findings at start, for the window.
+	CertProblems []vault.Problem
+	Accounts     *vault.Accounts
+	History      *history.Store
+	Store        vault.Store
+	DataDir      string
 	// ListenersMoved updates the run files that tell the command line
 	// where this instance listens, after Apply, Pause or Resume.
 	ListenersMoved func() error
