@@ -10,6 +10,8 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/widget"
+
+	"github.com/presence-mps/presence/mps/tunnel"
 )
 
 // Settings are the choices of the Settings screen.
@@ -52,8 +54,8 @@ func (s Settings) Check() error {
 	if s.Keepalive < time.Second || s.Keepalive > time.Hour {
 		return fmt.Errorf("the keepalive interval must be between 1s and 1h; %s is not", s.Keepalive)
 	}
-	if s.IdleTimeout <= s.Keepalive {
-		return fmt.Errorf("the idle timeout (%s) must be longer than the keepalive interval (%s), or devices are dropped between keepalives", s.IdleTimeout, s.Keepalive)
+	if err := tunnel.CheckTimeouts(s.Keepalive, s.IdleTimeout); err != nil {
+		return err
 	}
 	switch s.LogLevel {
 	case "debug", "info", "warn", "error":

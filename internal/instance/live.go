@@ -57,8 +57,8 @@ func (in *Instance) Apply(s Settings) error {
 	if s.CIRAAddr == "" {
 		return errors.New("the CIRA listener needs an address")
 	}
-	if s.Keepalive <= 0 || s.IdleTimeout <= s.Keepalive {
-		return fmt.Errorf("the idle timeout (%s) must be longer than the keepalive interval (%s)", s.IdleTimeout, s.Keepalive)
+	if err := tunnel.CheckTimeouts(s.Keepalive, s.IdleTimeout); err != nil {
+		return err
 	}
 	in.live.Lock()
 	defer in.live.Unlock()

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"runtime"
@@ -63,6 +64,16 @@ type Config struct {
 
 	// Logger receives debug and warning logs; nil discards them.
 	Logger *slog.Logger
+}
+
+// CheckTimeouts returns an error unless keepalive is positive and idle is
+// longer: a tunnel silent for idle is dropped, so an idle timeout no
+// longer than the keepalive interval drops devices between keepalives.
+func CheckTimeouts(keepalive, idle time.Duration) error {
+	if keepalive <= 0 || idle <= keepalive {
+		return fmt.Errorf("the idle timeout (%s) must be longer than the keepalive interval (%s), or devices are dropped between keepalives", idle, keepalive)
+	}
+	return nil
 }
 
 // The keepalive interval and idle timeout a zero Config field stands for.
