@@ -18,11 +18,11 @@ import (
 
 	"github.com/presence-mps/presence/app/ui"
 	"github.com/presence-mps/presence/internal/instance"
+	"github.com/presence-mps/presence/internal/instance/instancetest"
 	"github.com/presence-mps/presence/internal/logring"
 	"github.com/presence-mps/presence/mps/amtsim"
 	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/vault"
-	"github.com/presence-mps/presence/vault/vaulttest"
 )
 
 // liveEnv is a real instance on loopback with a real history file and n
@@ -36,21 +36,11 @@ type liveEnv struct {
 
 func newLive(t *testing.T, n int) *liveEnv {
 	t.Helper()
-	ctx := context.Background()
-	ca := vaulttest.CA(t, "127.0.0.1")
-	acc := vault.NewAccounts(vault.NewMemory(0))
-	if err := acc.Add(ctx, vault.KindCIRA, "cira", "Cira-P@ss1"); err != nil {
-		t.Fatal(err)
-	}
 	hist, err := history.Open(filepath.Join(t.TempDir(), "history.db"), history.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := instance.Start(ctx, instance.Config{CA: ca, Accounts: acc, History: hist,
-		CIRAAddr: "127.0.0.1:0", ProxyAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, ca := instancetest.Start(t, func(c *instance.Config) { c.History = hist })
 	e := &liveEnv{in: in, hist: hist, ca: ca}
 	dctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -66,7 +56,7 @@ func newLive(t *testing.T, n int) *liveEnv {
 	roots.AddCert(ca.Root())
 	e.start = func(i int) *amtsim.Device {
 		d, err := amtsim.New(amtsim.Config{UUID: amtsim.DeviceUUID(t.Name(), i), Hostname: amtsim.DeviceHostname(i),
-			User: "cira", Password: []byte("Cira-P@ss1"), MPSAddr: in.Listening().CIRA.String(), RootCAs: roots, MaxVersion: tls.VersionTLS12})
+			User: instancetest.CIRAUser, Password: []byte(instancetest.CIRAPass), MPSAddr: in.Listening().CIRA.String(), RootCAs: roots, MaxVersion: tls.VersionTLS12})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,17 +19,16 @@ import (
 	"time"
 
 	"github.com/presence-mps/presence/internal/instance"
+	"github.com/presence-mps/presence/internal/instance/instancetest"
 	"github.com/presence-mps/presence/mps/amtsim"
-	"github.com/presence-mps/presence/vault"
-	"github.com/presence-mps/presence/vault/vaulttest"
 )
 
 // The test harness: a real instance in this process and simulated devices
 // in child processes.
 
 const (
-	ciraUser = "cira"
-	ciraPass = "Cira-P@ss1"
+	ciraUser = instancetest.CIRAUser
+	ciraPass = instancetest.CIRAPass
 
 	// envFleet makes TestHelperFleet run a fleet. Only startFleet sets it,
 	// in the environment of the processes it starts.
@@ -63,19 +62,8 @@ const (
 // PEM, and stop, which shuts the instance down; a cleanup calls stop too.
 func startInstance(tb testing.TB) (in *instance.Instance, rootPEM []byte, stop func()) {
 	tb.Helper()
-	ca := vaulttest.CA(tb, "127.0.0.1")
-	acc := vault.NewAccounts(vault.NewMemory(0))
-	if err := acc.Add(context.Background(), vault.KindCIRA, ciraUser, ciraPass); err != nil {
-		tb.Fatal(err)
-	}
-	in, err := instance.Start(context.Background(), instance.Config{
-		CA: ca, Accounts: acc,
-		CIRAAddr: "127.0.0.1:0", ProxyAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
-		Version: "uibench",
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	in, ca := instancetest.Start(tb, nil)
+	// Stopping 10,000 tunnels takes longer than instancetest allows.
 	stop = sync.OnceFunc(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

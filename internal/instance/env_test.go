@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/presence-mps/presence/internal/instance"
+	"github.com/presence-mps/presence/internal/instance/instancetest"
 	"github.com/presence-mps/presence/mps/amtsim"
 	"github.com/presence-mps/presence/vault"
-	"github.com/presence-mps/presence/vault/vaulttest"
 )
 
 // End-to-end tests of a whole instance: real TLS tunnels from simulated
@@ -27,12 +27,12 @@ import (
 // net/http, x/net/proxy, a websocket client).
 
 const (
-	ciraUser    = "cira"
-	ciraPass    = "Cira-P@ss1"
-	consoleUser = "console"
-	consolePass = "Console-P@ss1"
-	amtUser     = "admin"
-	amtPass     = "Amt-P@ss1"
+	ciraUser    = instancetest.CIRAUser
+	ciraPass    = instancetest.CIRAPass
+	consoleUser = instancetest.ConsoleUser
+	consolePass = instancetest.ConsolePass
+	amtUser     = instancetest.AMTUser
+	amtPass     = instancetest.AMTPass
 )
 
 type env struct {
@@ -55,39 +55,8 @@ type envOptions struct {
 // and n simulated devices, and waits until they are all connected.
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
-	ca := vaulttest.CA(t, "127.0.0.1")
-	acc := vault.NewAccounts(vault.NewMemory(0))
-	ctx := context.Background()
-	if err := acc.Add(ctx, vault.KindCIRA, ciraUser, ciraPass); err != nil {
-		t.Fatal(err)
-	}
-	if err := acc.Add(ctx, vault.KindConsole, consoleUser, consolePass); err != nil {
-		t.Fatal(err)
-	}
-	// The AMT login the relay uses for web consoles that leave it to Presence.
-	if err := acc.Add(ctx, vault.KindAMT, amtUser, amtPass); err != nil {
-		t.Fatal(err)
-	}
-	cfg := instance.Config{
-		CA: ca, Accounts: acc,
-		CIRAAddr: "127.0.0.1:0", ProxyAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
-		Version: "test",
-	}
-	if o.cfg != nil {
-		o.cfg(&cfg)
-	}
-	in, err := instance.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, ca := instancetest.Start(t, o.cfg)
 	e := &env{t: t, in: in, ca: ca}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := in.Shutdown(sctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Root())
 	dctx, cancel := context.WithCancel(context.Background())

@@ -1,0 +1,63 @@
+// Package instancetest starts whole Presence instances for tests: a test
+// CA for 127.0.0.1, accounts of every kind with known credentials, and
+// every listener on a free loopback port.
+package instancetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/presence-mps/presence/internal/instance"
+	"github.com/presence-mps/presence/vault"
+	"github.com/presence-mps/presence/vault/vaulttest"
+)
+
+// The accounts Start makes.
+const (
+	CIRAUser    = "cira"
+	CIRAPass    = "Cira-P@ss1"
+	ConsoleUser = "console"
+	ConsolePass = "Console-P@ss1"
+	AMTUser     = "admin" // the AMT login the relay uses for web consoles that leave it to Presence
+	AMTPass     = "Amt-P@ss1"
+)
+
+// Start starts an instance on loopback (CIRA, proxy and API on free ports)
+// with a fresh CA and the accounts above; cfg, if not nil, may change the
+// configuration first. The instance is shut down when the test ends.
+func Start(tb testing.TB, cfg func(*instance.Config)) (*instance.Instance, *vault.CA) {
+	tb.Helper()
+	ca := vaulttest.CA(tb, "127.0.0.1")
+	acc := vault.NewAccounts(vault.NewMemory(0))
+	ctx := context.Background()
+	for _, a := range []struct{ kind, user, pass string }{
+		{vault.KindCIRA, CIRAUser, CIRAPass},
+		{vault.KindConsole, ConsoleUser, ConsolePass},
+		{vault.KindAMT, AMTUser, AMTPass},
+	} {
+		if err := acc.Add(ctx, a.kind, a.user, vault.Secret(a.pass)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	c := instance.Config{
+		CA: ca, Accounts: acc,
+		CIRAAddr: "127.0.0.1:0", ProxyAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
+		Version: "test",
+	}
+	if cfg != nil {
+		cfg(&c)
+	}
+	in, err := instance.Start(ctx, c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := in.Shutdown(sctx); err != nil {
+			tb.Errorf("instance Shutdown: %v", err)
+		}
+	})
+	return in, ca
+}
