@@ -118,19 +118,8 @@ func (a *Admin) match(text string) (deviceMatch, error) {
 	if err != nil {
 		return m, err
 	}
-	host := strings.TrimSuffix(text, ".amt")
-	var best history.TunnelEvent
-	for _, d := range devs {
-		if strings.EqualFold(d.Device, text) {
-			m.exact = d.Device
-			return m, nil
-		}
-		if strings.EqualFold(d.Hostname, host) && d.Time.After(best.Time) {
-			best = d
-		}
-	}
-	if best.Device != "" {
-		m.exact = best.Device
+	if guid, ok := history.FindDevice(devs, text); ok {
+		m.exact = guid
 		return m, nil
 	}
 	m.set = make(map[string]bool)

@@ -71,22 +71,15 @@ func (a *API) historyDevice(name string) string {
 	return ResolveHistoryDevice(a.cfg.History, name)
 }
 
-// ResolveHistoryDevice finds the GUID of the device last seen with host
-// name name; it returns name unchanged if none.
+// ResolveHistoryDevice finds the GUID of the device name stands for in h
+// (history.FindDevice); it returns name unchanged if none.
 func ResolveHistoryDevice(h *history.Store, name string) string {
 	devs, err := h.Devices()
 	if err != nil {
 		return name
 	}
-	host := strings.TrimSuffix(name, ".amt")
-	var best history.TunnelEvent
-	for _, d := range devs {
-		if strings.EqualFold(d.Hostname, host) && d.Time.After(best.Time) {
-			best = d
-		}
-	}
-	if best.Device != "" {
-		return best.Device
+	if guid, ok := history.FindDevice(devs, name); ok {
+		return guid
 	}
 	return name
 }

@@ -3,6 +3,7 @@ package history
 import (
 	"cmp"
 	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -108,6 +109,24 @@ func (s *Store) Timeline(device string, since, until time.Time, limit int) ([]Tu
 // Last returns the newest n events of every device, oldest first.
 func (s *Store) Last(n int) ([]TunnelEvent, error) {
 	return s.Timeline("", time.Time{}, time.Time{}, n)
+}
+
+// FindDevice returns the GUID that name stands for among devs (the
+// newest event of each device, as Devices returns them): a GUID in any
+// case, or the host name (with or without ".amt") the device was last seen
+// with; the newest wins when several devices had that name.
+func FindDevice(devs []TunnelEvent, name string) (string, bool) {
+	host := strings.TrimSuffix(name, ".amt")
+	var best TunnelEvent
+	for _, d := range devs {
+		if strings.EqualFold(d.Device, name) {
+			return d.Device, true
+		}
+		if strings.EqualFold(d.Hostname, host) && d.Time.After(best.Time) {
+			best = d
+		}
+	}
+	return best.Device, best.Device != ""
 }
 
 // Devices returns the newest event of every device in the file, ordered by

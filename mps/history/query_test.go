@@ -210,3 +210,22 @@ func TestDevices(t *testing.T) {
 		}
 	}
 }
+
+func TestFindDevice(t *testing.T) {
+	t0 := time.Unix(1_764_000_000, 0)
+	devs := []TunnelEvent{
+		{Device: "aaaaaaaa-0000-4000-8000-000000000001", Hostname: "shop-1", Time: t0},
+		{Device: "bbbbbbbb-0000-4000-8000-000000000002", Hostname: "Shop-1", Time: t0.Add(time.Hour)}, // the name moved on
+		{Device: "cccccccc-0000-4000-8000-000000000003", Hostname: "home", Time: t0},
+	}
+	for _, c := range []struct{ name, want string }{
+		{"AAAAAAAA-0000-4000-8000-000000000001", "aaaaaaaa-0000-4000-8000-000000000001"},
+		{"shop-1", "bbbbbbbb-0000-4000-8000-000000000002"},
+		{"home.amt", "cccccccc-0000-4000-8000-000000000003"},
+		{"office", ""},
+	} {
+		if got, ok := FindDevice(devs, c.name); got != c.want || ok != (c.want != "") {
+			t.Errorf("FindDevice(%q) = %q, %v; want %q", c.name, got, ok, c.want)
+		}
+	}
+}
