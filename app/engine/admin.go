@@ -335,7 +335,9 @@ func (a *Admin) RenewServer() (admin.Renewed, error) {
 	r := admin.Renewed{Server: cert(renewed.Info().Server)}
 	if a.OnRenew != nil {
 		if err := a.OnRenew(renewed); err != nil {
-			slogOr(a.Logger).Warn("the renewed server certificate is saved but not presented yet", "err", err)
+			if a.Logger != nil {
+				a.Logger.Warn("the renewed server certificate is saved but not presented yet", "err", err)
+			}
 		} else {
 			r.InUse = true
 		}
@@ -351,13 +353,6 @@ func (a *Admin) RootPEM() ([]byte, error) {
 		return nil, err
 	}
 	return ca.RootPEM(), nil
-}
-
-func slogOr(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return l
 }
 
 // ---- Accounts ----
