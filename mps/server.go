@@ -17,8 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/presence-mps/presence/internal/hub"
 	"github.com/presence-mps/presence/mps/apf"
+	"github.com/presence-mps/presence/mps/internal/hub"
 	"github.com/presence-mps/presence/mps/tunnel"
 )
 
@@ -257,7 +257,7 @@ func (s *Server) handle(raw net.Conn) {
 	old := s.devices[c.UUID()]
 	s.devices[c.UUID()] = c
 	s.mu.Unlock()
-	s.stats.handshakes.Add(1)
+	s.stats.accepted.Add(1)
 	if old != nil {
 		old.CloseWithReason(tunnel.ReasonReplaced, "a newer connection of the same device")
 	}
@@ -452,9 +452,9 @@ type Stats struct {
 }
 
 type stats struct {
-	handshakes atomic.Uint64
-	mu         sync.Mutex
-	failures   map[string]uint64
+	accepted atomic.Uint64
+	mu       sync.Mutex
+	failures map[string]uint64
 }
 
 func (st *stats) fail(reason string) {
@@ -468,7 +468,7 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	out := Stats{Tunnels: len(s.conns), Handshakes: len(s.raws)}
 	s.mu.Unlock()
-	out.Accepted = s.stats.handshakes.Load()
+	out.Accepted = s.stats.accepted.Load()
 	out.Dropped = s.events.Dropped()
 	s.stats.mu.Lock()
 	out.Failures = make(map[string]uint64, len(s.stats.failures))

@@ -118,7 +118,7 @@ func TestAccounts(t *testing.T) {
 
 func TestAccountsValidation(t *testing.T) {
 	ctx := t.Context()
-	a := vault.NewAccounts(vault.NewMemory(vault.MemoryItemLimit))
+	a := vault.NewAccounts(vault.NewMemory(vault.ItemLimit))
 	const secret = "do-not-print-me"
 	for _, name := range []string{"", ".", "..", "a/b", "a b", "é", strings.Repeat("n", vault.MaxNameLen+1), "a:b"} {
 		if err := a.Add(ctx, vault.KindCIRA, name, secret); err == nil {
@@ -160,7 +160,7 @@ func TestAccountsValidation(t *testing.T) {
 
 func TestAccountsCache(t *testing.T) {
 	ctx := t.Context()
-	spy := &spyStore{Store: vault.NewMemory(vault.MemoryItemLimit)}
+	spy := &spyStore{Store: vault.NewMemory(vault.ItemLimit)}
 	a := vault.NewAccounts(spy)
 	if err := a.Add(ctx, vault.KindCIRA, "admin", "pw"); err != nil {
 		t.Fatal(err)
@@ -193,7 +193,7 @@ func TestAccountsCache(t *testing.T) {
 }
 
 func TestAccountsUnknownCacheIsBounded(t *testing.T) {
-	a := vault.NewAccounts(vault.NewMemory(vault.MemoryItemLimit))
+	a := vault.NewAccounts(vault.NewMemory(vault.ItemLimit))
 	if err := a.Add(t.Context(), vault.KindCIRA, "admin", "pw"); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestAccountsUnknownCacheIsBounded(t *testing.T) {
 // an Add does not put the old password back in the cache after it.
 func TestAccountsCacheNotStale(t *testing.T) {
 	ctx := t.Context()
-	spy := &spyStore{Store: vault.NewMemory(vault.MemoryItemLimit)}
+	spy := &spyStore{Store: vault.NewMemory(vault.ItemLimit)}
 	a := vault.NewAccounts(spy)
 	if err := spy.Store.Set(ctx, "account/cira/admin", []byte("old")); err != nil {
 		t.Fatal(err)
@@ -245,7 +245,7 @@ func TestAccountsCacheNotStale(t *testing.T) {
 
 func TestCIRAAuthenticator(t *testing.T) {
 	ctx := t.Context()
-	a := vault.NewAccounts(vault.NewMemory(vault.MemoryItemLimit))
+	a := vault.NewAccounts(vault.NewMemory(vault.ItemLimit))
 	if err := a.Add(ctx, vault.KindCIRA, "dev", "cira-pw"); err != nil {
 		t.Fatal(err)
 	}

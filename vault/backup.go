@@ -173,7 +173,7 @@ func RestoreCA(ctx context.Context, s Store, backup []byte, passphrase string, o
 		return nil, fmt.Errorf("%w: %v", ErrBadBackup, err)
 	}
 	// Check the CA as LoadCA would, in memory, before touching s.
-	staging := NewMemory(MemoryItemLimit)
+	staging := NewMemory(ItemLimit)
 	for _, k := range backupItems {
 		v, ok := items[k]
 		if !ok {

@@ -212,7 +212,7 @@ func InitCA(ctx context.Context, s Store, opts CAOptions) (*CA, error) {
 		{itemRootCert, rootDER},
 	}
 	for _, it := range items {
-		if err := checkSize(it.key, it.value, MemoryItemLimit); err != nil {
+		if err := checkSize(it.key, it.value, ItemLimit); err != nil {
 			return nil, err
 		}
 	}

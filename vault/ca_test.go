@@ -85,8 +85,8 @@ func TestInitCAGeneratesKeys(t *testing.T) {
 	}
 	for _, k := range caItems {
 		v, err := s.Get(ctx, k)
-		if err != nil || len(v) == 0 || len(v) > vault.MemoryItemLimit {
-			t.Errorf("item %s: %d bytes, %v; want 1..%d", k, len(v), err, vault.MemoryItemLimit)
+		if err != nil || len(v) == 0 || len(v) > vault.ItemLimit {
+			t.Errorf("item %s: %d bytes, %v; want 1..%d", k, len(v), err, vault.ItemLimit)
 		}
 		t.Logf("%s: %d bytes", k, len(v))
 	}

@@ -15,7 +15,7 @@
 // every item of one store into another (`presence vault migrate`), checking
 // each and deleting nothing.
 //
-// Every store holds at most [MemoryItemLimit] bytes per key. That is the
+// Every store holds at most [ItemLimit] bytes per key. That is the
 // Windows Credential Manager limit, the smallest of the OS keychains (macOS
 // allows about 3000 bytes), so data that fits the memory and file stores
 // also fits the keychain, and Migrate can copy items one by one with Get and

@@ -11,7 +11,7 @@ import (
 
 func ExampleSetLarge() {
 	ctx := context.Background()
-	s := vault.NewMemory(vault.MemoryItemLimit)
+	s := vault.NewMemory(vault.ItemLimit)
 	bundle := bytes.Repeat([]byte("-----PEM-----\n"), 1000) // 14,000 bytes: more than one item holds
 	if err := vault.SetLarge(ctx, s, "tls/bundle.pem", bundle); err != nil {
 		log.Fatal(err)

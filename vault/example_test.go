@@ -32,7 +32,7 @@ func ExampleSecret() {
 
 func ExampleAccounts() {
 	ctx := context.Background()
-	accounts := vault.NewAccounts(vault.NewMemory(vault.MemoryItemLimit))
+	accounts := vault.NewAccounts(vault.NewMemory(vault.ItemLimit))
 	if err := accounts.Add(ctx, vault.KindCIRA, "branch-office", "Amt-Cira-1"); err != nil {
 		log.Fatal(err)
 	}

@@ -111,7 +111,7 @@ func (s *File) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	name := itemName(key)
-	const maxFile = maxHeaderLen + MemoryItemLimit
+	const maxFile = maxHeaderLen + ItemLimit
 	data, err := s.read(name, maxFile+1) // one byte more to detect an oversized file
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, key)
@@ -126,7 +126,7 @@ func (s *File) Get(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(value) > MemoryItemLimit {
+	if len(value) > ItemLimit {
 		return nil, fmt.Errorf("%w: %s is larger than any vault item", ErrCorrupt, filepath.Join(s.dir, name))
 	}
 	return value, nil
@@ -134,7 +134,7 @@ func (s *File) Get(ctx context.Context, key string) ([]byte, error) {
 
 // Set implements [Store].
 func (s *File) Set(ctx context.Context, key string, value []byte) error {
-	if err := checkSet(ctx, key, value, MemoryItemLimit); err != nil {
+	if err := checkSet(ctx, key, value, ItemLimit); err != nil {
 		return err
 	}
 	data := make([]byte, 0, len(fileMagic)+len(key)+1+len(value))

@@ -199,7 +199,7 @@ func TestFileForeignAndDamagedFiles(t *testing.T) {
 		"bad magic":  []byte("something else\nk\nv"),
 		"wrong key":  []byte("presence-vault 1\nother\nv"),
 		"no newline": []byte("presence-vault 1\nk"),
-		"too large":  append([]byte("presence-vault 1\nk\n"), make([]byte, vault.MemoryItemLimit+1)...),
+		"too large":  append([]byte("presence-vault 1\nk\n"), make([]byte, vault.ItemLimit+1)...),
 	} {
 		if err := os.WriteFile(item, content, 0o600); err != nil {
 			t.Fatal(err)

@@ -199,7 +199,7 @@ func (k *Keychain) Get(ctx context.Context, key string) ([]byte, error) {
 		if err != nil {
 			return nil, k.mapError("get", key, err, nil)
 		}
-		if len(v) > MemoryItemLimit {
+		if len(v) > ItemLimit {
 			return nil, fmt.Errorf("%w: the keychain item %q (service %q) is larger than any vault item", ErrCorrupt, key, k.service)
 		}
 		return []byte(v), nil
@@ -209,7 +209,7 @@ func (k *Keychain) Get(ctx context.Context, key string) ([]byte, error) {
 // Set implements [Store]. It adds the key to the index before it writes the
 // item, so that every item of the store is listed; see the package doc.
 func (k *Keychain) Set(ctx context.Context, key string, value []byte) error {
-	if err := checkSet(ctx, key, value, MemoryItemLimit); err != nil {
+	if err := checkSet(ctx, key, value, ItemLimit); err != nil {
 		return err
 	}
 	pw := string(value) // a copy: the caller may change value while the call lingers

@@ -433,7 +433,7 @@ func TestKeychainStaleIndex(t *testing.T) {
 	if err := k.Delete(ctx, "b/unlisted"); err != nil {
 		t.Errorf("Delete(unlisted) = %v", err)
 	}
-	if err := kr.Set(k.Service(), "b/huge", strings.Repeat("x", vault.MemoryItemLimit+1)); err != nil {
+	if err := kr.Set(k.Service(), "b/huge", strings.Repeat("x", vault.ItemLimit+1)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := k.Get(ctx, "b/huge"); !errors.Is(err, vault.ErrCorrupt) {

@@ -13,25 +13,25 @@ import (
 )
 
 // MaxLargeLen is the largest value, in bytes, that [SetLarge] stores: 410
-// items of [MemoryItemLimit] bytes.
+// items of [ItemLimit] bytes.
 const MaxLargeLen = 1 << 20
 
 // Large values: the header item at the key itself holds largeMagic and one
 // line "GEN LEN CHUNKS SHA256", where GEN is 16 lowercase hex digits chosen
 // at random by each SetLarge, LEN the value length, CHUNKS the number of
 // chunk items and SHA256 the hex SHA-256 of the value. Chunk i is the item
-// KEY/GEN/i and holds bytes [i*MemoryItemLimit, (i+1)*MemoryItemLimit).
+// KEY/GEN/i and holds bytes [i*ItemLimit, (i+1)*ItemLimit).
 const (
 	largeMagic  = "presence-large 1\n"
 	largeGenLen = 16
 	// largeKeyRoom is what the chunk keys add to a key: "/", the
 	// generation, "/" and up to three digits.
 	largeKeyRoom = 1 + largeGenLen + 1 + 3
-	maxChunks    = (MaxLargeLen + MemoryItemLimit - 1) / MemoryItemLimit
+	maxChunks    = (MaxLargeLen + ItemLimit - 1) / ItemLimit
 )
 
 // SetLarge stores value, of up to [MaxLargeLen] bytes, in s under key, split
-// into items of at most [MemoryItemLimit] bytes, so that values larger than
+// into items of at most [ItemLimit] bytes, so that values larger than
 // one item (a PEM bundle, say) fit every store, the OS keychain included.
 // Read it with [GetLarge] and remove it with [DeleteLarge]; key holds a
 // header, the parts live under key+"/", so List shows them all.
@@ -63,9 +63,9 @@ func SetLarge(ctx context.Context, s Store, key string, value []byte) error {
 	var g [largeGenLen / 2]byte
 	rand.Read(g[:]) // never fails
 	h := largeHeader{gen: hex.EncodeToString(g[:]), length: len(value), sum: sha256.Sum256(value)}
-	h.chunks = (len(value) + MemoryItemLimit - 1) / MemoryItemLimit
+	h.chunks = (len(value) + ItemLimit - 1) / ItemLimit
 	for i := range h.chunks {
-		part := value[i*MemoryItemLimit : min((i+1)*MemoryItemLimit, len(value))]
+		part := value[i*ItemLimit : min((i+1)*ItemLimit, len(value))]
 		if err := s.Set(ctx, chunkKey(key, h.gen, i), part); err != nil {
 			return errors.Join(err, deleteChunks(context.WithoutCancel(ctx), s, key, h.gen))
 		}
@@ -163,7 +163,7 @@ func parseLargeHeader(key string, raw []byte) (largeHeader, error) {
 	if h.length, err = strconv.Atoi(f[1]); err != nil || h.length < 0 || h.length > MaxLargeLen {
 		return bad("bad length")
 	}
-	if h.chunks, err = strconv.Atoi(f[2]); err != nil || h.chunks != (h.length+MemoryItemLimit-1)/MemoryItemLimit {
+	if h.chunks, err = strconv.Atoi(f[2]); err != nil || h.chunks != (h.length+ItemLimit-1)/ItemLimit {
 		return bad("bad part count")
 	}
 	if n, err := hex.Decode(h.sum[:], []byte(f[3])); err != nil || n != sha256.Size || len(f[3]) != 2*sha256.Size {
@@ -180,7 +180,7 @@ func (h largeHeader) read(ctx context.Context, s Store, key string) ([]byte, err
 		if err != nil {
 			return nil, err
 		}
-		want := min(MemoryItemLimit, h.length-len(value))
+		want := min(ItemLimit, h.length-len(value))
 		if len(part) != want {
 			return nil, fmt.Errorf("%w: part %d of the large value %q is %d bytes, not %d", ErrCorrupt, i, key, len(part), want)
 		}

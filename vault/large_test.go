@@ -17,7 +17,7 @@ func TestLargeDamage(t *testing.T) {
 		damage func(t *testing.T, s vault.Store, parts []string)
 	}{
 		{"changed part", func(t *testing.T, s vault.Store, parts []string) {
-			set(t, s, parts[1], bytes.Repeat([]byte("x"), vault.MemoryItemLimit))
+			set(t, s, parts[1], bytes.Repeat([]byte("x"), vault.ItemLimit))
 		}},
 		{"short part", func(t *testing.T, s vault.Store, parts []string) { set(t, s, parts[3], []byte("short")) }},
 		{"missing part", func(t *testing.T, s vault.Store, parts []string) {
@@ -79,7 +79,7 @@ func TestLargeInterrupted(t *testing.T) {
 func TestLargeLimits(t *testing.T) {
 	ctx := t.Context()
 	s := vault.NewMemory(0)
-	for _, n := range []int{0, 1, vault.MemoryItemLimit, vault.MemoryItemLimit + 1, vault.MaxLargeLen} {
+	for _, n := range []int{0, 1, vault.ItemLimit, vault.ItemLimit + 1, vault.MaxLargeLen} {
 		v := bytes.Repeat([]byte{0xEE}, n)
 		if err := vault.SetLarge(ctx, s, "v", v); err != nil {
 			t.Fatalf("SetLarge(%d bytes) = %v", n, err)

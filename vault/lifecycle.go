@@ -266,7 +266,7 @@ func ImportCA(ctx context.Context, s Store, opts ImportOptions) (*CA, error) {
 		value []byte
 	}{{itemRootKey, rootKeyDER}, {itemServerKey, serverKeyDER}, {itemServerCert, server.Raw}, {itemRootCert, root.Raw}}
 	for _, it := range items {
-		if err := checkSize(it.key, it.value, MemoryItemLimit); err != nil {
+		if err := checkSize(it.key, it.value, ItemLimit); err != nil {
 			return nil, err
 		}
 	}

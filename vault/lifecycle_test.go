@@ -17,7 +17,7 @@ import (
 // newCA makes a CA in a fresh memory store with the cached test keys.
 func newCA(t *testing.T, address string, mod func(*vault.CAOptions)) (vault.Store, *vault.CA) {
 	t.Helper()
-	st := vault.NewMemory(vault.MemoryItemLimit)
+	st := vault.NewMemory(vault.ItemLimit)
 	opts := cachedKeyOpts(t, address)
 	if mod != nil {
 		mod(&opts)
@@ -116,7 +116,7 @@ func TestImportCA(t *testing.T) {
 	serverKeyPKCS1 := x509.MarshalPKCS1PrivateKey(server)
 
 	// The whole pair set, with a PKCS#1 server key.
-	dst := vault.NewMemory(vault.MemoryItemLimit)
+	dst := vault.NewMemory(vault.ItemLimit)
 	ca, err := vault.ImportCA(ctx, dst, vault.ImportOptions{
 		RootCert: pemOf("CERTIFICATE", src.Root().Raw), RootKey: pemOf("PRIVATE KEY", rootKeyDER),
 		ServerCert: pemOf("CERTIFICATE", src.Server().Raw), ServerKey: pemOf("RSA PRIVATE KEY", serverKeyPKCS1),
@@ -131,7 +131,7 @@ func TestImportCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Only the root: a server certificate is issued for the address.
-	dst2 := vault.NewMemory(vault.MemoryItemLimit)
+	dst2 := vault.NewMemory(vault.ItemLimit)
 	ca2, err := vault.ImportCA(ctx, dst2, vault.ImportOptions{
 		RootCert: pemOf("CERTIFICATE", src.Root().Raw), RootKey: pemOf("PRIVATE KEY", rootKeyDER), Address: "192.0.2.10",
 	})
@@ -191,7 +191,7 @@ func TestBackupRestore(t *testing.T) {
 	if _, err := ca.Backup("short"); err == nil {
 		t.Fatal("short passphrase accepted")
 	}
-	dst := vault.NewMemory(vault.MemoryItemLimit)
+	dst := vault.NewMemory(vault.ItemLimit)
 	if _, err := vault.RestoreCA(ctx, dst, b, "wrong passphrase!", vault.RestoreOptions{}); !errors.Is(err, vault.ErrBadBackup) {
 		t.Fatalf("wrong passphrase: %v", err)
 	}

@@ -19,10 +19,10 @@ type Memory struct {
 }
 
 // NewMemory returns an empty memory store that rejects values over maxItem
-// bytes with [ErrTooLarge]. A maxItem of 0 or less means [MemoryItemLimit].
+// bytes with [ErrTooLarge]. A maxItem of 0 or less means [ItemLimit].
 func NewMemory(maxItem int) *Memory {
 	if maxItem <= 0 {
-		maxItem = MemoryItemLimit
+		maxItem = ItemLimit
 	}
 	return &Memory{limit: maxItem, m: make(map[string][]byte)}
 }

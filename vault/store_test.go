@@ -10,7 +10,7 @@ import (
 )
 
 func TestMemoryContract(t *testing.T) {
-	vaulttest.Run(t, func(t *testing.T) vault.Store { return vault.NewMemory(vault.MemoryItemLimit) })
+	vaulttest.Run(t, func(t *testing.T) vault.Store { return vault.NewMemory(vault.ItemLimit) })
 }
 
 func TestFileContract(t *testing.T) {
@@ -33,7 +33,7 @@ func TestMemoryLimit(t *testing.T) {
 		t.Errorf("Set(11 bytes) with limit 10 = %v; want ErrTooLarge", err)
 	}
 	d := vault.NewMemory(0)
-	if err := d.Set(ctx, "k", make([]byte, vault.MemoryItemLimit+1)); !errors.Is(err, vault.ErrTooLarge) {
+	if err := d.Set(ctx, "k", make([]byte, vault.ItemLimit+1)); !errors.Is(err, vault.ErrTooLarge) {
 		t.Errorf("NewMemory(0).Set(limit+1) = %v; want ErrTooLarge", err)
 	}
 }

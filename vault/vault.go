@@ -8,10 +8,10 @@ import (
 	"strings"
 )
 
-// MemoryItemLimit is the largest value, in bytes, that every [Store] accepts
+// ItemLimit is the largest value, in bytes, that every [Store] accepts
 // for one key. It is the Windows Credential Manager limit, the smallest of
 // the OS keychains, so data designed for it fits every store.
-const MemoryItemLimit = 2560
+const ItemLimit = 2560
 
 // MaxKeyLen is the length limit, in bytes, of a key.
 const MaxKeyLen = 200
@@ -36,7 +36,7 @@ var (
 // Store is a secret store: a flat map from keys to small byte values.
 //
 // Every implementation is safe for concurrent use, checks keys as described
-// at [ErrInvalidKey], rejects values over [MemoryItemLimit] bytes with
+// at [ErrInvalidKey], rejects values over [ItemLimit] bytes with
 // [ErrTooLarge], returns copies (callers may modify what they pass and get),
 // and returns ctx.Err() for a done context. The contract is tested by
 // vaulttest.Run.
@@ -69,7 +69,7 @@ func Open(kind, dataDir string) (Store, error) {
 		}
 		return NewFile(filepath.Join(dataDir, "vault"))
 	case "memory":
-		return NewMemory(MemoryItemLimit), nil
+		return NewMemory(ItemLimit), nil
 	case "keychain":
 		if dataDir == "" {
 			return nil, errors.New("vault: the keychain store needs a data directory for its index (--data-dir)")

@@ -60,7 +60,7 @@ func runDemo(ctx context.Context, args []string, env Env) error {
 	}
 	// Everything lives in memory: the demo leaves no certificate, account or
 	// file behind and never touches the real data dir.
-	st := vault.NewMemory(vault.MemoryItemLimit)
+	st := vault.NewMemory(vault.ItemLimit)
 	fmt.Fprintln(env.Stdout, "Creating a throwaway MPS certificate authority for 127.0.0.1 ...")
 	ca, err := vault.InitCA(ctx, st, vault.CAOptions{Address: "127.0.0.1"})
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/presence-mps/presence/internal/single"
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/history"
+	"github.com/presence-mps/presence/mps/tunnel"
 	"github.com/presence-mps/presence/vault"
 )
 
@@ -412,7 +413,7 @@ func isPresenceCIRA(addr string) bool {
 		return false
 	}
 	b, _ := io.ReadAll(io.LimitReader(c, 512))
-	return bytes.Contains(b, []byte("CIRA port of Presence"))
+	return bytes.Contains(b, []byte(tunnel.ProbeAnswer))
 }
 
 func addrString(a net.Addr) string {

@@ -25,9 +25,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/presence-mps/presence/internal/authlimit"
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/history"
+	"github.com/presence-mps/presence/mps/internal/authlimit"
 	"github.com/presence-mps/presence/mps/proxy"
 )
 

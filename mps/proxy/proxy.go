@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/presence-mps/presence/internal/authlimit"
+	"github.com/presence-mps/presence/mps/internal/authlimit"
 )
 
 // DialFunc opens a connection to port on the device the console named host.

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/presence-mps/presence/internal/hub"
+	"github.com/presence-mps/presence/mps/internal/hub"
 )
 
 // Session kinds: how the console reached the device.

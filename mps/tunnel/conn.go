@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -266,8 +267,13 @@ func (c *Conn) handshake(ctx context.Context) error {
 	return nil
 }
 
-const httpProbeReply = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 69\r\n\r\n" +
-	"This is the CIRA port of Presence, an Intel AMT MPS. It speaks APF.\r\n"
+// ProbeAnswer is the sentence the CIRA port answers an HTTP request with
+// (a browser or scanner that found the port). It also tells a second
+// Presence on the machine that the port it wanted is held by Presence.
+const ProbeAnswer = "This is the CIRA port of Presence, an Intel AMT MPS. It speaks APF."
+
+var httpProbeReply = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: " +
+	strconv.Itoa(len(ProbeAnswer)+2) + "\r\n\r\n" + ProbeAnswer + "\r\n"
 
 func isHTTP(b []byte) bool {
 	return bytes.HasPrefix(b, []byte("GET ")) || bytes.HasPrefix(b, []byte("HEAD")) || bytes.HasPrefix(b, []byte("POST"))

@@ -173,7 +173,7 @@ func Run(t *testing.T, newStore func(t *testing.T) vault.Store) {
 	t.Run("SizeLimit", func(t *testing.T) {
 		s := newStore(t)
 		ctx := t.Context()
-		limit := bytes.Repeat([]byte{0xA5}, vault.MemoryItemLimit)
+		limit := bytes.Repeat([]byte{0xA5}, vault.ItemLimit)
 		mustSet(t, s, "big/max", limit)
 		wantGet(t, s, "big/max", limit)
 		over := append(bytes.Clone(limit), 1)
@@ -205,7 +205,7 @@ func Run(t *testing.T, newStore func(t *testing.T) vault.Store) {
 			t.Fatalf("GetLarge = %d bytes, %v; want the 16 KiB written", len(got), err)
 		}
 		keys, err := s.List(ctx, "tls/")
-		if want := 1 + (len(big)+vault.MemoryItemLimit-1)/vault.MemoryItemLimit; err != nil || len(keys) != want {
+		if want := 1 + (len(big)+vault.ItemLimit-1)/vault.ItemLimit; err != nil || len(keys) != want {
 			t.Errorf("List after SetLarge = %d keys, %v; want %d (a header and the parts)", len(keys), err, want)
 		}
 		small := []byte("replaced by a short value")
@@ -363,7 +363,7 @@ func Keys(t testing.TB) (root, server *rsa.PrivateKey) {
 func CA(t testing.TB, address string) *vault.CA {
 	t.Helper()
 	root, server := Keys(t)
-	ca, err := vault.InitCA(t.Context(), vault.NewMemory(vault.MemoryItemLimit), vault.CAOptions{
+	ca, err := vault.InitCA(t.Context(), vault.NewMemory(vault.ItemLimit), vault.CAOptions{
 		Address: address, RootKey: root, ServerKey: server,
 	})
 	if err != nil {

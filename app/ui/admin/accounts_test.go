@@ -152,7 +152,7 @@ func TestAccountsLockedKeychain(t *testing.T) {
 
 // NameProblem accepts exactly the names the vault accepts.
 func TestNameProblemMatchesVault(t *testing.T) {
-	acc := vault.NewAccounts(vault.NewMemory(vault.MemoryItemLimit))
+	acc := vault.NewAccounts(vault.NewMemory(vault.ItemLimit))
 	for _, name := range []string{"a", "alice", "dev.01", "a_b@c-d", strings.Repeat("x", 64), strings.Repeat("x", 65),
 		"", ".", "..", "...", "a b", "a/b", "é", "a:b", "a+b", "UPPER"} {
 		err := acc.Add(t.Context(), vault.KindConsole, name, "pw")
