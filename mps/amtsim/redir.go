@@ -16,10 +16,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/md5"
 	"crypto/rand"
 	"crypto/subtle"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -29,54 +27,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/presence-mps/presence/mps/redir"
 )
-
-// Redirection message codes (redirection.md §2).
-const (
-	redirStartSession      = 0x10 // StartRedirectionSession, 8 bytes
-	redirStartSessionReply = 0x11 // 13 + OEM data
-	redirEndSession        = 0x12 // 4 bytes
-	redirAuthenticate      = 0x13 // 9 + L
-	redirAuthenticateReply = 0x14 // 9 + L
-
-	solStart         = 0x20 // StartSOLRedirection, 24 bytes
-	solStartReply    = 0x21 // 23 bytes
-	solEnd           = 0x22 // 8 bytes
-	solEndReply      = 0x23 // 8 bytes
-	solPing          = 0x24 // KeepAlivePing, 8 bytes; never answered with 0x25 (see console)
-	solOpen          = 0x27 // unnamed, 14 bytes, sent by web consoles after 0x21
-	solDataToHost    = 0x28 // 10 + n
-	solControls      = 0x29 // SOLControlsFromHost, 10 bytes; never sent by the device
-	solDataFromHost  = 0x2A // 10 + n
-	solHeartbeat     = 0x2B // 8 bytes, both directions
-	solHeaderLen     = 8
-	solStartLen      = 24
-	solStartReplyLen = 23
-)
-
-// Status of 0x11 (redirection.md §2).
-const (
-	sessionOK          = 0
-	sessionUnknownType = 1
-	sessionBusy        = 2
-	sessionUnsupported = 3
-)
-
-// Authentication types and statuses of 0x13/0x14 (redirection.md §2).
-const (
-	authQuery    = 0
-	authClear    = 1 // [ulen][user][plen][pass]
-	authDigest69 = 3 // RFC 2069: no cnonce, no qop
-	authDigest   = 4 // RFC 2617, qop=auth
-
-	authOK          = 0
-	authFailed      = 1 // also the status of a digest challenge
-	authUnsupported = 2
-)
-
-// redirDigestURI is the uri of the redirection digest; HA2 is always the
-// MD5 of "POST:" and it (redirection.md §2, type 4 step 3).
-const redirDigestURI = "/RedirectionService"
 
 // Defaults and limits of the redirection service.
 const (
@@ -91,9 +44,6 @@ const (
 	// when the console asks for 0, as web consoles do.
 	DefaultSOLHeartbeat = 2 * time.Second
 
-	maxAuthData      = 1 << 10          // longest 0x13 data accepted
-	maxAuthRounds    = 8                // 0x13 messages per session
-	maxSOLData       = 8 << 10          // longest 0x28 accepted
 	maxSOLChunk      = 1 << 10          // longest 0x2A sent
 	maxSOLLine       = 256              // characters the simulated host keeps per line
 	maxSOLInput      = 64 << 10         // keystrokes kept for SOLInput
@@ -193,8 +143,8 @@ func NewRedirServer(cfg RedirConfig) *RedirServer {
 		rand.Read(b[:])
 		cfg.Realm = "Digest:" + strings.ToUpper(hex.EncodeToString(b[:]))
 	}
-	if len(cfg.Realm) > 255 {
-		cfg.Realm = cfg.Realm[:255] // its length is one byte on the wire
+	if len(cfg.Realm) > redir.MaxLV {
+		cfg.Realm = cfg.Realm[:redir.MaxLV] // its length is one byte on the wire
 	}
 	if cfg.FWMajor == 0 && cfg.FWMinor == 0 {
 		cfg.FWMajor, cfg.FWMinor = 11, 8
@@ -339,8 +289,8 @@ type redirSession struct {
 	br       *bufio.Reader
 	holdsSOL bool
 
-	nonce    string // the digest nonce issued in this session, "" if none
-	nonceFor byte   // its auth type
+	nonce    string         // the digest nonce issued in this session, "" if none
+	nonceFor redir.AuthType // its auth type
 
 	// The simulated host's line editor (reader goroutine).
 	line   []byte
@@ -385,34 +335,36 @@ func (ss *redirSession) run() error {
 	return ss.console()
 }
 
-// readFull reads exactly n bytes; n is bounded by every caller.
-func (ss *redirSession) readFull(n int) ([]byte, error) {
-	b := make([]byte, n)
-	if _, err := io.ReadFull(ss.br, b); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, fmt.Errorf("amtsim: redirection read: %w", err)
+// read reads the next message, which must have one of the codes want;
+// phase says when, for the error. With an error it also returns what was
+// read (see [redir.Limits.ReadMessage]).
+func (ss *redirSession) read(phase string, want ...byte) (redir.Message, []byte, error) {
+	m, b, err := redir.ReadMessage(ss.br, want...)
+	if _, ok := errors.AsType[*redir.ParseError](err); ok {
+		return m, b, fmt.Errorf("%w %s: %w", ErrRedirProtocol, phase, err)
 	}
-	return b, nil
+	if err != nil {
+		return m, b, fmt.Errorf("amtsim: redirection read: %w", err)
+	}
+	return m, b, nil
 }
 
-// readRest reads the rest of a message of n bytes whose first byte, code,
-// has been read.
-func (ss *redirSession) readRest(code byte, n int) ([]byte, error) {
-	b, err := ss.readFull(n - 1)
-	if err != nil {
-		return nil, err
+// msgAs returns m as a T, the type its code was read for, or else a
+// protocol error that says what came when.
+func msgAs[T redir.Message](m redir.Message, when string) (T, error) {
+	t, ok := m.(T)
+	if !ok {
+		return t, fmt.Errorf("%w: %s %s", ErrRedirProtocol, redir.Name(m.Code()), when)
 	}
-	return append([]byte{code}, b...), nil
+	return t, nil
 }
 
 // send writes one message in its own Write. With settle, the next message
 // waits solSettle.
-func (ss *redirSession) send(msg []byte, settle bool) error {
+func (ss *redirSession) send(m redir.Message, settle bool) error {
 	ss.wmu.Lock()
 	defer ss.wmu.Unlock()
-	return ss.sendLocked(msg, settle)
+	return ss.sendLocked(redir.Marshal(m), settle)
 }
 
 func (ss *redirSession) sendLocked(msg []byte, settle bool) error {
@@ -427,145 +379,117 @@ func (ss *redirSession) sendLocked(msg []byte, settle bool) error {
 	return err
 }
 
-// sendSOL writes a SOL message with the next sequence number: code, three
-// zero bytes, the number, then body. It does nothing after 0x23.
-func (ss *redirSession) sendSOL(code byte, body []byte, settle bool) error {
+// sendSOL writes a SOL message with the next sequence number. It does
+// nothing after 0x23.
+func (ss *redirSession) sendSOL(m redir.SOLMessage, settle bool) error {
 	ss.wmu.Lock()
 	defer ss.wmu.Unlock()
 	if ss.ended {
 		return nil
 	}
 	ss.seq++
-	msg := make([]byte, solHeaderLen, solHeaderLen+len(body))
-	msg[0] = code
-	binary.LittleEndian.PutUint32(msg[4:], ss.seq)
-	msg = append(msg, body...)
-	if code == solEndReply {
+	m.Header().Seq = ss.seq
+	if m.Code() == redir.MsgSOLEndReply {
 		ss.ended = true
 	}
-	return ss.sendLocked(msg, settle)
+	return ss.sendLocked(redir.Marshal(m), settle)
 }
 
 // startSession handles 0x10 (redirection.md §2): "SOL " starts a session
 // unless one is active; IDE-R and KVM are not supported.
 func (ss *redirSession) startSession() error {
-	code, err := ss.br.ReadByte()
-	if err != nil {
-		return fmt.Errorf("amtsim: redirection read: %w", err)
-	}
-	if code != redirStartSession {
-		return fmt.Errorf("%w: message 0x%02x before StartRedirectionSession", ErrRedirProtocol, code)
-	}
-	m, err := ss.readRest(code, 8)
+	m, _, err := ss.read("before StartRedirectionSession", redir.MsgStartSession)
 	if err != nil {
 		return err
 	}
-	status, fail := byte(sessionOK), error(nil)
-	switch kind := string(m[4:8]); kind {
-	case "SOL ":
+	start, err := msgAs[*redir.StartSession](m, "before StartRedirectionSession")
+	if err != nil {
+		return err
+	}
+	status, fail := byte(redir.StatusOK), error(nil)
+	switch kind := start.Kind; kind {
+	case redir.KindSOL:
 		if ss.s.claimSOL() {
 			ss.holdsSOL = true
 		} else {
-			status, fail = sessionBusy, ErrRedirBusy
+			status, fail = redir.StatusBusy, ErrRedirBusy
 		}
-	case "IDER", "KVMR":
-		status, fail = sessionUnsupported, fmt.Errorf("%w: %q", ErrRedirUnsupported, kind)
+	case redir.KindIDER, redir.KindKVM:
+		status, fail = redir.StatusUnsupported, fmt.Errorf("%w: %q", ErrRedirUnsupported, kind)
 	default:
-		status, fail = sessionUnknownType, fmt.Errorf("%w: %q", ErrRedirUnsupported, kind)
+		status, fail = redir.StatusUnknownType, fmt.Errorf("%w: %q", ErrRedirUnsupported, kind)
 	}
 	// OEM data length 0: amtterm 1.4 reads exactly 13 bytes.
 	cfg := &ss.s.cfg
-	reply := []byte{redirStartSessionReply, status, 0, 0, 1, 0, cfg.FWMajor, cfg.FWMinor, 0x57, 0x01, 0, 0, 0}
+	reply := &redir.StartSessionReply{Status: status, ProtocolMajor: 1, FWMajor: cfg.FWMajor, FWMinor: cfg.FWMinor, OEM: intelIANA}
 	if err := ss.send(reply, false); err != nil {
 		return err
 	}
 	return fail
 }
 
+// intelIANA is Intel's IANA enterprise number, the OEM of real AMT's 0x11.
+const intelIANA = 343
+
 // authReply writes a 0x14 with data.
-func (ss *redirSession) authReply(status, typ byte, data []byte) error {
-	msg := make([]byte, 9, 9+len(data))
-	msg[0], msg[1], msg[4] = redirAuthenticateReply, status, typ
-	binary.LittleEndian.PutUint32(msg[5:], uint32(len(data)))
-	return ss.send(append(msg, data...), false)
+func (ss *redirSession) authReply(status byte, typ redir.AuthType, data []byte) error {
+	return ss.send(&redir.AuthenticateReply{Status: status, Type: typ, Data: data}, false)
 }
 
 // authenticate runs 0x13 exchanges until one succeeds. Every failure is
 // answered with its status before the session closes.
 func (ss *redirSession) authenticate() error {
-	for range maxAuthRounds {
-		code, err := ss.br.ReadByte()
-		if err != nil {
-			return fmt.Errorf("amtsim: redirection read: %w", err)
+	for range redir.MaxAuthMessages {
+		m, _, err := ss.read("during authentication", redir.MsgAuthenticate)
+		if a, ok := m.(*redir.Authenticate); ok && err != nil {
+			ss.authReply(redir.StatusAuthFailed, a.Type, nil) // too much data
 		}
-		if code != redirAuthenticate {
-			return fmt.Errorf("%w: message 0x%02x during authentication", ErrRedirProtocol, code)
-		}
-		h, err := ss.readRest(code, 9)
 		if err != nil {
 			return err
 		}
-		typ, n := h[4], binary.LittleEndian.Uint32(h[5:9])
-		if n > maxAuthData {
-			ss.authReply(authFailed, typ, nil)
-			return fmt.Errorf("%w: %d bytes of authentication data", ErrRedirProtocol, n)
-		}
-		data, err := ss.readFull(int(n))
+		a, err := msgAs[*redir.Authenticate](m, "during authentication")
 		if err != nil {
 			return err
 		}
-		done, err := ss.authStep(typ, data)
+		done, err := ss.authStep(a.Type, a.Data)
 		if err != nil || done {
 			return err
 		}
 	}
-	ss.authReply(authFailed, 0, nil)
-	return fmt.Errorf("%w: more than %d authentication messages", ErrRedirProtocol, maxAuthRounds)
+	ss.authReply(redir.StatusAuthFailed, redir.AuthQuery, nil)
+	return fmt.Errorf("%w: more than %d authentication messages", ErrRedirProtocol, redir.MaxAuthMessages)
 }
 
 // authStep handles one 0x13 and reports whether the console is now
 // authenticated.
-func (ss *redirSession) authStep(typ byte, data []byte) (bool, error) {
+func (ss *redirSession) authStep(typ redir.AuthType, data []byte) (bool, error) {
 	cfg := &ss.s.cfg
 	switch typ {
-	case authQuery:
+	case redir.AuthQuery:
 		// Digest first: the browsers behind a relay need 4 (redirection.md
 		// §4), and amtterm 1.8 picks 4, then 3, then 1.
-		offer := []byte{authDigest, authDigest69, authClear}
+		offer := []byte{byte(redir.AuthDigest), byte(redir.AuthDigestRFC2069), byte(redir.AuthPassword)}
 		if cfg.NoClearText {
 			offer = offer[:2]
 		}
-		return false, ss.authReply(authOK, authQuery, offer)
-	case authClear:
+		return false, ss.authReply(redir.StatusOK, redir.AuthQuery, offer)
+	case redir.AuthPassword:
 		if cfg.NoClearText {
-			ss.authReply(authUnsupported, typ, nil)
+			ss.authReply(redir.StatusAuthUnsupported, typ, nil)
 			return false, fmt.Errorf("%w: clear-text authentication is disabled", ErrRedirAuth)
 		}
-		user, pass, ok := parseClearAuth(data)
-		if !ok || !ss.credentialsOK(user, pass) {
-			ss.authReply(authFailed, typ, nil)
+		a, err := redir.ParsePasswordAuth(data)
+		if err != nil || !ss.credentialsOK([]byte(a.User), a.Password) {
+			ss.authReply(redir.StatusAuthFailed, typ, nil)
 			return false, fmt.Errorf("%w: wrong user name or password", ErrRedirAuth)
 		}
-		return true, ss.authReply(authOK, typ, nil)
-	case authDigest, authDigest69:
+		return true, ss.authReply(redir.StatusOK, typ, nil)
+	case redir.AuthDigest, redir.AuthDigestRFC2069:
 		return ss.digest(typ, data)
 	default: // Kerberos and unknown types
-		ss.authReply(authUnsupported, typ, nil)
+		ss.authReply(redir.StatusAuthUnsupported, typ, nil)
 		return false, fmt.Errorf("%w: authentication type %d not supported", ErrRedirAuth, typ)
 	}
-}
-
-// parseClearAuth splits type 1 data: [ulen][user][plen][pass], nothing
-// after.
-func parseClearAuth(b []byte) (user, pass []byte, ok bool) {
-	if len(b) < 1 || len(b) < 1+int(b[0])+1 {
-		return nil, nil, false
-	}
-	user, b = b[1:1+int(b[0])], b[1+int(b[0]):]
-	if len(b) != 1+int(b[0]) {
-		return nil, nil, false
-	}
-	return user, b[1:], true
 }
 
 // credentialsOK compares in constant time (for equal lengths).
@@ -579,117 +503,62 @@ func (ss *redirSession) credentialsOK(user, pass []byte) bool {
 	return u&p == 1
 }
 
-// digestFields holds the fields of a type 3 or 4 request (redirection.md
-// §2): user, realm, nonce, uri, cnonce, nc, response and, for type 4, qop.
-type digestFields struct {
-	user, realm, nonce, uri, cnonce, nc, response, qop string
-}
-
-// parseDigestAuth splits type 3/4 data into its length-prefixed fields:
-// eight for type 4; seven or eight (an empty qop) for type 3.
-func parseDigestAuth(typ byte, b []byte) (digestFields, bool) {
-	var f []string
-	for len(b) > 0 {
-		n := int(b[0])
-		if len(b) < 1+n || len(f) == 8 {
-			return digestFields{}, false
-		}
-		f = append(f, string(b[1:1+n]))
-		b = b[1+n:]
-	}
-	switch {
-	case len(f) == 8:
-	case len(f) == 7 && typ == authDigest69:
-		f = append(f, "")
-	default:
-		return digestFields{}, false
-	}
-	return digestFields{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]}, true
-}
-
 // digest handles a type 3 or 4 message: an empty request (step 1) gets a
 // challenge with status 1; a response (step 3) to this session's nonce is
 // verified.
-func (ss *redirSession) digest(typ byte, data []byte) (bool, error) {
+func (ss *redirSession) digest(typ redir.AuthType, data []byte) (bool, error) {
 	cfg := &ss.s.cfg
-	f, ok := parseDigestAuth(typ, data)
-	if !ok {
-		ss.authReply(authFailed, typ, nil)
-		return false, fmt.Errorf("%w: malformed digest data", ErrRedirProtocol)
+	f, err := redir.ParseDigest(typ, data)
+	if err != nil {
+		ss.authReply(redir.StatusAuthFailed, typ, nil)
+		return false, fmt.Errorf("%w: malformed digest data: %w", ErrRedirProtocol, err)
 	}
-	if f.nonce == "" && f.response == "" {
+	if f.Nonce == "" && f.Response == "" {
 		var b [16]byte
 		rand.Read(b[:])
 		ss.nonce, ss.nonceFor = hex.EncodeToString(b[:]), typ
-		ch := appendLV(nil, cfg.Realm)
-		ch = appendLV(ch, ss.nonce)
-		if typ == authDigest {
-			ch = appendLV(ch, "auth")
+		ch := redir.Challenge{Realm: cfg.Realm, Nonce: ss.nonce}
+		if typ == redir.AuthDigest {
+			ch.QOP = redir.QOPAuth
 		}
-		return false, ss.authReply(authFailed, typ, ch)
+		return false, ss.authReply(redir.StatusAuthFailed, typ, ch.Append(nil))
 	}
-	ok = ss.nonce != "" && ss.nonceFor == typ && f.nonce == ss.nonce && f.realm == cfg.Realm &&
-		(typ == authDigest69 || f.qop == "auth") && len(cfg.Password) > 0
+	ok := ss.nonce != "" && ss.nonceFor == typ && f.Nonce == ss.nonce && f.Realm == cfg.Realm &&
+		(typ == redir.AuthDigestRFC2069 || f.QOP == redir.QOPAuth) && len(cfg.Password) > 0
 	ss.nonce = "" // one attempt per challenge
 	if ok {
-		want := redirDigestResponse(typ, cfg.User, cfg.Realm, cfg.Password, f.nonce, f.nc, f.cnonce, f.qop)
-		u := subtle.ConstantTimeCompare([]byte(f.user), []byte(cfg.User))
-		r := subtle.ConstantTimeCompare([]byte(strings.ToLower(f.response)), []byte(want))
+		// Hashed with the console's user name: a wrong one fails u.
+		want := f.ResponseFor(typ, cfg.Password)
+		u := subtle.ConstantTimeCompare([]byte(f.User), []byte(cfg.User))
+		r := subtle.ConstantTimeCompare([]byte(strings.ToLower(f.Response)), []byte(want))
 		ok = u&r == 1
 	}
 	if !ok {
-		ss.authReply(authFailed, typ, nil)
+		ss.authReply(redir.StatusAuthFailed, typ, nil)
 		return false, fmt.Errorf("%w: wrong digest response", ErrRedirAuth)
 	}
-	return true, ss.authReply(authOK, typ, nil)
-}
-
-// appendLV appends s with a one-byte length; s is at most 255 bytes.
-func appendLV(b []byte, s string) []byte {
-	return append(append(b, byte(len(s))), s...)
-}
-
-// redirDigestResponse computes the expected response (redirection.md §2):
-// HA1 = MD5(user:realm:pass), HA2 = MD5("POST:/RedirectionService"), then
-// MD5(HA1:nonce:nc:cnonce:qop:HA2) for type 4, MD5(HA1:nonce:HA2) for type 3.
-// nc and cnonce are hashed as received.
-func redirDigestResponse(typ byte, user, realm string, pass []byte, nonce, nc, cnonce, qop string) string {
-	h := md5.New()
-	io.WriteString(h, user+":"+realm+":")
-	h.Write(pass)
-	ha1 := hex.EncodeToString(h.Sum(nil))
-	ha2 := md5hex("POST:" + redirDigestURI)
-	if typ == authDigest69 {
-		return md5hex(ha1 + ":" + nonce + ":" + ha2)
-	}
-	return md5hex(ha1 + ":" + nonce + ":" + nc + ":" + cnonce + ":" + qop + ":" + ha2)
+	return true, ss.authReply(redir.StatusOK, typ, nil)
 }
 
 // startSOL reads 0x20 and answers 0x21; it returns the heartbeat interval
 // the device will keep.
 func (ss *redirSession) startSOL() (time.Duration, error) {
-	code, err := ss.br.ReadByte()
-	if err != nil {
-		return 0, fmt.Errorf("amtsim: redirection read: %w", err)
-	}
-	if code != solStart {
-		return 0, fmt.Errorf("%w: message 0x%02x instead of StartSOLRedirection", ErrRedirProtocol, code)
-	}
-	m, err := ss.readRest(code, solStartLen)
+	m, _, err := ss.read("instead of StartSOLRedirection", redir.MsgSOLStart)
 	if err != nil {
 		return 0, err
 	}
-	hb := time.Duration(binary.LittleEndian.Uint16(m[18:20])) * time.Millisecond
+	start, err := msgAs[*redir.SOLStart](m, "instead of StartSOLRedirection")
+	if err != nil {
+		return 0, err
+	}
+	hb := time.Duration(start.Settings.HeartbeatInterval) * time.Millisecond
 	if hb == 0 {
 		hb = ss.s.cfg.Heartbeat
 	}
 	hb = min(max(hb, minSOLHeartbeat), maxSOLHeartbeat)
 	// Status 0, the six settings echoed, three zero bytes. The sequence
 	// number is 1, the 0x01 at [4] that 9front's client checks.
-	body := make([]byte, 0, solStartReplyLen-solHeaderLen)
-	body = append(body, m[8:20]...)
-	body = append(body, 0, 0, 0)
-	if err := ss.sendSOL(solStartReply, body, true); err != nil {
+	if err := ss.sendSOL(&redir.SOLStartReply{Settings: start.Settings}, true); err != nil {
 		return 0, err
 	}
 	return hb, nil
@@ -705,7 +574,7 @@ func (ss *redirSession) heartbeats(every time.Duration, done <-chan struct{}, wg
 		case <-done:
 			return
 		case <-t.C:
-			if err := ss.sendSOL(solHeartbeat, nil, false); err != nil {
+			if err := ss.sendSOL(&redir.SOLHeartbeat{}, false); err != nil {
 				return
 			}
 		}
@@ -716,9 +585,7 @@ func (ss *redirSession) heartbeats(every time.Duration, done <-chan struct{}, wg
 func (ss *redirSession) output(p []byte) error {
 	for len(p) > 0 {
 		k := min(len(p), maxSOLChunk)
-		body := make([]byte, 2, 2+k)
-		binary.LittleEndian.PutUint16(body, uint16(k))
-		if err := ss.sendSOL(solDataFromHost, append(body, p[:k]...), false); err != nil {
+		if err := ss.sendSOL(&redir.SOLDataFromHost{Data: p[:k]}, false); err != nil {
 			return err
 		}
 		p = p[k:]
@@ -726,64 +593,40 @@ func (ss *redirSession) output(p []byte) error {
 	return nil
 }
 
+// consoleCodes are the messages a console may send during SOL. A ping is
+// not answered: web consoles die on an unexpected 0x25 (redirection.md §4).
+var consoleCodes = []byte{redir.MsgSOLDataToHost, redir.MsgSOLHeartbeat, redir.MsgSOLPing, redir.MsgSOLOpen,
+	redir.MsgSOLEnd, redir.MsgEndSession}
+
 // console serves the running SOL session until the console ends it.
 func (ss *redirSession) console() error {
 	idle := ss.s.cfg.IdleTimeout
 	for {
 		ss.conn.SetReadDeadline(time.Now().Add(idle))
-		code, err := ss.br.ReadByte()
+		m, b, err := ss.read("during SOL", consoleCodes...)
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			if len(b) == 0 && (errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)) {
 				return nil // web consoles just close
 			}
-			return fmt.Errorf("amtsim: redirection read: %w", err)
+			return err
 		}
-		switch code {
-		case solDataToHost:
-			h, err := ss.readRest(code, solHeaderLen+2)
-			if err != nil {
-				return err
-			}
-			n := binary.LittleEndian.Uint16(h[8:])
-			if n > maxSOLData {
-				return fmt.Errorf("%w: %d bytes of SOL data", ErrRedirProtocol, n)
-			}
-			data, err := ss.readFull(int(n))
-			if err != nil {
-				return err
-			}
+		switch m := m.(type) {
+		case *redir.SOLDataToHost:
 			if ss.isEnded() {
 				continue // amtterm sends its ^] after 0x22
 			}
-			ss.s.recordInput(data)
-			if err := ss.output(ss.host(data)); err != nil {
+			ss.s.recordInput(m.Data)
+			if err := ss.output(ss.host(m.Data)); err != nil {
 				return nil
 			}
-		case solHeartbeat, solPing:
-			// Heartbeats and echoes of ours. A ping is not answered:
-			// web consoles die on an unexpected 0x25 (redirection.md §4).
-			if _, err := ss.readRest(code, solHeaderLen); err != nil {
-				return err
-			}
-		case solOpen:
-			if _, err := ss.readRest(code, 14); err != nil {
-				return err
-			}
-		case solEnd:
-			if _, err := ss.readRest(code, solHeaderLen); err != nil {
-				return err
-			}
-			if err := ss.sendSOL(solEndReply, nil, true); err != nil {
+		case *redir.SOLEnd:
+			if err := ss.sendSOL(&redir.SOLEndReply{}, true); err != nil {
 				return nil
 			}
-		case redirEndSession:
-			if _, err := ss.readRest(code, 4); err != nil {
-				return err
-			}
+		case *redir.EndSession:
 			return nil
-		default:
-			return fmt.Errorf("%w: message 0x%02x during SOL", ErrRedirProtocol, code)
 		}
+		// Heartbeats, echoes of ours, pings and 0x27 need no answer.
 	}
 }
 

@@ -2,16 +2,15 @@ package amtsim
 
 // A Serial-over-LAN console: the client side of the redirection protocol
 // (redirection.md), written from the spec apart from the device side in
-// redir.go (they share only the message codes), so that each checks the
-// other. It behaves like MeshCommander and ui-toolkit (§4): a query, digest
-// authentication, 0x20 with their settings, 0x27, its own heartbeats, and
-// a parser that accepts messages split at any byte.
+// redir.go (they share only the codec, mps/redir, whose vectors are checked
+// against the spec's), so that each checks the other's logic. It behaves
+// like MeshCommander and ui-toolkit (§4): a query, digest authentication,
+// 0x20 with their settings, 0x27, its own heartbeats, and a parser that
+// accepts messages split at any byte.
 
 import (
 	"bufio"
-	"crypto/md5"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,6 +18,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/presence-mps/presence/mps/redir"
 )
 
 // SOLAuth selects how [DialSOL] authenticates.
@@ -37,8 +38,7 @@ const (
 const (
 	solClientHeartbeat = 2 * time.Second // as MeshCommander
 	solClientChunk     = 512             // keystrokes per 0x28, as amtterm
-	maxClientAuthData  = 4 << 10
-	clientNC           = "00000002" // MeshCommander's and amtterm 1.8's nc
+	clientNC           = "00000002"      // MeshCommander's and amtterm 1.8's nc
 )
 
 // RedirStatusError reports a reply of the device with a non-zero status.
@@ -57,11 +57,11 @@ func (e *RedirStatusError) Error() string {
 func (e *RedirStatusError) Is(target error) bool {
 	switch target {
 	case ErrRedirBusy:
-		return e.Code == redirStartSessionReply && e.Status == sessionBusy
+		return e.Code == redir.MsgStartSessionReply && e.Status == redir.StatusBusy
 	case ErrRedirUnsupported:
-		return e.Code == redirStartSessionReply && (e.Status == sessionUnknownType || e.Status == sessionUnsupported)
+		return e.Code == redir.MsgStartSessionReply && (e.Status == redir.StatusUnknownType || e.Status == redir.StatusUnsupported)
 	case ErrRedirAuth:
-		return e.Code == redirAuthenticateReply
+		return e.Code == redir.MsgAuthenticateReply
 	}
 	return false
 }
@@ -105,33 +105,32 @@ func DialSOL(conn net.Conn, user, password string, auth SOLAuth) (*SOLClient, er
 }
 
 func (c *SOLClient) handshake(user, password string, auth SOLAuth) error {
-	if len(user) > 255 || len(password) > 255 {
+	if len(user) > redir.MaxLV || len(password) > redir.MaxLV {
 		return errors.New("amtsim: sol client: user name or password longer than 255 bytes")
 	}
-	if err := c.write([]byte{redirStartSession, 0, 0, 0, 'S', 'O', 'L', ' '}); err != nil {
+	if err := c.write(&redir.StartSession{Kind: redir.KindSOL}); err != nil {
 		return err
 	}
-	m, err := c.expect(redirStartSessionReply)
+	start, err := expectAs[*redir.StartSessionReply](c, redir.MsgStartSessionReply)
 	if err != nil {
 		return err
 	}
-	if m[1] != sessionOK {
-		return &RedirStatusError{Code: redirStartSessionReply, Status: m[1]}
+	if start.Status != redir.StatusOK {
+		return &RedirStatusError{Code: redir.MsgStartSessionReply, Status: start.Status}
 	}
-	if m[4] != 1 {
-		return fmt.Errorf("%w: redirection protocol version %d.%d", ErrRedirProtocol, m[4], m[5])
+	if start.ProtocolMajor != 1 {
+		return fmt.Errorf("%w: redirection protocol version %d.%d", ErrRedirProtocol, start.ProtocolMajor, start.ProtocolMinor)
 	}
 
-	typ := byte(authClear)
+	typ := redir.AuthPassword
 	if auth == SOLAuthDigest {
 		if typ, err = c.query(); err != nil {
 			return err
 		}
 	}
 	switch typ {
-	case authClear:
-		data := append(append(append([]byte{byte(len(user))}, user...), byte(len(password))), password...)
-		err = c.authenticate(authClear, data, nil)
+	case redir.AuthPassword:
+		_, err = c.authenticate(typ, redir.PasswordAuth{User: user, Password: []byte(password)}.Append(nil), false)
 	default:
 		err = c.digest(typ, user, password)
 	}
@@ -139,41 +138,34 @@ func (c *SOLClient) handshake(user, password string, auth SOLAuth) error {
 		return err
 	}
 
-	// 0x20: seq 1, MaxTxBuffer 10000, TxBufferTimeout 100,
-	// TxOverflowTimeout 0, HostSessionRxTimeout 10000,
-	// HostFifoRxFlushTimeout 100, HeartbeatInterval 0, four zero bytes.
-	var start []byte
-	for _, v := range []uint16{10000, 100, 0, 10000, 100, 0} {
-		start = binary.LittleEndian.AppendUint16(start, v)
-	}
-	if err := c.writeSOL(solStart, append(start, 0, 0, 0, 0)); err != nil {
+	// 0x20: seq 1 and the web consoles' settings.
+	settings := redir.SOLSettings{MaxTxBuffer: 10000, TxBufferTimeout: 100, HostSessionRxTimeout: 10000, HostFifoRxFlushTimeout: 100}
+	if err := c.writeSOL(&redir.SOLStart{Settings: settings}); err != nil {
 		return err
 	}
-	if m, err = c.expect(solStartReply); err != nil {
+	reply, err := expectAs[*redir.SOLStartReply](c, redir.MsgSOLStartReply)
+	if err != nil {
 		return err
 	}
-	if m[1] != 0 {
-		return &RedirStatusError{Code: solStartReply, Status: m[1]}
+	if reply.Status != 0 {
+		return &RedirStatusError{Code: redir.MsgSOLStartReply, Status: reply.Status}
 	}
-	return c.writeSOL(solOpen, []byte{0, 0, 0x1b, 0, 0, 0})
+	return c.writeSOL(&redir.SOLOpen{Data: [6]byte{2: 0x1b}})
 }
 
 // query asks for the supported authentication types and picks one.
-func (c *SOLClient) query() (byte, error) {
-	if err := c.write([]byte{redirAuthenticate, 0, 0, 0, authQuery, 0, 0, 0, 0}); err != nil {
-		return 0, err
-	}
-	m, err := c.expect(redirAuthenticateReply)
+func (c *SOLClient) query() (redir.AuthType, error) {
+	r, err := c.exchange(redir.AuthQuery, nil)
 	if err != nil {
 		return 0, err
 	}
-	if m[1] != authOK {
-		return 0, &RedirStatusError{Code: redirAuthenticateReply, Status: m[1]}
+	if r.Status != redir.StatusOK {
+		return 0, &RedirStatusError{Code: redir.MsgAuthenticateReply, Status: r.Status}
 	}
-	offered := m[9:]
-	for _, want := range []byte{authDigest, authDigest69, authClear} {
+	offered := r.Data
+	for _, want := range []redir.AuthType{redir.AuthDigest, redir.AuthDigestRFC2069, redir.AuthPassword} {
 		for _, t := range offered {
-			if t == want {
+			if redir.AuthType(t) == want {
 				return want, nil
 			}
 		}
@@ -181,189 +173,113 @@ func (c *SOLClient) query() (byte, error) {
 	return 0, fmt.Errorf("%w: the device offers no usable authentication type (% x)", ErrRedirAuth, offered)
 }
 
-// authenticate sends one 0x13 and returns the 0x14 data; with challenge
-// set a status 1 is the expected answer, otherwise only 0 is.
-func (c *SOLClient) authenticate(typ byte, data []byte, challenge *[]byte) error {
-	msg := []byte{redirAuthenticate, 0, 0, 0, typ}
-	msg = binary.LittleEndian.AppendUint32(msg, uint32(len(data)))
-	if err := c.write(append(msg, data...)); err != nil {
-		return err
+// exchange sends one 0x13 and returns the 0x14 that answers it.
+func (c *SOLClient) exchange(typ redir.AuthType, data []byte) (*redir.AuthenticateReply, error) {
+	if err := c.write(&redir.Authenticate{Type: typ, Data: data}); err != nil {
+		return nil, err
 	}
-	m, err := c.expect(redirAuthenticateReply)
+	return expectAs[*redir.AuthenticateReply](c, redir.MsgAuthenticateReply)
+}
+
+// authenticate sends one 0x13 of type typ and returns the 0x14 data; with
+// challenge a status 1 is the expected answer, otherwise only 0 is.
+func (c *SOLClient) authenticate(typ redir.AuthType, data []byte, challenge bool) ([]byte, error) {
+	r, err := c.exchange(typ, data)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	want := byte(authOK)
-	if challenge != nil {
-		want = authFailed
+	want := byte(redir.StatusOK)
+	if challenge {
+		want = redir.StatusAuthFailed
 	}
-	if m[1] != want || m[4] != typ {
-		return &RedirStatusError{Code: redirAuthenticateReply, Status: m[1]}
+	if r.Status != want || r.Type != typ {
+		return nil, &RedirStatusError{Code: redir.MsgAuthenticateReply, Status: r.Status}
 	}
-	if challenge != nil {
-		*challenge = m[9:]
-	}
-	return nil
+	return r.Data, nil
 }
 
 // digest runs the three steps of type 3 or 4 (redirection.md §2).
-func (c *SOLClient) digest(typ byte, user, password string) error {
-	lv := func(b []byte, s string) []byte { return append(append(b, byte(len(s))), s...) }
-	// Step 1: user, empty realm and nonce, the uri, and empty cnonce, nc,
-	// response (and qop).
-	req := lv(nil, user)
-	req = append(req, 0, 0)
-	req = lv(req, redirDigestURI)
-	req = append(req, 0, 0, 0)
-	if typ == authDigest {
-		req = append(req, 0)
-	}
-	var ch []byte
-	if err := c.authenticate(typ, req, &ch); err != nil {
+func (c *SOLClient) digest(typ redir.AuthType, user, password string) error {
+	// Step 1: user and uri; the device answers with its challenge.
+	data, err := c.authenticate(typ, redir.Digest{User: user, URI: redir.DigestURI}.Append(nil, typ), true)
+	if err != nil {
 		return err
 	}
-	// Step 2: [realm][nonce], then [qop] for type 4.
-	var fields []string
-	for len(ch) > 0 {
-		n := int(ch[0])
-		if len(ch) < 1+n {
-			return fmt.Errorf("%w: truncated digest challenge", ErrRedirProtocol)
-		}
-		fields = append(fields, string(ch[1:1+n]))
-		ch = ch[1+n:]
-	}
-	if len(fields) < 2 || len(fields) > 3 {
-		return fmt.Errorf("%w: digest challenge with %d fields", ErrRedirProtocol, len(fields))
-	}
-	realm, nonce, qop := fields[0], fields[1], ""
-	if typ == authDigest {
-		qop = "auth"
+	ch, err := redir.ParseChallenge(data)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrRedirProtocol, err)
 	}
 	// Step 3.
-	var cn [16]byte
-	rand.Read(cn[:])
-	cnonce, nc := hex.EncodeToString(cn[:]), clientNC
-	if typ == authDigest69 {
-		cnonce, nc = "", ""
+	d := redir.Digest{User: user, Realm: ch.Realm, Nonce: ch.Nonce, URI: redir.DigestURI}
+	if typ == redir.AuthDigest {
+		var cn [16]byte
+		rand.Read(cn[:])
+		d.CNonce, d.NC, d.QOP = hex.EncodeToString(cn[:]), clientNC, redir.QOPAuth
 	}
-	resp := clientDigest(typ, user, realm, password, nonce, nc, cnonce)
-	req = nil
-	for _, f := range []string{user, realm, nonce, redirDigestURI, cnonce, nc, resp} {
-		req = lv(req, f)
-	}
-	if typ == authDigest {
-		req = lv(req, qop)
-	}
-	return c.authenticate(typ, req, nil)
-}
-
-// clientDigest computes a digest response: RFC 2617 with qop=auth for type
-// 4, RFC 2069 for type 3, with HA2 = MD5("POST:/RedirectionService").
-func clientDigest(typ byte, user, realm, password, nonce, nc, cnonce string) string {
-	hash := func(s string) string { h := md5.Sum([]byte(s)); return hex.EncodeToString(h[:]) }
-	ha1 := hash(user + ":" + realm + ":" + password)
-	ha2 := hash("POST:" + redirDigestURI)
-	if typ == authDigest69 {
-		return hash(ha1 + ":" + nonce + ":" + ha2)
-	}
-	return hash(ha1 + ":" + nonce + ":" + nc + ":" + cnonce + ":auth:" + ha2)
+	d.Response = d.ResponseFor(typ, []byte(password))
+	_, err = c.authenticate(typ, d.Append(nil, typ), false)
+	return err
 }
 
 // write sends one message in one Write.
-func (c *SOLClient) write(b []byte) error {
+func (c *SOLClient) write(m redir.Message) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_, err := c.conn.Write(b)
+	_, err := c.conn.Write(redir.Marshal(m))
 	return err
 }
 
 // writeSOL numbers and sends a SOL message.
-func (c *SOLClient) writeSOL(code byte, body []byte) error {
+func (c *SOLClient) writeSOL(m redir.SOLMessage) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.seq++
-	b := binary.LittleEndian.AppendUint32([]byte{code, 0, 0, 0}, c.seq)
-	_, err := c.conn.Write(append(b, body...))
+	m.Header().Seq = c.seq
+	_, err := c.conn.Write(redir.Marshal(m))
 	return err
 }
 
 // expect returns the next message, which must be code; heartbeats and
 // control messages in between are skipped.
-func (c *SOLClient) expect(code byte) ([]byte, error) {
+func (c *SOLClient) expect(code byte) (redir.Message, error) {
 	for {
 		m, err := c.readMsg()
 		if err != nil {
 			return nil, err
 		}
-		switch m[0] {
+		switch m.Code() {
 		case code:
 			return m, nil
-		case solHeartbeat, solControls, 0xF0:
+		case redir.MsgSOLHeartbeat, redir.MsgSOLControls, redir.MsgRecording:
 		default:
-			return nil, fmt.Errorf("%w: got message 0x%02x, want 0x%02x", ErrRedirProtocol, m[0], code)
+			return nil, fmt.Errorf("%w: got %s, want %s", ErrRedirProtocol, redir.Name(m.Code()), redir.Name(code))
 		}
 	}
 }
+
+// expectAs returns the next message, which must be code, as its type T;
+// see [SOLClient.expect].
+func expectAs[T redir.Message](c *SOLClient, code byte) (T, error) {
+	m, err := c.expect(code)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return msgAs[T](m, "from the device")
+}
+
+// deviceCodes are the messages a device may send to a console.
+var deviceCodes = []byte{redir.MsgRecording, redir.MsgStartSessionReply, redir.MsgAuthenticateReply,
+	redir.MsgSOLStartReply, redir.MsgSOLEndReply, redir.MsgSOLHeartbeat, redir.MsgSOLPing,
+	redir.MsgSOLControls, redir.MsgSOLDataFromHost}
 
 // readMsg reads one whole message from the device.
-func (c *SOLClient) readMsg() ([]byte, error) {
-	code, err := c.br.ReadByte()
-	if err != nil {
-		return nil, err
+func (c *SOLClient) readMsg() (redir.Message, error) {
+	m, _, err := redir.ReadMessage(c.br, deviceCodes...)
+	if _, ok := errors.AsType[*redir.ParseError](err); ok {
+		return nil, fmt.Errorf("%w: %w", ErrRedirProtocol, err)
 	}
-	var n int // the length of the fixed part
-	switch code {
-	case 0xF0:
-		// MeshCentral's relay: "this session is recorded".
-		return []byte{code}, nil
-	case redirStartSessionReply:
-		n = 13
-	case redirAuthenticateReply:
-		n = 9
-	case solStartReply:
-		n = solStartReplyLen
-	case solEndReply, solHeartbeat, solPing:
-		n = solHeaderLen
-	case solControls:
-		n = 10
-	case solDataFromHost:
-		n = solHeaderLen + 2
-	default:
-		return nil, fmt.Errorf("%w: unknown message 0x%02x from the device", ErrRedirProtocol, code)
-	}
-	m := make([]byte, n)
-	m[0] = code
-	if err := c.readFull(m[1:]); err != nil {
-		return nil, err
-	}
-	var extra int
-	switch code {
-	case redirStartSessionReply:
-		extra = int(m[12])
-	case redirAuthenticateReply:
-		l := binary.LittleEndian.Uint32(m[5:9])
-		if l > maxClientAuthData {
-			return nil, fmt.Errorf("%w: 0x14 with %d bytes of data", ErrRedirProtocol, l)
-		}
-		extra = int(l)
-	case solDataFromHost:
-		extra = int(binary.LittleEndian.Uint16(m[8:10]))
-	}
-	if extra > 0 {
-		m = append(m, make([]byte, extra)...)
-		if err := c.readFull(m[n:]); err != nil {
-			return nil, err
-		}
-	}
-	return m, nil
-}
-
-func (c *SOLClient) readFull(b []byte) error {
-	_, err := io.ReadFull(c.br, b)
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
+	return m, err
 }
 
 func (c *SOLClient) heartbeats() {
@@ -375,7 +291,7 @@ func (c *SOLClient) heartbeats() {
 		case <-c.done:
 			return
 		case <-t.C:
-			if c.writeSOL(solHeartbeat, nil) != nil {
+			if c.writeSOL(&redir.SOLHeartbeat{}) != nil {
 				return
 			}
 		}
@@ -390,14 +306,14 @@ func (c *SOLClient) Read(p []byte) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		switch m[0] {
-		case solDataFromHost:
-			c.pending = m[solHeaderLen+2:]
-		case solEndReply:
+		switch m := m.(type) {
+		case *redir.SOLDataFromHost:
+			c.pending = m.Data
+		case *redir.SOLEndReply:
 			return 0, io.EOF
-		case solHeartbeat, solControls, solPing, 0xF0:
+		case *redir.SOLHeartbeat, *redir.SOLControls, *redir.SOLPing, *redir.Recording:
 		default:
-			return 0, fmt.Errorf("%w: message 0x%02x during SOL", ErrRedirProtocol, m[0])
+			return 0, fmt.Errorf("%w: %s during SOL", ErrRedirProtocol, redir.Name(m.Code()))
 		}
 	}
 	n := copy(p, c.pending)
@@ -411,8 +327,7 @@ func (c *SOLClient) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		k := min(len(p), solClientChunk)
-		body := binary.LittleEndian.AppendUint16(nil, uint16(k))
-		if err := c.writeSOL(solDataToHost, append(body, p[:k]...)); err != nil {
+		if err := c.writeSOL(&redir.SOLDataToHost{Data: p[:k]}); err != nil {
 			return n, err
 		}
 		n += k
@@ -428,18 +343,18 @@ func (c *SOLClient) SetReadDeadline(t time.Time) error { return c.conn.SetReadDe
 // has arrived; host output still arriving is discarded. It then closes the
 // client. It must not run concurrently with Read.
 func (c *SOLClient) End() error {
-	err := c.writeSOL(solEnd, nil)
+	err := c.writeSOL(&redir.SOLEnd{})
 	if err == nil {
 		c.conn.SetReadDeadline(time.Now().Add(DefaultRedirHandshakeTimeout))
 		for {
-			var m []byte
-			if m, err = c.readMsg(); err != nil || m[0] == solEndReply {
+			var m redir.Message
+			if m, err = c.readMsg(); err != nil || m.Code() == redir.MsgSOLEndReply {
 				break
 			}
 		}
 	}
 	if err == nil {
-		err = c.write([]byte{redirEndSession, 0, 0, 0})
+		err = c.write(&redir.EndSession{})
 	}
 	if cerr := c.Close(); err == nil {
 		err = cerr

@@ -18,9 +18,10 @@ import (
 	"time"
 
 	"github.com/presence-mps/presence/mps/apf"
+	"github.com/presence-mps/presence/mps/redir"
 )
 
-// The §5 digest vector (redirection.md).
+// The §5 digest vector (redirection.md); mps/redir checks the response.
 const (
 	vecRealm    = "Digest:F3EB554784E729164447A89F60B641C5"
 	vecNonce    = "Ym9ndXNub25jZTAxMjM0NTY3ODlhYmNk"
@@ -47,24 +48,32 @@ func banner() []byte {
 
 // solData builds a 0x2A or 0x28 message.
 func solData(code byte, seq uint32, data []byte) []byte {
-	b := binary.LittleEndian.AppendUint32([]byte{code, 0, 0, 0}, seq)
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(data)))
-	return append(b, data...)
+	h := redir.SOLHeader{Seq: seq}
+	if code == redir.MsgSOLDataToHost {
+		return redir.Marshal(&redir.SOLDataToHost{SOLHeader: h, Data: data})
+	}
+	return redir.Marshal(&redir.SOLDataFromHost{SOLHeader: h, Data: data})
 }
 
-// lv encodes length-prefixed fields.
+// lv encodes length-value fields.
 func lv(fields ...string) []byte {
 	var b []byte
 	for _, f := range fields {
-		b = append(append(b, byte(len(f))), f...)
+		b = redir.AppendLV(b, f)
 	}
 	return b
 }
 
 // authMsg builds a 0x13.
-func authMsg(typ byte, data []byte) []byte {
-	b := binary.LittleEndian.AppendUint32([]byte{0x13, 0, 0, 0, typ}, uint32(len(data)))
-	return append(b, data...)
+func authMsg(typ redir.AuthType, data []byte) []byte {
+	return redir.Marshal(&redir.Authenticate{Type: typ, Data: data})
+}
+
+// solDigestResponse is a console's type 4 response to nonce (with the vector's
+// realm, nc and cnonce) for password.
+func solDigestResponse(nonce, password string) string {
+	d := redir.Digest{User: testUser, Realm: vecRealm, Nonce: nonce, NC: vecNC, CNonce: vecCnonce}
+	return d.ResponseFor(redir.AuthDigest, []byte(password))
 }
 
 // --- a raw console and a served session ---
@@ -103,18 +112,12 @@ func (r *rawConsole) expect(what string, want []byte) {
 // msg reads one message of the device.
 func (r *rawConsole) msg() []byte {
 	r.t.Helper()
-	h := r.readN("message type", 1)
-	switch h[0] {
-	case 0x21:
-		return append(h, r.readN("0x21", 22)...)
-	case 0x23, 0x2B:
-		return append(h, r.readN("SOL header", 7)...)
-	case 0x2A:
-		h = append(h, r.readN("0x2A header", 9)...)
-		return append(h, r.readN("0x2A data", int(binary.LittleEndian.Uint16(h[8:])))...)
+	r.c.SetReadDeadline(time.Now().Add(testTimeout))
+	_, b, err := redir.ReadMessage(r.br, redir.MsgSOLStartReply, redir.MsgSOLEndReply, redir.MsgSOLHeartbeat, redir.MsgSOLDataFromHost)
+	if err != nil {
+		r.t.Fatalf("reading a message: %v (got % x)", err, b)
 	}
-	r.t.Fatalf("unexpected message 0x%02x", h[0])
-	return nil
+	return b
 }
 
 // output reads 0x2A messages, skipping heartbeats, until the text holds want.
@@ -229,30 +232,6 @@ func (c *recConn) Write(b []byte) (int, error) {
 
 // --- tests ---
 
-func TestRedirDigestVector(t *testing.T) {
-	ha1 := md5hex(testUser + ":" + vecRealm + ":" + testPassword)
-	if ha1 != "0ae083011bae3d84fc486ce4ab44ae1d" {
-		t.Errorf("HA1 = %s", ha1)
-	}
-	if ha2 := md5hex("POST:/RedirectionService"); ha2 != "63719ae578d1b7ff84edbc5762bd658b" {
-		t.Errorf("HA2 = %s", ha2)
-	}
-	if got := redirDigestResponse(authDigest, testUser, vecRealm, []byte(testPassword), vecNonce, vecNC, vecCnonce, "auth"); got != vecResponse {
-		t.Errorf("device response = %s; want %s", got, vecResponse)
-	}
-	if got := clientDigest(authDigest, testUser, vecRealm, testPassword, vecNonce, vecNC, vecCnonce); got != vecResponse {
-		t.Errorf("client response = %s; want %s", got, vecResponse)
-	}
-	// Type 3 leaves out nc, cnonce and qop.
-	want := md5hex(ha1 + ":" + vecNonce + ":63719ae578d1b7ff84edbc5762bd658b")
-	if got := redirDigestResponse(authDigest69, testUser, vecRealm, []byte(testPassword), vecNonce, "", "", ""); got != want {
-		t.Errorf("device RFC 2069 response = %s; want %s", got, want)
-	}
-	if got := clientDigest(authDigest69, testUser, vecRealm, testPassword, vecNonce, "", ""); got != want {
-		t.Errorf("client RFC 2069 response = %s; want %s", got, want)
-	}
-}
-
 // TestRedirAmttermSession replays amtterm 1.4's session byte for byte
 // (vectors 1, 2, 4, 7, 9, 10, 11), and checks that every message is its own
 // Write and that nothing follows 0x21 or 0x23 within solSettle.
@@ -285,7 +264,7 @@ func TestRedirAmttermSession(t *testing.T) {
 	var codes []byte
 	for i, w := range rc.writes {
 		codes = append(codes, w.b[0])
-		if n := wholeMessage(w.b); n != len(w.b) {
+		if n, err := redir.Len(w.b); err != nil || n != len(w.b) {
 			t.Errorf("write %d (% x) is not one message", i, w.b)
 		}
 		if i > 0 && (rc.writes[i-1].b[0] == 0x21 || rc.writes[i-1].b[0] == 0x23) {
@@ -297,24 +276,6 @@ func TestRedirAmttermSession(t *testing.T) {
 	if want := []byte{0x11, 0x14, 0x21, 0x2A, 0x2A, 0x2A, 0x23}; !bytes.Equal(codes, want) {
 		t.Errorf("device wrote % x; want % x", codes, want)
 	}
-}
-
-// wholeMessage returns the length of the device message b starts with, by
-// the lengths of redirection.md §2.
-func wholeMessage(b []byte) int {
-	switch b[0] {
-	case 0x11:
-		return 13 + int(b[12])
-	case 0x14:
-		return 9 + int(binary.LittleEndian.Uint32(b[5:9]))
-	case 0x21:
-		return 23
-	case 0x23, 0x2B:
-		return 8
-	case 0x2A:
-		return 10 + int(binary.LittleEndian.Uint16(b[8:10]))
-	}
-	return -1
 }
 
 // TestRedirQueryAndDigest runs a web console's handshake by hand: the query
@@ -337,8 +298,8 @@ func TestRedirQueryAndDigest(t *testing.T) {
 	if ch[9+1+len(vecRealm)] != 32 || !bytes.HasSuffix(ch, lv("auth")) {
 		t.Fatalf("challenge = % x; want a 32-byte nonce and qop auth", ch)
 	}
-	resp := clientDigest(authDigest, testUser, vecRealm, testPassword, nonce, vecNC, vecCnonce)
-	step3 := authMsg(authDigest, lv(testUser, vecRealm, nonce, "/RedirectionService", vecCnonce, vecNC, resp, "auth"))
+	resp := solDigestResponse(nonce, testPassword)
+	step3 := authMsg(redir.AuthDigest, lv(testUser, vecRealm, nonce, "/RedirectionService", vecCnonce, vecNC, resp, "auth"))
 	if step3[5] != 0xb3 {
 		t.Fatalf("response L = %#x; want 0xb3", step3[5])
 	}
@@ -363,7 +324,7 @@ func TestRedirQueryAndDigest(t *testing.T) {
 
 // TestRedirRefusals covers every refusal: the reply, then the close.
 func TestRedirRefusals(t *testing.T) {
-	step1 := authMsg(authDigest, lv(testUser, "", "", "/RedirectionService", "", "", "", ""))
+	step1 := authMsg(redir.AuthDigest, lv(testUser, "", "", "/RedirectionService", "", "", "", ""))
 	for _, tc := range []struct {
 		name  string
 		edit  func(*RedirConfig)
@@ -375,16 +336,16 @@ func TestRedirRefusals(t *testing.T) {
 		{"IDER", nil, "IDER", nil, "11 03 00 00 01 00 0b 08 57 01 00 00 00", ErrRedirUnsupported},
 		{"KVM", nil, "KVMR", nil, "11 03 00 00 01 00 0b 08 57 01 00 00 00", ErrRedirUnsupported},
 		{"unknown type", nil, "ABCD", nil, "11 01 00 00 01 00 0b 08 57 01 00 00 00", ErrRedirUnsupported},
-		{"wrong password", nil, "SOL ", authMsg(authClear, lv(testUser, "wrong")), "14 01 00 00 01 00 00 00 00", ErrRedirAuth},
-		{"wrong user", nil, "SOL ", authMsg(authClear, lv("root", testPassword)), "14 01 00 00 01 00 00 00 00", ErrRedirAuth},
-		{"empty password configured", func(c *RedirConfig) { c.Password = nil }, "SOL ", authMsg(authClear, lv(testUser, "")), "14 01 00 00 01 00 00 00 00", ErrRedirAuth},
-		{"no clear text", func(c *RedirConfig) { c.NoClearText = true }, "SOL ", authMsg(authClear, lv(testUser, testPassword)), "14 02 00 00 01 00 00 00 00", ErrRedirAuth},
+		{"wrong password", nil, "SOL ", authMsg(redir.AuthPassword, lv(testUser, "wrong")), "14 01 00 00 01 00 00 00 00", ErrRedirAuth},
+		{"wrong user", nil, "SOL ", authMsg(redir.AuthPassword, lv("root", testPassword)), "14 01 00 00 01 00 00 00 00", ErrRedirAuth},
+		{"empty password configured", func(c *RedirConfig) { c.Password = nil }, "SOL ", authMsg(redir.AuthPassword, lv(testUser, "")), "14 01 00 00 01 00 00 00 00", ErrRedirAuth},
+		{"no clear text", func(c *RedirConfig) { c.NoClearText = true }, "SOL ", authMsg(redir.AuthPassword, lv(testUser, testPassword)), "14 02 00 00 01 00 00 00 00", ErrRedirAuth},
 		{"kerberos", nil, "SOL ", authMsg(2, nil), "14 02 00 00 02 00 00 00 00", ErrRedirAuth},
-		{"digest without a challenge", nil, "SOL ", authMsg(authDigest, lv(testUser, vecRealm, vecNonce, "/RedirectionService", vecCnonce, vecNC, vecResponse, "auth")), "14 01 00 00 04 00 00 00 00", ErrRedirAuth},
-		{"malformed clear text", nil, "SOL ", authMsg(authClear, []byte{5, 'a', 'd'}), "14 01 00 00 01 00 00 00 00", ErrRedirAuth},
-		{"malformed digest", nil, "SOL ", authMsg(authDigest, lv("a", "b", "c", "d", "e", "f", "g", "h", "i")), "14 01 00 00 04 00 00 00 00", ErrRedirProtocol},
+		{"digest without a challenge", nil, "SOL ", authMsg(redir.AuthDigest, lv(testUser, vecRealm, vecNonce, "/RedirectionService", vecCnonce, vecNC, vecResponse, "auth")), "14 01 00 00 04 00 00 00 00", ErrRedirAuth},
+		{"malformed clear text", nil, "SOL ", authMsg(redir.AuthPassword, []byte{5, 'a', 'd'}), "14 01 00 00 01 00 00 00 00", ErrRedirAuth},
+		{"malformed digest", nil, "SOL ", authMsg(redir.AuthDigest, lv("a", "b", "c", "d", "e", "f", "g", "h", "i")), "14 01 00 00 04 00 00 00 00", ErrRedirProtocol},
 		{"oversized auth data", nil, "SOL ", unhex(t, "13 00 00 00 01 01 04 00 00"), "14 01 00 00 01 00 00 00 00", ErrRedirProtocol},
-		{"auth flood", nil, "SOL ", bytes.Repeat(authMsg(authQuery, nil), maxAuthRounds+1), "14 01 00 00 00 00 00 00 00", ErrRedirProtocol},
+		{"auth flood", nil, "SOL ", bytes.Repeat(authMsg(redir.AuthQuery, nil), redir.MaxAuthMessages+1), "14 01 00 00 00 00 00 00 00", ErrRedirProtocol},
 		{"digest with a wrong password", nil, "SOL ", step1, "", ErrRedirAuth}, // finished below
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -400,15 +361,15 @@ func TestRedirRefusals(t *testing.T) {
 				r.readN("0x11", 13)
 				r.send(tc.auth)
 				if tc.name == "auth flood" {
-					for range maxAuthRounds {
+					for range redir.MaxAuthMessages {
 						r.readN("query reply", 12)
 					}
 				}
 				if tc.name == "digest with a wrong password" {
 					ch := r.readN("challenge", 9+0x4e)
 					nonce := string(ch[9+1+len(vecRealm)+1:][:32])
-					resp := clientDigest(authDigest, testUser, vecRealm, "wrong", nonce, vecNC, vecCnonce)
-					r.send(authMsg(authDigest, lv(testUser, vecRealm, nonce, "/RedirectionService", vecCnonce, vecNC, resp, "auth")))
+					resp := solDigestResponse(nonce, "wrong")
+					r.send(authMsg(redir.AuthDigest, lv(testUser, vecRealm, nonce, "/RedirectionService", vecCnonce, vecNC, resp, "auth")))
 					tc.want = "14 01 00 00 04 00 00 00 00"
 				}
 				r.expect("0x14", unhex(t, tc.want))
@@ -540,7 +501,7 @@ func TestRedirHeartbeats(t *testing.T) {
 			r, _ := serveOne(t, NewRedirServer(cfg), nil)
 			r.send(unhex(t, "10 00 00 00 53 4f 4c 20"))
 			r.readN("0x11", 13)
-			r.send(authMsg(authClear, lv(testUser, testPassword)))
+			r.send(authMsg(redir.AuthPassword, lv(testUser, testPassword)))
 			r.readN("0x14", 9)
 			start := binary.LittleEndian.AppendUint16(unhex(t, "20 00 00 00 01 00 00 00 10 27 64 00 00 00 10 27 64 00"), tc.console)
 			r.send(append(start, 0, 0, 0, 0))
@@ -704,7 +665,7 @@ func TestSOLClient(t *testing.T) {
 			ln := listenRedir(t, NewRedirServer(redirConfig()))
 			_, err := DialSOL(dialT(t, ln), testUser, "wrong", auth)
 			var se *RedirStatusError
-			if !errors.Is(err, ErrRedirAuth) || !errors.As(err, &se) || se.Status != authFailed {
+			if !errors.Is(err, ErrRedirAuth) || !errors.As(err, &se) || se.Status != redir.StatusAuthFailed {
 				t.Fatalf("DialSOL(auth %d) = %v; want status 1", auth, err)
 			}
 		}
@@ -845,7 +806,7 @@ func TestRedirOverTunnel(t *testing.T) {
 	}
 	pc.write(unhex(t, "10 00 00 00 53 4f 4c 20"))
 	expect("0x11", unhex(t, "11 00 00 00 01 00 0b 08 57 01 00 00 00"))
-	pc.write(authMsg(authClear, lv(DefaultAMTUser, testAMTPass)))
+	pc.write(authMsg(redir.AuthPassword, lv(DefaultAMTUser, testAMTPass)))
 	expect("0x14", unhex(t, "14 00 00 00 01 00 00 00 00"))
 	// Split across two CHANNEL_DATA.
 	start := unhex(t, "20 00 00 00 00 00 00 00 e8 03 64 00 00 00 10 27 00 00 88 13 00 00 00 00")

@@ -200,7 +200,9 @@ func ReadMessage(r io.Reader, want ...byte) (Message, []byte, error) {
 // [*ParseError]) without reading or allocating it. ReadMessage returns
 // [io.EOF] when r ends before the first byte and [io.ErrUnexpectedEOF]
 // when it ends inside a message. With any error it returns the bytes read
-// so far, so that a caller can answer a message it refuses.
+// so far, so that a caller can answer a message it refuses; for a declared
+// length above l it also returns the message decoded as if its data were
+// empty.
 //
 // r is read only as far as the message goes; give it a buffered reader
 // (such as a [bufio.Reader]) to avoid small reads.
@@ -224,7 +226,7 @@ func (l Limits) ReadMessage(r io.Reader, want ...byte) (Message, []byte, error) 
 	}
 	n, err := l.Len(b)
 	if err != nil {
-		return nil, b, err
+		return headerOnly(b), b, err
 	}
 	if n > h {
 		b = slices.Grow(b, n-h)[:n]
@@ -246,4 +248,21 @@ func noEOF(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
+}
+
+// headerOnly decodes the fixed part b of a message whose declared length is
+// above the limits, as if its data were empty.
+func headerOnly(b []byte) Message {
+	h := slices.Clone(b)
+	switch h[0] {
+	case MsgAuthenticate, MsgAuthenticateReply:
+		le.PutUint32(h[5:], 0)
+	case MsgSOLDataToHost, MsgSOLDataFromHost:
+		le.PutUint16(h[8:], 0)
+	}
+	m, _, err := (Limits{}).Parse(h)
+	if err != nil {
+		return nil
+	}
+	return m
 }

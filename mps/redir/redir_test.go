@@ -342,10 +342,14 @@ func TestReadMessage(t *testing.T) {
 	t.Run("oversized data is not read", func(t *testing.T) {
 		in := append(unhex(t, "13 00 00 00 01 00 10 00 00"), make([]byte, 4096)...)
 		r := &stingyReader{t: t, r: bytes.NewReader(in), n: 9}
-		_, raw, err := ReadMessage(r)
+		m, raw, err := ReadMessage(r)
 		var pe *ParseError
 		if !errors.As(err, &pe) || !bytes.Equal(raw, in[:9]) {
 			t.Fatalf("ReadMessage = % x, %v; want the 9-byte header and an error", raw, err)
+		}
+		// Decoded without its data, so that it can be answered.
+		if a, ok := m.(*Authenticate); !ok || a.Type != AuthPassword || len(a.Data) != 0 {
+			t.Fatalf("ReadMessage returned %#v; want the Authenticate without data", m)
 		}
 	})
 	for _, tt := range []struct {
