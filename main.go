@@ -2,8 +2,9 @@
 // devices outside the office open CIRA tunnels to it, and management
 // consoles reach them through it. See README.md and shared/DESIGN.md.
 //
-// With no arguments it opens the desktop window (the server runs inside
-// it); a build with -tags nogui is server-only, with no cgo and no GL.
+// With no command it opens the desktop window (the server runs inside
+// it); `presence serve` runs the same server with no window, in every
+// build. A build with -tags nogui is server-only, with no cgo and no GL.
 package main
 
 import (
@@ -13,10 +14,13 @@ import (
 	"syscall"
 
 	"github.com/presence-mps/presence/internal/cli"
+	"github.com/presence-mps/presence/internal/launch"
+	// Before Fyne's packages initialise: no locale noise under LANG=C.UTF-8.
+	_ "github.com/presence-mps/presence/internal/locale"
 )
 
 // window runs the desktop window; nil in a nogui build.
-var window func(context.Context, cli.AppLaunch) error
+var window func(context.Context, launch.Window) error
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

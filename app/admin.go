@@ -7,9 +7,9 @@ import (
 
 	"fyne.io/fyne/v2"
 
-	"github.com/presence-mps/presence/app/engine"
+	"github.com/presence-mps/presence/app/adapter"
 	"github.com/presence-mps/presence/app/ui/admin"
-	"github.com/presence-mps/presence/internal/cli"
+	"github.com/presence-mps/presence/internal/launch"
 	"github.com/presence-mps/presence/vault"
 )
 
@@ -23,8 +23,8 @@ type screen struct {
 // adminScreens are History, Certificates and Accounts over the running
 // instance's vault, accounts and history file. A renewed certificate is
 // presented at once.
-func adminScreens(w fyne.Window, r *cli.Running, log *slog.Logger) []screen {
-	a := &engine.Admin{Vault: r.Store, Accounts: r.Accounts, History: r.History, Logger: log,
+func adminScreens(w fyne.Window, r *launch.Running, log *slog.Logger) []screen {
+	a := &adapter.Admin{Vault: r.Store, Accounts: r.Accounts, History: r.History, Logger: log,
 		OnRenew: func(ca *vault.CA) error { r.UseCA(ca); return nil }}
 	h, c, acc := admin.NewHistory(a), admin.NewCertificates(a), admin.NewAccounts(a)
 	h.Window, c.Window, acc.Window = w, w, w

@@ -18,10 +18,11 @@ import (
 	"fyne.io/fyne/v2/driver/desktop"
 	"fyne.io/fyne/v2/widget"
 
-	"github.com/presence-mps/presence/app/engine"
+	"github.com/presence-mps/presence/app/adapter"
 	"github.com/presence-mps/presence/app/ui"
 	"github.com/presence-mps/presence/assets"
-	"github.com/presence-mps/presence/internal/cli"
+	"github.com/presence-mps/presence/internal/launch"
+	"github.com/presence-mps/presence/internal/settings"
 )
 
 // ID is the application id (also in FyneApp.toml).
@@ -30,14 +31,19 @@ const ID = "io.github.presence-mps.presence"
 // Run shows the window and returns when the admin quits or ctx ends. If
 // the data dir has no certificate yet, the window first runs the setup;
 // then it starts the server (off the UI goroutine) and shows the screens,
-// or the reason the server could not start, in a sentence.
-func Run(ctx context.Context, l cli.AppLaunch) error {
+// or the reason the server could not start, in a sentence. Where there is
+// no display it returns at once, with an error that says so; the caller
+// stops the server, and a start still in progress, after Run returns.
+func Run(ctx context.Context, l launch.Window) error {
+	if err := displayAvailable(); err != nil {
+		return err
+	}
 	a := fyneapp.NewWithID(ID)
 	icon := fyne.NewStaticResource("icon.png", assets.Icon)
 	a.SetIcon(icon)
 	w := a.NewWindow("Presence")
 	w.Resize(fyne.NewSize(1100, 700))
-	settings := engine.FromSaved(l.Settings)
+	saved := l.Settings
 
 	done := make(chan struct{})
 	defer close(done)
@@ -58,24 +64,24 @@ func Run(ctx context.Context, l cli.AppLaunch) error {
 		a.Quit()
 	})
 	if t != nil {
-		t.closeToTray = settings.CloseToTray
+		t.closeToTray = saved.CloseToTray
 	}
 
 	var startServer func()
 	startServer = func() {
 		w.SetContent(widget.NewLabel("Starting Presence…"))
 		go func() {
-			r, err := l.Start()
+			r, err := l.Start(ctx)
 			fyne.Do(func() {
 				if err != nil {
-					msg := widget.NewLabel("Presence could not start. " + engine.Explain(err))
+					msg := widget.NewLabel("Presence could not start. " + adapter.Explain(err))
 					msg.Wrapping = fyne.TextWrapWord
 					msg.Importance = widget.DangerImportance
 					w.SetContent(container.NewVBox(msg, widget.NewButton("Try again", startServer)))
 					w.Show()
 					return
 				}
-				show(a, w, t, r, l, settings, done)
+				show(a, w, t, r, l, saved, done)
 			})
 		}()
 	}
@@ -86,7 +92,7 @@ func Run(ctx context.Context, l cli.AppLaunch) error {
 	} else {
 		startServer()
 	}
-	if settings.StartMinimised && t != nil && l.Setup == nil {
+	if saved.StartMinimised && t != nil && l.Setup == nil {
 		t.shown = false
 		t.toggle.Label = "Show window"
 		a.Run() // the tray shows the window
@@ -96,9 +102,9 @@ func Run(ctx context.Context, l cli.AppLaunch) error {
 	return nil
 }
 
-// setupBackend adapts the command line's first run to the setup screen.
+// setupBackend adapts the first run to the setup screen.
 type setupBackend struct {
-	create func(address, user, password string) (cli.FirstRun, error)
+	create func(address, user, password string) (launch.FirstRun, error)
 }
 
 func (s setupBackend) Create(address, user, password string) (ui.SetupResult, error) {
@@ -109,20 +115,20 @@ func (s setupBackend) Create(address, user, password string) (ui.SetupResult, er
 // show puts the screens of a running instance in the window, refreshes
 // them once a second and turns device changes into notifications, until
 // done closes. It runs on the Fyne goroutine.
-func show(a fyne.App, w fyne.Window, t *tray, r *cli.Running, l cli.AppLaunch, settings ui.Settings, done <-chan struct{}) {
+func show(a fyne.App, w fyne.Window, t *tray, r *launch.Running, l launch.Window, s settings.Settings, done <-chan struct{}) {
 	// Devices coming and going become desktop notifications, coalesced
 	// so that a reconnect storm is one notification.
 	notes := &ui.Coalescer{Window: 2 * time.Second, Emit: func(title, body string) {
 		fyne.Do(func() { a.SendNotification(fyne.NewNotification(title, body)) })
 	}}
-	b := engine.New(r.Instance, settings, notes.Add)
+	b := adapter.New(r.Instance, s, notes.Add)
 	b.History, b.Level, b.Log, b.Moved = r.History, l.LogLevel, l.Log, r.ListenersMoved
 	if l.SaveSettings != nil {
-		b.Save = func(s ui.Settings) error {
+		b.Save = func(s settings.Settings) error {
 			if t != nil {
 				fyne.Do(func() { t.closeToTray = s.CloseToTray })
 			}
-			return l.SaveSettings(engine.ToSaved(s))
+			return l.SaveSettings(s)
 		}
 	}
 	for _, p := range r.CertProblems {
@@ -190,7 +196,7 @@ type tray struct {
 	closeToTray bool
 	shown       bool
 	u           *ui.UI
-	b           *engine.Backend
+	b           *adapter.Backend
 	moved       func() error // updates the run files
 }
 
@@ -215,7 +221,7 @@ func newTray(a fyne.App, w fyne.Window, icon fyne.Resource) *tray {
 	return t
 }
 
-func (t *tray) attach(u *ui.UI, b *engine.Backend) {
+func (t *tray) attach(u *ui.UI, b *adapter.Backend) {
 	t.u, t.b = u, b
 	t.pause.Disabled = false
 	t.menu.Refresh()
@@ -254,7 +260,7 @@ func (t *tray) togglePause() {
 		s := t.b.Snapshot()
 		fyne.Do(func() {
 			if err != nil {
-				t.u.Report("Pause or resume did not complete. " + engine.Explain(err))
+				t.u.Report("Pause or resume did not complete. " + adapter.Explain(err))
 			}
 			t.u.Apply(s)
 			t.update(s)

@@ -9,6 +9,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/presence-mps/presence/internal/logring"
+	"github.com/presence-mps/presence/internal/settings"
 )
 
 // LogBackend gives the Log screen its lines.
@@ -47,7 +48,7 @@ func NewLog(b LogBackend) *LogScreen {
 				o.(*widget.Label).SetText(lineText(l.lines[i]))
 			}
 		})
-	l.Level = widget.NewSelect(LogLevels, func(v string) {
+	l.Level = widget.NewSelect(settings.LogLevels, func(v string) {
 		var lv slog.Level
 		if lv.UnmarshalText([]byte(v)) == nil {
 			l.min = lv

@@ -13,6 +13,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/presence-mps/presence/internal/logring"
+	"github.com/presence-mps/presence/internal/settings"
 )
 
 // newTestUI is New with blocking work run inline, so tests see its result.
@@ -136,13 +137,13 @@ func TestOverview(t *testing.T) {
 }
 
 type fakeSettings struct {
-	cur     Settings
-	applied []Settings
+	cur     settings.Settings
+	applied []settings.Settings
 	err     error
 }
 
-func (f *fakeSettings) Settings() Settings { return f.cur }
-func (f *fakeSettings) ApplySettings(s Settings) (string, error) {
+func (f *fakeSettings) Settings() settings.Settings { return f.cur }
+func (f *fakeSettings) ApplySettings(s settings.Settings) (string, error) {
 	if f.err != nil {
 		return "", f.err
 	}
@@ -151,10 +152,7 @@ func (f *fakeSettings) ApplySettings(s Settings) (string, error) {
 	return "", nil
 }
 
-func defaultSettings() Settings {
-	return Settings{CIRAAddr: ":4433", ProxyAddr: ":1080", APIAddr: "127.0.0.1:16990", Keepalive: 30 * time.Second,
-		IdleTimeout: 90 * time.Second, MDNS: true, CloseToTray: true, LogLevel: "info"}
-}
+func defaultSettings() settings.Settings { return settings.Defaults() }
 
 // The Settings screen refuses what would not work, in sentences, and
 // applies the rest.

@@ -2,8 +2,6 @@ package ui
 
 import (
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -11,67 +9,16 @@ import (
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/widget"
 
-	"github.com/presence-mps/presence/mps/tunnel"
+	"github.com/presence-mps/presence/internal/settings"
 )
-
-// Settings are the choices of the Settings screen.
-type Settings struct {
-	CIRAAddr, ProxyAddr, APIAddr string // HOST:PORT or :PORT; "off" for the proxy and the API
-	Keepalive, IdleTimeout       time.Duration
-	LegacyTLS, MDNS              bool
-	StartMinimised, CloseToTray  bool
-	LogLevel                     string // debug, info, warn, error
-}
-
-// LogLevels are the levels the Settings and Log screens offer.
-var LogLevels = []string{"debug", "info", "warn", "error"}
-
-// Check returns the first problem with s, in a sentence, or nil.
-func (s Settings) Check() error {
-	addr := func(name, a string, offOK bool) error {
-		if offOK && a == "off" {
-			return nil
-		}
-		host, p, err := net.SplitHostPort(a)
-		n, perr := strconv.Atoi(p)
-		if err != nil || perr != nil || n < 0 || n > 65535 {
-			return fmt.Errorf("the %s address %q is not HOST:PORT or :PORT (for example :4433)", name, a)
-		}
-		if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /") {
-			return fmt.Errorf("the %s address %q has a host that is not an IP address or a name", name, a)
-		}
-		return nil
-	}
-	if err := addr("CIRA", s.CIRAAddr, false); err != nil {
-		return err
-	}
-	if err := addr("proxy", s.ProxyAddr, true); err != nil {
-		return err
-	}
-	if err := addr("API", s.APIAddr, true); err != nil {
-		return err
-	}
-	if s.Keepalive < time.Second || s.Keepalive > time.Hour {
-		return fmt.Errorf("the keepalive interval must be between 1s and 1h; %s is not", s.Keepalive)
-	}
-	if err := tunnel.CheckTimeouts(s.Keepalive, s.IdleTimeout); err != nil {
-		return err
-	}
-	switch s.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return fmt.Errorf("the log level %q is not one of debug, info, warn or error", s.LogLevel)
-	}
-	return nil
-}
 
 // SettingsBackend applies and keeps the settings.
 type SettingsBackend interface {
 	// Settings returns the settings in force.
-	Settings() Settings
+	Settings() settings.Settings
 	// ApplySettings puts s in force without dropping tunnels and keeps it
 	// for the next start. It returns a note on what waits for a restart.
-	ApplySettings(s Settings) (note string, err error)
+	ApplySettings(s settings.Settings) (note string, err error)
 }
 
 // SettingsScreen edits the settings.
@@ -97,7 +44,7 @@ func NewSettings(b SettingsBackend) *SettingsScreen {
 	s.MDNS = widget.NewCheck("Advertise on the LAN (mDNS), so consoles find the proxy", nil)
 	s.Minimised = widget.NewCheck("Start minimised to the tray", nil)
 	s.ToTray = widget.NewCheck("Closing the window keeps Presence running in the tray", nil)
-	s.Level = widget.NewSelect(LogLevels, nil)
+	s.Level = widget.NewSelect(settings.LogLevels, nil)
 	s.Message = widget.NewLabel("")
 	s.Message.Wrapping = fyne.TextWrapWord
 	s.ApplyBtn = widget.NewButton("Apply", s.apply)
@@ -126,7 +73,7 @@ func NewSettings(b SettingsBackend) *SettingsScreen {
 }
 
 // Fill puts v in the form.
-func (s *SettingsScreen) Fill(v Settings) {
+func (s *SettingsScreen) Fill(v settings.Settings) {
 	s.CIRA.SetText(v.CIRAAddr)
 	s.Proxy.SetText(v.ProxyAddr)
 	s.API.SetText(v.APIAddr)
@@ -140,8 +87,8 @@ func (s *SettingsScreen) Fill(v Settings) {
 }
 
 // Read returns the form's settings, or the first problem with them.
-func (s *SettingsScreen) Read() (Settings, error) {
-	v := Settings{
+func (s *SettingsScreen) Read() (settings.Settings, error) {
+	v := settings.Settings{
 		CIRAAddr: strings.TrimSpace(s.CIRA.Text), ProxyAddr: strings.TrimSpace(s.Proxy.Text), APIAddr: strings.TrimSpace(s.API.Text),
 		LegacyTLS: s.LegacyTLS.Checked, MDNS: s.MDNS.Checked, StartMinimised: s.Minimised.Checked, CloseToTray: s.ToTray.Checked,
 		LogLevel: s.Level.Selected,

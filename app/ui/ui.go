@@ -57,8 +57,8 @@ type TimelineEntry struct {
 	Kind, Reason, Remote string
 }
 
-// Backend gives the window its data. The engine implements it in package
-// app/engine; tests use a fake.
+// Backend gives the window its data. The adapter implements it in package
+// app/adapter; tests use a fake.
 type Backend interface {
 	Snapshot() Snapshot
 	// KillSession ends a live console session.

@@ -3,7 +3,7 @@
 // in the test process, as in the desktop app, and simulated AMT devices
 // (mps/amtsim) in copies of the test binary connect to it over TLS on
 // loopback, while the benchmark does what app.show does on each UI tick:
-// read a snapshot off the Fyne goroutine (engine.Backend.Snapshot), apply
+// read a snapshot off the Fyne goroutine (adapter.Backend.Snapshot), apply
 // it on the Fyne goroutine (ui.UI.Apply), and, in some variants, paint the
 // window with the software painter of Fyne's headless test driver.
 //

@@ -11,9 +11,10 @@ import (
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/theme"
 
-	"github.com/presence-mps/presence/app/engine"
+	"github.com/presence-mps/presence/app/adapter"
 	"github.com/presence-mps/presence/app/ui"
 	"github.com/presence-mps/presence/internal/instance"
+	"github.com/presence-mps/presence/internal/settings"
 )
 
 // window is the desktop window's content in a headless window of the
@@ -34,8 +35,8 @@ func newApp(tb testing.TB) {
 
 // newBackend is the desktop app's backend over in; stop (idempotent, and a
 // cleanup) stops its event recorder.
-func newBackend(tb testing.TB, in *instance.Instance) (b *engine.Backend, stop func()) {
-	b = engine.New(in, ui.Settings{}, nil)
+func newBackend(tb testing.TB, in *instance.Instance) (b *adapter.Backend, stop func()) {
+	b = adapter.New(in, settings.Settings{}, nil)
 	stop = sync.OnceFunc(b.Close)
 	tb.Cleanup(stop)
 	return b, stop

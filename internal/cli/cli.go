@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/presence-mps/presence/internal/launch"
 	"github.com/presence-mps/presence/vault"
 )
 
@@ -27,10 +28,11 @@ var Version = "0.1.0-dev"
 type Env struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
-	// App, if set, is the desktop window: `presence` with no arguments
-	// runs the server with it until the window closes. A server-only build
-	// (-tags nogui) leaves it nil.
-	App func(context.Context, AppLaunch) error
+	// App, if set, is the desktop window: `presence` with no command
+	// runs the server in it until the window closes. It returns an error
+	// (a sentence) where there is no display. A server-only build (-tags
+	// nogui) leaves it nil. No other command uses it.
+	App func(context.Context, launch.Window) error
 }
 
 // usageError is a command-line mistake: exit status 2.
@@ -41,7 +43,7 @@ func (e usageError) Error() string { return e.msg }
 const usage = `Presence — an Intel AMT Management Presence Server (MPS).
 
 Usage:
-  presence                           open the desktop window (the server runs inside it)
+  presence         [flags]           open the desktop window (the server runs inside it; the flags of serve)
   presence serve   [flags]           run the server with no window (logs to stderr)
   presence demo    [--devices N]     the server plus N simulated AMT devices on loopback
   presence cert    init --cn ADDRESS [--force] | show | export-root | renew [--cn ADDRESS] | doctor
@@ -64,12 +66,9 @@ Run "presence COMMAND -h" for a command's flags.
 // Run runs the command in args (without the program name) and returns the
 // process exit status: 0 success, 1 failure, 2 usage error.
 func Run(ctx context.Context, args []string, env Env) int {
-	if len(args) == 0 {
-		if env.App != nil {
-			return exitCode("presence", runServe(ctx, nil, env), env)
-		}
-		fmt.Fprint(env.Stderr, "presence: this build has no window (built with -tags nogui): use presence serve\n\n"+usage)
-		return 2
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") && !isHelp(args[0]) {
+		// The window, with its flags.
+		return exitCode("presence", runWindow(ctx, args, env), env)
 	}
 	cmds := map[string]func(context.Context, []string, Env) error{
 		"serve":    runServe,
@@ -90,7 +89,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 		},
 	}
 	name := args[0]
-	if name == "-h" || name == "--help" || name == "help" {
+	if isHelp(name) {
 		fmt.Fprint(env.Stdout, usage)
 		return 0
 	}
@@ -100,6 +99,10 @@ func Run(ctx context.Context, args []string, env Env) int {
 		return 2
 	}
 	return exitCode("presence "+name, cmd(ctx, args[1:], env), env)
+}
+
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "--help" || arg == "-help" || arg == "help"
 }
 
 // exitCode reports err on stderr and returns the exit status for it.
@@ -135,15 +138,22 @@ func defaultDataDir() string {
 	return filepath.Join(def, "presence")
 }
 
+// register defines the common flags of a command that is not a server.
 func (c *common) register(fs *flag.FlagSet) {
+	c.registerDir(fs)
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// registerDir defines --data-dir and --vault; the servers' --log-level is
+// a setting.
+func (c *common) registerDir(fs *flag.FlagSet) {
 	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "where Presence keeps its settings, secrets (file vault) and history")
 	fs.StringVar(&c.vault, "vault", "", "secret store: keychain (the OS keychain: desktops), file (0600 files in the data dir: headless servers) or memory (gone at exit); default: the data dir's setting (presence vault migrate sets it), else file")
-	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
 func (c *common) store() (vault.Store, error) {
 	if c.vault == "" {
-		st, err := loadSettings(c.dataDir)
+		st, err := launch.Dir(c.dataDir).Load()
 		if err != nil {
 			return nil, err
 		}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presence-mps/presence/internal/launch"
 	"github.com/presence-mps/presence/mps/api"
 	"github.com/presence-mps/presence/mps/proxy"
 )
@@ -54,7 +55,7 @@ func TestConsoleCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The run files: the token is the user's alone.
-	if st, err := os.Stat(filepath.Join(dir, runDir, runTokenFile)); err != nil || st.Mode().Perm() != 0o600 {
+	if st, err := os.Stat(filepath.Join(dir, launch.RunDir, launch.RunTokenFile)); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("token file: %v %v", st, err)
 	}
 	ctx, stopSim := context.WithCancel(context.Background())
@@ -90,7 +91,7 @@ func TestConsoleCommands(t *testing.T) {
 	if r := run(t, "", "alias", "--data-dir", dir, "not an alias", devs[0].UUID); r.code != 1 || !strings.Contains(r.stderr, "HTTP 400") {
 		t.Fatalf("bad alias: %+v", r)
 	}
-	if saved, err := loadAliases(dir); err != nil || saved["front-desk"] != devs[0].UUID {
+	if saved, err := launch.Dir(dir).Aliases(); err != nil || saved["front-desk"] != devs[0].UUID {
 		t.Fatalf("saved aliases %v, %v", saved, err)
 	}
 	m := run(t, "", "map", "--data-dir", dir, "front-desk.amt", "7")

@@ -11,14 +11,13 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/presence-mps/presence/internal/launch"
 	"github.com/presence-mps/presence/mps/api"
 	"github.com/presence-mps/presence/mps/proxy"
 )
@@ -57,7 +56,7 @@ func (f *clientFlags) client(env Env) (*apiClient, error) {
 	c := &apiClient{http: &http.Client{Timeout: 30 * time.Second}}
 	addr := f.apiAddr
 	if addr == "" {
-		info, err := readRunInfo(f.dataDir)
+		info, err := launch.Dir(f.dataDir).RunInfo()
 		if err != nil {
 			return nil, err
 		}
@@ -66,11 +65,11 @@ func (f *clientFlags) client(env Env) (*apiClient, error) {
 		}
 		addr = info.API
 		if f.user == "" {
-			tok, err := os.ReadFile(filepath.Join(f.dataDir, runDir, runTokenFile))
+			tok, err := launch.Dir(f.dataDir).Token()
 			if err != nil {
 				return nil, fmt.Errorf("reading the instance's token (run as the user who started it, or log in with --user): %w", err)
 			}
-			c.token = strings.TrimSpace(string(tok))
+			c.token = tok
 		}
 	}
 	if f.user != "" {
@@ -80,7 +79,7 @@ func (f *clientFlags) client(env Env) (*apiClient, error) {
 		}
 		c.user, c.pass = f.user, string(pw)
 	}
-	c.base = "http://" + dialable(addr)
+	c.base = "http://" + launch.Dialable(addr)
 	return c, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	xproxy "golang.org/x/net/proxy"
 
 	"github.com/presence-mps/presence/internal/instance"
+	"github.com/presence-mps/presence/internal/settings"
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/amtsim"
 	"github.com/presence-mps/presence/vault"
@@ -25,9 +26,12 @@ func runDemo(ctx context.Context, args []string, env Env) error {
 	var c common
 	var f serverFlags
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	c.register(fs)
-	f.register(fs, serverDefaults{cira: "127.0.0.1:0", proxy: "127.0.0.1:0", api: "127.0.0.1:0"})
-	fs.Set("log-level", "warn") // the demo's own lines tell the story; -log-level info shows the engine's
+	c.registerDir(fs)
+	s := settings.Defaults()
+	s.CIRAAddr, s.ProxyAddr, s.APIAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	s.LogLevel = "warn" // the demo's own lines tell the story; -log-level info shows the engine's
+	s.Register(fs, settings.Server)
+	f.register(fs)
 	// On loopback only, the demo's consoles need no account.
 	fs.Set("proxy-allow-loopback-noauth", "true")
 	devices := fs.Int("devices", 5, "how many simulated AMT devices to connect")
@@ -35,14 +39,15 @@ func runDemo(ctx context.Context, args []string, env Env) error {
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
-	if err := f.check(); err != nil {
+	if err := f.check(s); err != nil {
 		return err
 	}
+	c.logLevel = s.LogLevel
 	if *devices < 0 || *devices > 5000 {
 		return usageError{"--devices must be between 0 and 5000 (use presence simulate for more)"}
 	}
-	for name, a := range map[string]string{"cira-addr": f.ciraAddr, "proxy-addr": f.proxyAddr, "api-addr": f.apiAddr} {
-		if a == "off" && name != "cira-addr" {
+	for name, a := range map[string]string{"cira-addr": s.CIRAAddr, "proxy-addr": s.ProxyAddr, "api-addr": s.APIAddr} {
+		if a == settings.Off && name != "cira-addr" {
 			continue
 		}
 		if host, _, err := net.SplitHostPort(a); err != nil || !net.ParseIP(host).IsLoopback() {
@@ -71,10 +76,8 @@ func runDemo(ctx context.Context, args []string, env Env) error {
 	if err := acc.Add(ctx, vault.KindCIRA, "demo", vault.Secret(ciraPW)); err != nil {
 		return err
 	}
-	cfg := f.instanceConfig(ca, acc, log)
-	if f.mdns {
-		cfg.Advertise = advertiser(log, true) // loopback only: nothing leaves the machine
-	}
+	cfg := f.instanceConfig(s, ca, acc, log)
+	cfg.Advertise = advertiser(log, true) // loopback only: nothing leaves the machine
 	in, err := instance.Start(ctx, cfg)
 	if err != nil {
 		return err

@@ -6,17 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"time"
 
+	"github.com/presence-mps/presence/internal/launch"
 	"github.com/presence-mps/presence/mps/api"
 	"github.com/presence-mps/presence/mps/history"
 )
-
-// historyFile is the bbolt file of tunnel and session history in the data
-// dir.
-const historyFile = "history.db"
 
 // runHistory prints tunnel or session history: from the running instance
 // (through its API: it holds the file) or, when none runs, from the file.
@@ -54,7 +50,7 @@ func runHistory(ctx context.Context, args []string, env Env) error {
 	var avail *history.Availability
 	viaAPI := f.apiAddr != ""
 	if !viaAPI {
-		if info, err := readRunInfo(f.dataDir); err == nil && info.API != "" {
+		if info, err := launch.Dir(f.dataDir).RunInfo(); err == nil && info.API != "" {
 			viaAPI = true
 		}
 	}
@@ -86,7 +82,7 @@ func runHistory(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 	} else {
-		h, err := history.Open(filepath.Join(f.dataDir, historyFile), history.Options{PruneInterval: -1})
+		h, err := history.Open(launch.Dir(f.dataDir).Path(launch.HistoryFile), history.Options{PruneInterval: -1})
 		if errors.Is(err, history.ErrLocked) {
 			return fmt.Errorf("%w: the running Presence has its API turned off; ask it, or stop it", err)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/presence-mps/presence/internal/launch"
 	"github.com/presence-mps/presence/vault"
 	"github.com/presence-mps/presence/vault/vaulttest"
 )
@@ -114,11 +115,11 @@ func TestDesktopVaultChoice(t *testing.T) {
 		return
 	}
 	dir := t.TempDir()
-	var got AppLaunch
-	app := func(_ context.Context, l AppLaunch) error { got = l; return nil }
+	var got launch.Window
+	app := func(_ context.Context, l launch.Window) error { got = l; return nil }
 	var errb strings.Builder
 	args := []string{"--data-dir", dir, "--cira-addr", "127.0.0.1:0", "--proxy-addr", "off", "--api-addr", "off", "--mdns=false"}
-	if err := runServe(context.Background(), args, Env{Stderr: &errb, App: app}); err != nil {
+	if err := runWindow(context.Background(), args, Env{Stderr: &errb, App: app}); err != nil {
 		t.Fatalf("%v\n%s", err, errb.String())
 	}
 	if got.Setup == nil {
@@ -127,7 +128,7 @@ func TestDesktopVaultChoice(t *testing.T) {
 	if _, err := got.Setup("127.0.0.1", "dev", "Cira-P4ssw0rd"); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := loadSettings(dir); err != nil || st.Vault != "keychain" {
+	if st, err := launch.Dir(dir).Load(); err != nil || st.Vault != "keychain" {
 		t.Fatalf("settings %+v, %v", st, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "vault")); err == nil {
@@ -138,11 +139,11 @@ func TestDesktopVaultChoice(t *testing.T) {
 	}
 	// Made with the CLI (files): the window leaves it there.
 	fdir, _ := fileCA(t)
-	if err := runServe(context.Background(), []string{"--data-dir", fdir, "--cira-addr", "127.0.0.1:0", "--proxy-addr", "off", "--api-addr", "off", "--mdns=false"},
+	if err := runWindow(context.Background(), []string{"--data-dir", fdir, "--cira-addr", "127.0.0.1:0", "--proxy-addr", "off", "--api-addr", "off", "--mdns=false"},
 		Env{Stderr: &errb, App: app}); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := loadSettings(fdir); got.Setup != nil || st.Vault != "" {
+	if st, _ := launch.Dir(fdir).Load(); got.Setup != nil || st.Vault != "" {
 		t.Fatalf("file data dir: setup offered %v, vault setting %q", got.Setup != nil, st.Vault)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/presence-mps/presence/internal/launch"
 	"github.com/presence-mps/presence/vault"
 )
 
@@ -91,15 +92,10 @@ func runVault(ctx context.Context, args []string, env Env) error {
 	if res.Missing > 0 {
 		fmt.Fprintf(env.Stdout, "skipped %d keys the keychain index lists but the keychain no longer holds\n", res.Missing)
 	}
-	st, err := loadSettings(*dataDir)
-	if err == nil {
-		st.Vault = *to
-		err = saveSettings(*dataDir, st)
-	}
-	if err != nil {
+	if err := launch.Dir(*dataDir).SaveVault(*to); err != nil {
 		fmt.Fprintf(env.Stdout, "Start the server with the new store: presence serve --vault %s --data-dir %s (the setting could not be saved: %v)\n", *to, *dataDir, err)
 	} else {
-		fmt.Fprintf(env.Stdout, "From now on Presence uses the %s store for %s (%s; --vault overrides it). Restart a running server.\n", *to, *dataDir, settingsFile)
+		fmt.Fprintf(env.Stdout, "From now on Presence uses the %s store for %s (%s; --vault overrides it). Restart a running server.\n", *to, *dataDir, launch.SettingsFile)
 	}
 	switch *from {
 	case "file":

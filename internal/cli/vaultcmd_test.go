@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/presence-mps/presence/internal/launch"
 	"github.com/presence-mps/presence/vault"
 	"github.com/presence-mps/presence/vault/vaulttest"
 )
@@ -113,7 +114,7 @@ func TestVaultMigrateKeychain(t *testing.T) {
 			t.Errorf("migrate printed:\n%s\nwant %q", out, want)
 		}
 	}
-	if st, err := loadSettings(dir); err != nil || st.Vault != "keychain" {
+	if st, err := launch.Dir(dir).Load(); err != nil || st.Vault != "keychain" {
 		t.Errorf("settings after migrating: %+v, %v", st, err)
 	}
 	kc, err := vault.Open("keychain", dir)

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/presence-mps/presence/internal/settings"
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/apf"
 	"github.com/presence-mps/presence/mps/api"
@@ -32,24 +33,26 @@ type Config struct {
 	CA       *vault.CA
 	Accounts *vault.Accounts
 
-	// Listen addresses. CIRAAddr is required; an empty ProxyAddr or
-	// APIAddr leaves that part off.
-	CIRAAddr, ProxyAddr, APIAddr string
+	// Settings are the admin's choices: the listen addresses (CIRAAddr
+	// is required; an empty or "off" ProxyAddr or APIAddr leaves that
+	// part off), keepalive and idle timeout (zero: the tunnel package's
+	// defaults), legacy TLS, and whether to advertise over mDNS (with
+	// Advertise). The instance ignores the window's own settings; Apply
+	// changes them while it runs.
+	Settings settings.Settings
 
-	// Tunnel settings (zero: the tunnel package's defaults).
-	Keepalive, IdleTimeout, HandshakeTimeout time.Duration
-	LegacyTLS                                bool
-	MaxTunnels                               int
+	// Limits (zero: the defaults of the parts).
+	HandshakeTimeout time.Duration
+	MaxTunnels       int
 
 	// AllowLoopbackNoAuth lets consoles on this machine use the proxy and
 	// the API without logging in.
 	AllowLoopbackNoAuth bool
 
 	// Advertise, if set, is called once the listeners are up to announce
-	// the instance (mDNS); the function it returns withdraws it.
+	// the instance (mDNS) when Settings.MDNS is on; the function it
+	// returns withdraws it. Apply can turn it on and off.
 	Advertise func(Announcement) (withdraw func(), err error)
-	// AdvertiseOff starts without the advertisement; Apply can turn it on.
-	AdvertiseOff bool
 
 	// InstanceID identifies this instance to peers (default: random).
 	InstanceID string
@@ -91,7 +94,7 @@ type Instance struct {
 
 	cfg      Config
 	live     sync.Mutex // guards the fields below
-	settings Settings
+	settings settings.Settings
 	ciraNow  net.Addr
 	proxyNow net.Addr
 	proxyLn  net.Listener
@@ -142,7 +145,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 	acc := cfg.Accounts
 	checkCIRA := acc.CIRAAuthenticator()
 	srv, err := mps.New(mps.Config{
-		TLS:        tunnel.TLSConfig(cfg.CA.TLSCertificate(), cfg.LegacyTLS),
+		TLS:        tunnel.TLSConfig(cfg.CA.TLSCertificate(), cfg.Settings.LegacyTLS),
 		MaxTunnels: cfg.MaxTunnels,
 		Logger:     log,
 		Tunnel: tunnel.Config{
@@ -153,8 +156,8 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 				}
 				return ok
 			},
-			KeepaliveInterval: cfg.Keepalive,
-			IdleTimeout:       cfg.IdleTimeout,
+			KeepaliveInterval: cfg.Settings.Keepalive,
+			IdleTimeout:       cfg.Settings.IdleTimeout,
 			HandshakeTimeout:  cfg.HandshakeTimeout,
 		},
 	})
@@ -174,12 +177,13 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 			cancel()
 		}
 	}()
-	if in.CIRAAddr, err = srv.Listen(cfg.CIRAAddr); err != nil {
+	if in.CIRAAddr, err = srv.Listen(cfg.Settings.CIRAAddr); err != nil {
 		return in, fmt.Errorf("CIRA listener: %w", err)
 	}
 	in.ciraNow = in.CIRAAddr
-	in.settings = Settings{CIRAAddr: cfg.CIRAAddr, ProxyAddr: cfg.ProxyAddr, Keepalive: cmp.Or(cfg.Keepalive, tunnel.DefaultKeepalive), IdleTimeout: cmp.Or(cfg.IdleTimeout, tunnel.DefaultIdle), LegacyTLS: cfg.LegacyTLS,
-		MDNS: cfg.Advertise != nil && !cfg.AdvertiseOff}
+	in.settings = cfg.Settings
+	in.settings.Keepalive = cmp.Or(in.settings.Keepalive, tunnel.DefaultKeepalive)
+	in.settings.IdleTimeout = cmp.Or(in.settings.IdleTimeout, tunnel.DefaultIdle)
 	consoleAuth := func(user, pass string) bool {
 		ok, err := acc.Verify(context.Background(), vault.KindConsole, user, []byte(pass))
 		if err != nil {
@@ -195,15 +199,15 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 		Sessions:            in.sessions,
 		Logger:              log.With("part", "proxy"),
 	})
-	if cfg.ProxyAddr != "" {
-		ln, err := net.Listen("tcp", cfg.ProxyAddr)
+	if a := settings.Listen(cfg.Settings.ProxyAddr); a != "" {
+		ln, err := net.Listen("tcp", a)
 		if err != nil {
 			return in, fmt.Errorf("proxy listener: %w", err)
 		}
 		in.ProxyAddr, in.proxyNow, in.proxyLn = ln.Addr(), ln.Addr(), ln
 		in.serve(func() error { return in.Proxy.Serve(ln) })
 	}
-	if cfg.APIAddr != "" {
+	if apiAddr := settings.Listen(cfg.Settings.APIAddr); apiAddr != "" {
 		in.API, err = api.New(api.Config{
 			Server: srv, Proxy: in.Proxy, Auth: consoleAuth, Token: cfg.Token,
 			AllowLoopbackNoAuth: cfg.AllowLoopbackNoAuth, RootPEM: cfg.CA.RootPEM(),
@@ -214,7 +218,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 		if err != nil {
 			return in, err
 		}
-		ln, err := net.Listen("tcp", cfg.APIAddr)
+		ln, err := net.Listen("tcp", apiAddr)
 		if err != nil {
 			return in, fmt.Errorf("API listener: %w", err)
 		}

@@ -5,23 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"time"
 
+	"github.com/presence-mps/presence/internal/settings"
 	"github.com/presence-mps/presence/mps/tunnel"
 	"github.com/presence-mps/presence/vault"
 )
-
-// Settings are the parts of a Config that can change while the instance
-// runs, without dropping a tunnel.
-type Settings struct {
-	// CIRAAddr and ProxyAddr are listen addresses; an empty ProxyAddr
-	// turns the proxy's listener off (mappings and sessions stay).
-	CIRAAddr, ProxyAddr    string
-	Keepalive, IdleTimeout time.Duration
-	LegacyTLS              bool
-	// MDNS advertises the instance on the LAN (needs Config.Advertise).
-	MDNS bool
-}
 
 // Listening is where the instance accepts connections now.
 type Listening struct {
@@ -29,8 +17,8 @@ type Listening struct {
 	Paused           bool
 }
 
-// Settings returns the live settings in force.
-func (in *Instance) Settings() Settings {
+// Settings returns the settings in force.
+func (in *Instance) Settings() settings.Settings {
 	in.live.Lock()
 	defer in.live.Unlock()
 	return in.settings
@@ -53,7 +41,7 @@ func (in *Instance) Listening() Listening {
 // already up are never dropped; keepalive and idle timeout apply to
 // tunnels that connect from now on (AMT takes the keepalive interval in
 // the handshake). While paused, the new addresses are only remembered.
-func (in *Instance) Apply(s Settings) error {
+func (in *Instance) Apply(s settings.Settings) error {
 	if s.CIRAAddr == "" {
 		return errors.New("the CIRA listener needs an address")
 	}
@@ -74,7 +62,8 @@ func (in *Instance) Apply(s Settings) error {
 			}
 		}
 		var proxyLn net.Listener
-		if s.ProxyAddr != old.ProxyAddr && s.ProxyAddr != "" {
+		proxyMoved := settings.Listen(s.ProxyAddr) != settings.Listen(old.ProxyAddr)
+		if proxyMoved && settings.Listen(s.ProxyAddr) != "" {
 			var err error
 			if proxyLn, err = net.Listen("tcp", s.ProxyAddr); err != nil {
 				if cira != nil {
@@ -89,7 +78,7 @@ func (in *Instance) Apply(s Settings) error {
 			}
 			in.ciraNow = cira
 		}
-		if s.ProxyAddr != old.ProxyAddr {
+		if proxyMoved {
 			in.useProxyLocked(proxyLn)
 		}
 	}
@@ -160,8 +149,7 @@ func (in *Instance) Resume() error {
 	if err != nil {
 		return err
 	}
-	if in.settings.ProxyAddr != "" {
-		proxyAddr := in.settings.ProxyAddr
+	if proxyAddr := settings.Listen(in.settings.ProxyAddr); proxyAddr != "" {
 		if in.proxyNow != nil {
 			proxyAddr = in.proxyNow.String()
 		}

@@ -75,7 +75,8 @@ func TestApplyMovesListenersWithoutDroppingTunnels(t *testing.T) {
 	var ads []instance.Announcement
 	withdrawn := 0
 	e := newEnv(t, envOptions{devices: 2, cfg: func(c *instance.Config) {
-		c.Keepalive, c.IdleTimeout = 30*time.Second, 90*time.Second
+		c.Settings.Keepalive, c.Settings.IdleTimeout = 30*time.Second, 90*time.Second
+		c.Settings.MDNS = true
 		c.Advertise = func(a instance.Announcement) (func(), error) {
 			mu.Lock()
 			ads = append(ads, a)

@@ -47,7 +47,7 @@ func Sentence(action string, err error) string {
 // capitalized, with a full stop.
 func plain(err error) string {
 	s := err.Error()
-	for _, p := range []string{"vault: ", "history: ", "engine: "} {
+	for _, p := range []string{"vault: ", "history: ", "adapter: "} {
 		s = strings.TrimPrefix(s, p)
 	}
 	if s == "" {

@@ -22,7 +22,7 @@ func TestSentence(t *testing.T) {
 		{history.ErrClosed, act + ". The history file is closed because Presence is stopping."},
 		{fmt.Errorf("open: %w", history.ErrLocked), act + ". Another Presence is using the history file: stop it and try again."},
 		{errors.New("vault: invalid account name \"a b\""), act + `. Invalid account name "a b".`},
-		{errors.New("engine: this Presence keeps no history"), act + ". This Presence keeps no history."},
+		{errors.New("adapter: this Presence keeps no history"), act + ". This Presence keeps no history."},
 		{errors.New("it ended already."), act + ". It ended already."},
 		{nil, act + "."},
 	} {

@@ -7,7 +7,7 @@
 // Each screen is a struct with a Root to put in the window, exported
 // widgets that tests drive, and a Refresh to call on the Fyne goroutine. A
 // screen reads and acts through a narrow backend interface of value types
-// defined here; package app/engine implements them over the vault and the
+// defined here; package app/adapter implements them over the vault and the
 // history file, and tests use fakes.
 //
 // # Threading

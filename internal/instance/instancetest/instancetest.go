@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/presence-mps/presence/internal/instance"
+	"github.com/presence-mps/presence/internal/settings"
 	"github.com/presence-mps/presence/vault"
 	"github.com/presence-mps/presence/vault/vaulttest"
 )
@@ -42,8 +43,8 @@ func Start(tb testing.TB, cfg func(*instance.Config)) (*instance.Instance, *vaul
 	}
 	c := instance.Config{
 		CA: ca, Accounts: acc,
-		CIRAAddr: "127.0.0.1:0", ProxyAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
-		Version: "test",
+		Settings: settings.Settings{CIRAAddr: "127.0.0.1:0", ProxyAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0"},
+		Version:  "test",
 	}
 	if cfg != nil {
 		cfg(&c)

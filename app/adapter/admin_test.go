@@ -1,4 +1,4 @@
-package engine_test
+package adapter_test
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/presence-mps/presence/app/engine"
+	"github.com/presence-mps/presence/app/adapter"
 	"github.com/presence-mps/presence/app/ui/admin"
 	"github.com/presence-mps/presence/internal/cli"
 	"github.com/presence-mps/presence/mps/history"
@@ -34,7 +34,7 @@ type fixture struct {
 	store vault.Store
 	ca    *vault.CA
 	hist  *history.Store
-	admin *engine.Admin
+	admin *adapter.Admin
 	t0    time.Time // the events' base: now, to the second
 }
 
@@ -57,7 +57,7 @@ func newFixture(t *testing.T) *fixture {
 			t.Error(err)
 		}
 	})
-	f.admin = &engine.Admin{Vault: f.store, Accounts: vault.NewAccounts(f.store), History: f.hist}
+	f.admin = &adapter.Admin{Vault: f.store, Accounts: vault.NewAccounts(f.store), History: f.hist}
 	return f
 }
 
@@ -388,7 +388,7 @@ func (lockedStore) List(_ context.Context, p string) ([]string, error) {
 // A locked keychain reaches the screens as vault's sentinel, which they
 // turn into the sentence that says to unlock it.
 func TestAdminLockedKeychain(t *testing.T) {
-	a := &engine.Admin{Vault: lockedStore{}}
+	a := &adapter.Admin{Vault: lockedStore{}}
 	const sentence = "The keychain is locked: unlock it and try again."
 	_, err := a.AccountNames(vault.KindCIRA)
 	if got := admin.Sentence("The accounts could not be read", err); got != "The accounts could not be read. "+sentence {
@@ -408,14 +408,14 @@ func TestAdminLockedKeychain(t *testing.T) {
 
 // Without a history file the history methods say so.
 func TestAdminNoHistory(t *testing.T) {
-	a := &engine.Admin{}
-	if _, err := a.Events(admin.Query{}); !errors.Is(err, engine.ErrNoHistory) {
+	a := &adapter.Admin{}
+	if _, err := a.Events(admin.Query{}); !errors.Is(err, adapter.ErrNoHistory) {
 		t.Errorf("Events: %v", err)
 	}
-	if err := a.WriteCSV(&bytes.Buffer{}, admin.Query{Kind: admin.KindSessions}); !errors.Is(err, engine.ErrNoHistory) {
+	if err := a.WriteCSV(&bytes.Buffer{}, admin.Query{Kind: admin.KindSessions}); !errors.Is(err, adapter.ErrNoHistory) {
 		t.Errorf("WriteCSV: %v", err)
 	}
-	if got := admin.Sentence("The history could not be read", engine.ErrNoHistory); got != "The history could not be read. This Presence keeps no history." {
+	if got := admin.Sentence("The history could not be read", adapter.ErrNoHistory); got != "The history could not be read. This Presence keeps no history." {
 		t.Errorf("sentence %q", got)
 	}
 }

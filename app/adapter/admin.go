@@ -1,4 +1,4 @@
-package engine
+package adapter
 
 import (
 	"cmp"
@@ -17,7 +17,7 @@ import (
 
 // ErrNoHistory is returned by Admin's history methods when it has no
 // history file.
-var ErrNoHistory = errors.New("engine: this Presence keeps no history")
+var ErrNoHistory = errors.New("adapter: this Presence keeps no history")
 
 // DefaultAdminTimeout bounds each vault call of an [Admin] whose Timeout
 // is zero. The keychain store bounds its own calls too (ten seconds).

@@ -1,4 +1,4 @@
-package engine
+package adapter
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/internal/instance/instancetest"
 	"github.com/presence-mps/presence/internal/logring"
+	"github.com/presence-mps/presence/internal/settings"
 	"github.com/presence-mps/presence/mps/amtsim"
 	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/vault"
@@ -86,7 +87,7 @@ func TestSnapshotOfARunningInstance(t *testing.T) {
 	e := newLive(t, 3)
 	var mu sync.Mutex
 	var changes []ui.Change
-	b := New(e.in, ui.Settings{}, func(c ui.Change) { mu.Lock(); changes = append(changes, c); mu.Unlock() })
+	b := New(e.in, settings.Settings{}, func(c ui.Change) { mu.Lock(); changes = append(changes, c); mu.Unlock() })
 	defer b.Close()
 	waitFor(t, "three connect events", func() bool { return len(b.Snapshot().Recent) == 3 })
 	s := b.Snapshot()
@@ -127,13 +128,14 @@ func TestSnapshotOfARunningInstance(t *testing.T) {
 // are saved; a port in use is an error and nothing is saved.
 func TestApplySettings(t *testing.T) {
 	e := newLive(t, 1)
-	var saved []ui.Settings
+	var saved []settings.Settings
 	var level slog.LevelVar
-	cur := FromSaved(ToSaved(ui.Settings{CIRAAddr: "127.0.0.1:0", ProxyAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
-		Keepalive: 30 * time.Second, IdleTimeout: 90 * time.Second, LogLevel: "info", CloseToTray: true}))
+	cur := settings.Defaults()
+	cur.CIRAAddr, cur.ProxyAddr, cur.APIAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cur.MDNS = false
 	b := New(e.in, cur, nil)
 	defer b.Close()
-	b.Save = func(s ui.Settings) error { saved = append(saved, s); return nil }
+	b.Save = func(s settings.Settings) error { saved = append(saved, s); return nil }
 	b.Level = &level
 	free, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := free.Addr().(*net.TCPAddr).Port
@@ -205,7 +207,7 @@ func TestExplain(t *testing.T) {
 // is added.
 func TestCheckAccounts(t *testing.T) {
 	e := newLive(t, 0)
-	b := New(e.in, ui.Settings{}, nil)
+	b := New(e.in, settings.Settings{}, nil)
 	defer b.Close()
 	acc := vault.NewAccounts(vault.NewMemory(0))
 	ctx := context.Background()

@@ -1,8 +1,10 @@
-// Package engine adapts a running Presence (internal/instance) to the
-// window's narrow interfaces in app/ui: value snapshots and plain actions.
+// Package adapter is the window's adapter over a running Presence
+// (internal/instance, through launch.Running): it gives the window's
+// narrow interfaces in app/ui value snapshots and plain actions. It is
+// not the engine, only the one place where the window meets it.
 // It imports no Fyne package at all, so the window's data path builds and
 // tests without cgo; package app puts it behind the real window.
-package engine
+package adapter
 
 import (
 	"cmp"
@@ -17,6 +19,7 @@ import (
 	"github.com/presence-mps/presence/app/ui"
 	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/internal/logring"
+	"github.com/presence-mps/presence/internal/settings"
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/mps/proxy"
@@ -32,7 +35,7 @@ type Backend struct {
 
 	// Settings: Save keeps them for the next start; Level is the log
 	// level in force; Log holds the latest log lines.
-	Save func(ui.Settings) error
+	Save func(settings.Settings) error
 	// Moved, if set, is told that the listeners moved (run files).
 	Moved func() error
 	Level *slog.LevelVar
@@ -40,8 +43,8 @@ type Backend struct {
 
 	rec      *recorder
 	mu       sync.Mutex
-	settings ui.Settings // as last applied
-	problems []string    // from start: certificate findings and the like
+	settings settings.Settings // as last applied
+	problems []string          // from start: certificate findings and the like
 	keyed    map[string]string
 }
 
@@ -54,8 +57,8 @@ var (
 // New returns a backend for in with the settings it was started with, and
 // starts recording its events for the overview. notify, if not nil, is
 // told of every device that comes or goes (the desktop notifications).
-func New(in *instance.Instance, settings ui.Settings, notify func(ui.Change)) *Backend {
-	b := &Backend{In: in, settings: settings}
+func New(in *instance.Instance, s settings.Settings, notify func(ui.Change)) *Backend {
+	b := &Backend{In: in, settings: s}
 	b.rec = newRecorder(in.Server, 10*time.Second, notify)
 	return b
 }
