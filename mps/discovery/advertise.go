@@ -9,9 +9,6 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
-
-	"github.com/grandcat/zeroconf"
-	"github.com/miekg/dns"
 )
 
 const (
@@ -37,8 +34,8 @@ type AdvertiseConfig struct {
 	// Instance is the instance name users see: valid UTF-8, at most 63
 	// bytes, no control characters, no final dot. Empty means
 	// "Presence on <hostname>", shortened to fit. It must be unique on the
-	// link: zeroconf v1.0.0 does not probe for conflicts, and browsers keep
-	// one instance per name.
+	// link: Advertise does not probe for conflicts (RFC 6762 section 8.1),
+	// and browsers keep one instance per name.
 	Instance string
 
 	// ProxyPort is the console proxy port (1..65535). It is the SRV port and
@@ -64,9 +61,9 @@ type AdvertiseConfig struct {
 	// first label of the system's host name.
 	Host string
 	// IPs are the addresses published for Host. Empty means the addresses
-	// of Ifaces, chosen as zeroconf does (IPv4, and global IPv6 or else
-	// link-local IPv6), leaving out loopback addresses unless every one of
-	// Ifaces is a loopback interface. Demo mode uses
+	// of Ifaces, chosen as zeroconf v1.0.0 does (IPv4, and global IPv6 or
+	// else link-local IPv6), leaving out loopback addresses unless every
+	// one of Ifaces is a loopback interface. Demo mode uses
 	// Ifaces: the loopback interface, IPs: ["127.0.0.1"].
 	IPs []string
 }
@@ -74,16 +71,17 @@ type AdvertiseConfig struct {
 // Advertiser is a running mDNS advertisement. Its methods are safe for
 // concurrent use.
 type Advertiser struct {
-	srv      *zeroconf.Server
+	resp     *responder
 	instance string
 	id       string
 	once     sync.Once
 }
 
 // Advertise starts answering mDNS queries for this instance on cfg.Ifaces
-// and announces it. It returns an error, and advertises nothing, if the
-// configuration is invalid or no socket could join the multicast group.
-// Call [Advertiser.Close] to withdraw the advertisement.
+// and announces it: once before it returns and once more a second later
+// (RFC 6762 section 8.3). It returns an error, and advertises nothing, if
+// the configuration is invalid or no socket could join the multicast group
+// ([ErrNoInterface]). Call [Advertiser.Close] to withdraw the advertisement.
 func Advertise(cfg AdvertiseConfig) (*Advertiser, error) {
 	f := txtFields{
 		ProxyPort: cfg.ProxyPort,
@@ -115,8 +113,9 @@ func Advertise(cfg AdvertiseConfig) (*Advertiser, error) {
 	if instance == "" {
 		instance = defaultInstance()
 	}
-	// zeroconf's client trims dots off both ends of the name it received,
-	// escaped or not, so a final dot would reach browsers as a stray "\".
+	// zeroconf's client (in older Presence versions) trims dots off both
+	// ends of the name it received, escaped or not, so a final dot would
+	// reach those browsers as a stray "\".
 	if !validInstanceName(instance) || strings.HasSuffix(instance, ".") {
 		return nil, fmt.Errorf("discovery: invalid instance name %q (want 1 to %d bytes of printable UTF-8, not ending in a dot)", instance, maxInstanceName)
 	}
@@ -153,30 +152,17 @@ func Advertise(cfg AdvertiseConfig) (*Advertiser, error) {
 			return nil, ErrNoAddress
 		}
 	}
-	ips := make([]string, len(addrs))
-	for i, a := range addrs {
-		ips[i] = a.String()
-	}
-
-	name := escapeLabel(instance)
-	txt := encodeTXT(f)
-	// zeroconf's Shutdown gives up, leaking sockets and goroutines, if the
-	// goodbye does not pack; make sure now that it will.
-	if err := packCheck(name, host, f.ProxyPort, txt, addrs); err != nil {
+	// Every message is packed now, so that none can fail to pack later:
+	// the goodbye in Close cannot fail.
+	rec, err := newRecords(escapeLabel(instance), host, f.ProxyPort, encodeTXT(f), addrs)
+	if err != nil {
 		return nil, fmt.Errorf("discovery: records for %q do not pack: %v", instance, err)
 	}
-
-	// RegisterProxy, not Register: Register drops loopback addresses and
-	// appends ".local" to a host name that already has it.
-	srv, err := zeroconf.RegisterProxy(name, ServiceType, Domain, f.ProxyPort, host, ips, txt, ifaces)
+	resp, err := startResponder(ifaces, rec)
 	if err != nil {
-		// The only failure after the checks above is that no socket
-		// could join the group; zeroconf says so in plain text.
-		return nil, fmt.Errorf("%w: %v", ErrNoInterface, err)
+		return nil, err
 	}
-	// Otherwise a Close right away could panic inside zeroconf.
-	waitServersStarted()
-	return &Advertiser{srv: srv, instance: instance, id: f.ID}, nil
+	return &Advertiser{resp: resp, instance: instance, id: f.ID}, nil
 }
 
 // Instance returns the advertised instance name.
@@ -185,46 +171,17 @@ func (a *Advertiser) Instance() string { return a.instance }
 // ID returns the advertised instance ID.
 func (a *Advertiser) ID() string { return a.id }
 
-// Close withdraws the advertisement: it sends goodbye packets (TTL 0) and
-// closes the sockets. It is idempotent and always returns nil. The receive
-// goroutines have exited when it returns; zeroconf's announcement goroutine
-// ends on its own within about 3.5 s of Advertise, without sending anything
-// more (see the package documentation).
+// Close withdraws the advertisement: it stops answering queries, sends
+// goodbye packets (TTL 0) and closes the sockets. Every goroutine that
+// Advertise started has exited when it returns. It is idempotent and
+// always returns nil.
 func (a *Advertiser) Close() error {
-	a.once.Do(a.srv.Shutdown)
+	a.once.Do(a.resp.close)
 	return nil
 }
 
-// packCheck packs the records zeroconf's server sends, with the names it
-// derives from its arguments (see composeLookupAnswers in zeroconf's
-// server.go), so that a message that would not pack is refused up front.
-func packCheck(instance, host string, port int, txt []string, addrs []netip.Addr) error {
-	rec := zeroconf.NewServiceRecord(instance, ServiceType, Domain)
-	target := host + ".local."
-	hdr := func(name string, t uint16) dns.RR_Header {
-		return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET}
-	}
-	m := &dns.Msg{Compress: true}
-	m.Response = true
-	m.Answer = []dns.RR{
-		&dns.SRV{Hdr: hdr(rec.ServiceInstanceName(), dns.TypeSRV), Port: uint16(port), Target: target},
-		&dns.TXT{Hdr: hdr(rec.ServiceInstanceName(), dns.TypeTXT), Txt: txt},
-		&dns.PTR{Hdr: hdr(rec.ServiceName(), dns.TypePTR), Ptr: rec.ServiceInstanceName()},
-		&dns.PTR{Hdr: hdr(rec.ServiceTypeName(), dns.TypePTR), Ptr: rec.ServiceName()},
-	}
-	for _, a := range addrs {
-		if a.Is4() {
-			m.Answer = append(m.Answer, &dns.A{Hdr: hdr(target, dns.TypeA), A: a.AsSlice()})
-		} else {
-			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr(target, dns.TypeAAAA), AAAA: a.AsSlice()})
-		}
-	}
-	_, err := m.Pack()
-	return err
-}
-
-// multicastInterfaces returns the interfaces zeroconf uses by default: up,
-// with the MULTICAST flag.
+// multicastInterfaces returns the default interfaces: up, with the
+// MULTICAST flag (as zeroconf v1.0.0 chooses them).
 func multicastInterfaces() []net.Interface {
 	all, err := net.Interfaces()
 	if err != nil {

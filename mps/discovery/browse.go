@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/grandcat/zeroconf"
+	"github.com/miekg/dns"
 )
 
 // DefaultBrowseTimeout is the length of a browse round when
@@ -61,10 +61,12 @@ type Instance struct {
 
 // Browse queries for Presence instances for the length of one round
 // (cfg.Timeout) and returns those that answered, each once, sorted by name.
-// Answers that are malformed or incomplete are left out, as is anything
-// beyond 256 instances. It returns ctx's error if ctx ends before the
-// round does, and [ErrNoInterface] if no socket could join the multicast
-// group on the interfaces.
+// An instance that says goodbye (TTL 0) during the round is left out, as
+// are answers that are malformed or incomplete, and anything beyond 256
+// instances. It returns ctx's error if ctx ends before the round does, and
+// [ErrNoInterface] if no socket could join the multicast group on the
+// interfaces. Its sockets are closed and its goroutines have exited when
+// it returns.
 func Browse(ctx context.Context, cfg BrowseConfig) ([]Instance, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -80,74 +82,217 @@ func Browse(ctx context.Context, cfg BrowseConfig) ([]Instance, error) {
 			return nil, ErrNoInterface
 		}
 	}
-	r, err := newResolver(ifaces)
+	query, err := browseQuery()
 	if err != nil {
 		return nil, err
+	}
+	l, err := openLink(ifaces)
+	if err != nil {
+		return nil, err
+	}
+	defer l.close()
+
+	// Each reader keeps what its socket hears in a state of its own: a
+	// responder sends its goodbye on a socket after every answer it sent
+	// on that socket, but an IPv4 goodbye may overtake an IPv6 answer.
+	var states []*browseState
+	l.serve(func(*msock) func(packet) {
+		st := newBrowseState()
+		states = append(states, st)
+		return func(p packet) {
+			// RFC 6762 section 18: only responses with opcode and
+			// response code 0 count.
+			m := p.msg
+			if m.Response && m.Opcode == dns.OpcodeQuery && m.Rcode == dns.RcodeSuccess {
+				st.add(m)
+			}
+		}
+	})
+	send := func() {
+		// Best effort: a socket that cannot send may still hear the
+		// answers to the other one's query.
+		for _, s := range l.socks {
+			_ = s.multicastAll(query, 0)
+		}
 	}
 
+	round := time.NewTimer(timeout)
+	defer round.Stop()
+	// Query at once, again 1 s later, then at doubling intervals (RFC 6762
+	// section 5.2).
+	gap := time.Second
+	again := time.NewTimer(gap)
+	defer again.Stop()
+	send()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-again.C:
+			send()
+			gap *= 2
+			again.Reset(gap)
+		case <-round.C:
+			done = true
+		}
+	}
+	// The readers have exited when stop returns, leaving their states to
+	// this goroutine.
+	l.stop()
 	c := newCollector(ifaces, cfg.SkipID)
-	rctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	// Unbuffered is fine: we receive until zeroconf closes the channel.
-	entries := make(chan *zeroconf.ServiceEntry)
-	// Browse starts the receive loop before it sends the first query, and
-	// the loop closes entries and the sockets when rctx ends, even when
-	// Browse returns an error (it then cancels rctx itself).
-	err = r.Browse(rctx, ServiceType, Domain, entries)
-	if err != nil {
-		cancel()
-	}
-	for e := range entries {
-		c.add(e.Instance, e.HostName, e.Port, e.Text, e.AddrIPv4, e.AddrIPv6)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("discovery: browse: %v", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	for _, st := range states {
+		st.collect(c)
 	}
 	return c.list(), nil
 }
 
-// newResolver creates a zeroconf resolver for the IP versions that the
-// interfaces have addresses for. zeroconf's client fails as a whole if
-// either version cannot join the group (and then leaves the IPv4 socket to
-// the garbage collector), so it is only asked for what looks usable, and
-// asked again for IPv4 alone if both fail together.
-func newResolver(ifaces []net.Interface) (*zeroconf.Resolver, error) {
-	var has4, has6 bool
-	for i := range ifaces {
-		as, err := ifaces[i].Addrs()
-		if err != nil {
+// browseQuery returns the query of a browse round: the PTR records of the
+// service type, with the multicast-response (QM) question that zeroconf's
+// server also answers, and ID 0 (RFC 6762 section 18.1).
+func browseQuery() ([]byte, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(serviceName, dns.TypePTR)
+	m.Id = 0
+	m.RecursionDesired = false
+	b, err := m.Pack()
+	if err != nil {
+		return nil, fmt.Errorf("discovery: pack browse query: %v", err)
+	}
+	return b, nil
+}
+
+// serviceName is the DNS-SD service name browsed for, and its labels.
+var (
+	serviceName   = ServiceType + "." + Domain
+	serviceLabels = dns.SplitDomainName(serviceName)
+)
+
+// Caps on what one browse round keeps from the network, beyond which new
+// names are ignored. The collector applies the caps of the result.
+const (
+	maxBrowseNames = 4 * maxInstances // per kind of record
+	maxHostAddrs   = 4 * maxAddrs     // per host name
+)
+
+// browseState is what one browse round has heard: the records of the
+// service type, keyed by lower-cased name, as miekg/dns decodes them. A
+// record with TTL 0 (a goodbye) removes what it names. It is not safe for
+// concurrent use.
+type browseState struct {
+	ptr  map[string]string // instance name -> its first label
+	srv  map[string]srvTarget
+	txt  map[string][]string
+	addr map[string][]net.IP // host name -> addresses
+}
+
+type srvTarget struct {
+	port   uint16
+	target string
+}
+
+func newBrowseState() *browseState {
+	return &browseState{
+		ptr:  make(map[string]string),
+		srv:  make(map[string]srvTarget),
+		txt:  make(map[string][]string),
+		addr: make(map[string][]net.IP),
+	}
+}
+
+// add records the answers and additional records of a response.
+func (st *browseState) add(m *dns.Msg) {
+	for _, rr := range m.Answer {
+		st.addRR(rr)
+	}
+	for _, rr := range m.Extra {
+		st.addRR(rr)
+	}
+}
+
+func (st *browseState) addRR(rr dns.RR) {
+	h := rr.Header()
+	if h.Class&^cacheFlush != dns.ClassINET {
+		return
+	}
+	gone := h.Ttl == 0
+	switch rr := rr.(type) {
+	case *dns.PTR:
+		if !strings.EqualFold(h.Name, serviceName) {
+			return
+		}
+		label, ok := instanceLabel(rr.Ptr)
+		if !ok {
+			return
+		}
+		putCapped(st.ptr, strings.ToLower(rr.Ptr), label, gone)
+	case *dns.SRV:
+		if _, ok := instanceLabel(h.Name); ok {
+			putCapped(st.srv, strings.ToLower(h.Name), srvTarget{rr.Port, rr.Target}, gone)
+		}
+	case *dns.TXT:
+		if _, ok := instanceLabel(h.Name); ok {
+			putCapped(st.txt, strings.ToLower(h.Name), rr.Txt, gone)
+		}
+	case *dns.A:
+		st.addAddr(h.Name, rr.A, gone)
+	case *dns.AAAA:
+		st.addAddr(h.Name, rr.AAAA, gone)
+	}
+}
+
+// putCapped sets m[k] to v, or deletes it if gone. A new key is ignored
+// once m holds maxBrowseNames.
+func putCapped[V any](m map[string]V, k string, v V, gone bool) {
+	if gone {
+		delete(m, k)
+		return
+	}
+	if _, ok := m[k]; ok || len(m) < maxBrowseNames {
+		m[k] = v
+	}
+}
+
+func (st *browseState) addAddr(host string, ip net.IP, gone bool) {
+	k := strings.ToLower(host)
+	list, ok := st.addr[k]
+	i := slices.IndexFunc(list, ip.Equal)
+	switch {
+	case gone:
+		if i >= 0 {
+			st.addr[k] = slices.Delete(list, i, i+1)
+		}
+	case i >= 0 || len(list) >= maxHostAddrs || !ok && len(st.addr) >= maxBrowseNames:
+	default:
+		st.addr[k] = append(list, ip)
+	}
+}
+
+// collect hands every instance with a PTR and an SRV record to c, which
+// validates them.
+func (st *browseState) collect(c *collector) {
+	for k, label := range st.ptr {
+		srv, ok := st.srv[k]
+		if !ok {
 			continue
 		}
-		for _, a := range as {
-			if pfx, ok := a.(*net.IPNet); ok {
-				if pfx.IP.To4() != nil {
-					has4 = true
-				} else {
-					has6 = true
-				}
-			}
+		c.add(label, srv.target, int(srv.port), st.txt[k], st.addr[strings.ToLower(srv.target)], nil)
+	}
+}
+
+// instanceLabel returns the first label of name, in presentation form, if
+// name is an instance of the service type: one label followed by
+// serviceName.
+func instanceLabel(name string) (string, bool) {
+	labels := dns.SplitDomainName(name)
+	if len(labels) != len(serviceLabels)+1 || labels[0] == "" {
+		return "", false
+	}
+	for i, l := range serviceLabels {
+		if !strings.EqualFold(labels[i+1], l) {
+			return "", false
 		}
 	}
-	var ipt zeroconf.IPType
-	switch {
-	case has4 && !has6:
-		ipt = zeroconf.IPv4
-	case has6 && !has4:
-		ipt = zeroconf.IPv6
-	default:
-		ipt = zeroconf.IPv4AndIPv6
-	}
-	r, err := zeroconf.NewResolver(zeroconf.SelectIfaces(ifaces), zeroconf.SelectIPTraffic(ipt))
-	if err != nil && ipt == zeroconf.IPv4AndIPv6 {
-		r, err = zeroconf.NewResolver(zeroconf.SelectIfaces(ifaces), zeroconf.SelectIPTraffic(zeroconf.IPv4))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNoInterface, err)
-	}
-	return r, nil
+	return labels[0], true
 }
 
 // collector validates and de-duplicates the entries of one browse round.
@@ -171,9 +316,9 @@ func newCollector(ifaces []net.Interface, skipID string) *collector {
 	return c
 }
 
-// add validates one entry as zeroconf delivers it: names and TXT strings in
-// miekg/dns presentation form (escaped). An instance seen again under the
-// same name gains the new addresses and keeps everything else.
+// add validates one instance as a browse round heard it: names and TXT
+// strings in miekg/dns presentation form (escaped). An instance seen again
+// under the same name gains the new addresses and keeps everything else.
 func (c *collector) add(name, host string, port int, txt []string, v4, v6 []net.IP) {
 	inst, ok := c.parse(name, host, port, txt, append(v4[:len(v4):len(v4)], v6...))
 	if !ok || (c.skipID != "" && inst.ID == c.skipID) {

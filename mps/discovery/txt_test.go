@@ -107,8 +107,8 @@ func ipList(ss ...string) []net.IP {
 	return out
 }
 
-// TestCollectorHostile feeds the collector entries as zeroconf would deliver
-// them from a hostile network: names and TXT strings in miekg/dns
+// TestCollectorHostile feeds the collector entries as a browse round hands
+// them over from a hostile network: names and TXT strings in miekg/dns
 // presentation form.
 func TestCollectorHostile(t *testing.T) {
 	type entry struct {
@@ -213,9 +213,9 @@ func TestCollectorDedupSkipCap(t *testing.T) {
 	}
 }
 
-// TestEscapeLabelWire packs instance names the way zeroconf's server does,
-// unpacks them as its client does, and checks that the collector recovers
-// the original name.
+// TestEscapeLabelWire packs instance names as Advertise does, takes them
+// apart as Browse does and as zeroconf's client (in older Presence
+// versions) does, and checks that both recover the original name.
 func TestEscapeLabelWire(t *testing.T) {
 	for _, name := range []string{
 		"Presence on ws1", "a.b", ".lead", "mid.dle", `back\slash`, `q"uo(te);@`, "é ü 日本", "Tab-less 100%",
@@ -244,11 +244,19 @@ func wireName(t *testing.T, name string) string {
 		t.Fatalf("unpack %q: %v", name, err)
 	}
 	ptr := back.Answer[0].(*dns.PTR)
-	// What zeroconf's client hands to Browse.
+	// What zeroconf's client makes of it.
 	presented := strings.Trim(strings.Replace(ptr.Ptr, ptr.Hdr.Name, "", -1), ".")
 	got, ok := unescape(presented, false)
 	if !ok {
 		t.Fatalf("unescape(%q) failed", presented)
+	}
+	// What Browse makes of it.
+	label, ok := instanceLabel(ptr.Ptr)
+	if !ok {
+		t.Fatalf("instanceLabel(%q) failed", ptr.Ptr)
+	}
+	if ours, ok := unescape(label, false); !ok || ours != got {
+		t.Errorf("Browse takes %q to %q, %v; zeroconf to %q", ptr.Ptr, ours, ok, got)
 	}
 	return got
 }
@@ -321,20 +329,6 @@ func TestAdvertiseInvalidConfig(t *testing.T) {
 	}
 }
 
-func TestPackCheck(t *testing.T) {
-	addrs := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}
-	if err := packCheck(escapeLabel("Presence on ws1"), "ws1", 1080, goodTXT(), addrs); err != nil {
-		t.Errorf("packCheck(good) = %v", err)
-	}
-	// What Advertise's checks keep out, and zeroconf would fail on at Shutdown.
-	if err := packCheck(strings.Repeat("x", 64), "ws1", 1080, goodTXT(), addrs); err == nil {
-		t.Error("packCheck(64-byte label) = nil; want an error")
-	}
-	if err := packCheck("ok", "ws1", 1080, []string{strings.Repeat("t", 256)}, addrs); err == nil {
-		t.Error("packCheck(256-byte TXT string) = nil; want an error")
-	}
-}
-
 func TestDefaults(t *testing.T) {
 	if n := defaultInstance(); !validInstanceName(n) || !strings.HasPrefix(n, "Presence") {
 		t.Errorf("defaultInstance() = %q", n)
@@ -347,36 +341,5 @@ func TestDefaults(t *testing.T) {
 	}
 	if fp := Fingerprint(nil); fp != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
 		t.Errorf("Fingerprint(nil) = %q", fp)
-	}
-}
-
-func TestServersStarting(t *testing.T) {
-	const (
-		created  = "\ncreated by github.com/grandcat/zeroconf.(*Server).mainloop in goroutine 7\n\t/m/zeroconf@v1.0.0/server.go:188 +0x105"
-		register = "\ncreated by github.com/grandcat/zeroconf.RegisterProxy in goroutine 5\n\t/m/zeroconf@v1.0.0/server.go:135 +0x2e"
-		parked   = "goroutine 9 [IO wait]:\ninternal/poll.runtime_pollWait(0x1, 0x72)\n\t/go/src/runtime/netpoll.go:351 +0x85\n" +
-			"github.com/grandcat/zeroconf.(*Server).recv4(0xc000080420, 0xc0000de280)\n\t/m/zeroconf@v1.0.0/server.go:254 +0x154" + created
-		other = "goroutine 1 [chan receive]:\nmain.main()\n\t/x/main.go:10 +0x1"
-	)
-	tests := []struct {
-		name string
-		dump string
-		want bool
-	}{
-		{"none", other, false},
-		{"parked in ReadFrom", other + "\n\n" + parked, false},
-		{"parsing a packet", "goroutine 9 [running]:\ngithub.com/grandcat/zeroconf.(*Server).parsePacket(0x1)\n\t/m/server.go:300 +0x1\n" +
-			"github.com/grandcat/zeroconf.(*Server).recv6(0x1, 0x2)\n\t/m/zeroconf@v1.0.0/server.go:289 +0x1" + created, false},
-		{"announcing", "goroutine 8 [sleep]:\ngithub.com/grandcat/zeroconf.(*Server).probe(0x1)\n\t/m/server.go:546 +0x7f6" + register, false},
-		{"not started", "goroutine 9 [runnable]:\ngithub.com/grandcat/zeroconf.(*Server).mainloop.gowrap1()\n\t/m/server.go:188" + created, true},
-		{"mainloop not started", "goroutine 7 [runnable]:\ngithub.com/grandcat/zeroconf.RegisterProxy.gowrap1()\n\t/m/server.go:135" + register, true},
-		{"before Add", "goroutine 9 [running]:\nruntime.mallocgc(0x10000)\n\t/go/src/runtime/malloc.go:1 +0x1\n" +
-			"github.com/grandcat/zeroconf.(*Server).recv4(0x1, 0x2)\n\t/m/zeroconf@v1.0.0/server.go:245 +0x1" + created, true},
-		{"at ReadFrom, not parked", "goroutine 9 [runnable]:\ngithub.com/grandcat/zeroconf.(*Server).recv4(0x1, 0x2)\n\t/m/zeroconf@v1.0.0/server.go:254 +0x1" + created, true},
-	}
-	for _, tt := range tests {
-		if got := serversStarting(tt.dump); got != tt.want {
-			t.Errorf("%s: serversStarting = %v; want %v", tt.name, got, tt.want)
-		}
 	}
 }
