@@ -514,9 +514,7 @@ func (ss *redirSession) digest(typ redir.AuthType, data []byte) (bool, error) {
 		return false, fmt.Errorf("%w: malformed digest data: %w", ErrRedirProtocol, err)
 	}
 	if f.Nonce == "" && f.Response == "" {
-		var b [16]byte
-		rand.Read(b[:])
-		ss.nonce, ss.nonceFor = hex.EncodeToString(b[:]), typ
+		ss.nonce, ss.nonceFor = redir.NewNonce(), typ
 		ch := redir.Challenge{Realm: cfg.Realm, Nonce: ss.nonce}
 		if typ == redir.AuthDigest {
 			ch.QOP = redir.QOPAuth

@@ -10,8 +10,6 @@ package amtsim
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -212,9 +210,7 @@ func (c *SOLClient) digest(typ redir.AuthType, user, password string) error {
 	// Step 3.
 	d := redir.Digest{User: user, Realm: ch.Realm, Nonce: ch.Nonce, URI: redir.DigestURI}
 	if typ == redir.AuthDigest {
-		var cn [16]byte
-		rand.Read(cn[:])
-		d.CNonce, d.NC, d.QOP = hex.EncodeToString(cn[:]), clientNC, redir.QOPAuth
+		d.CNonce, d.NC, d.QOP = redir.NewNonce(), clientNC, redir.QOPAuth
 	}
 	d.Response = d.ResponseFor(typ, []byte(password))
 	_, err = c.authenticate(typ, d.Append(nil, typ), false)

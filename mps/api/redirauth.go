@@ -2,8 +2,6 @@ package api
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +38,19 @@ func readLogin(r io.Reader, from string) (redir.Message, []byte, error) {
 	return m, b, nil
 }
 
+// answer reads the device's next login message and passes it on to the
+// console.
+func answer(dev, console net.Conn) (redir.Message, error) {
+	m, raw, err := readLogin(dev, "the device")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := console.Write(raw); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // interceptRedirLogin runs the login of a redirection session between a
 // console (read through cr) and a device, doing a digest login with user
 // and pass for a console that offers an empty user name. It returns when
@@ -66,11 +77,8 @@ func interceptRedirLogin(console net.Conn, cr *bufio.Reader, dev net.Conn, user,
 	if _, err := dev.Write(first); err != nil {
 		return err
 	}
-	m, raw, err := readLogin(dev, "the device")
+	m, err := answer(dev, console)
 	if err != nil {
-		return err
-	}
-	if _, err := console.Write(raw); err != nil {
 		return err
 	}
 	if reply, ok := m.(*redir.StartSessionReply); !ok || reply.Status != redir.StatusOK {
@@ -102,21 +110,16 @@ func interceptRedirLogin(console net.Conn, cr *bufio.Reader, dev net.Conn, user,
 			step1 := redir.Digest{User: user, URI: redir.DigestURI}
 			req = redir.Marshal(&redir.Authenticate{Type: redir.AuthDigest, Data: step1.Append(nil, redir.AuthDigest)})
 		case intercepting && a.Type == redir.AuthDigest:
-			var cb [16]byte
-			rand.Read(cb[:])
 			step3 := redir.Digest{User: user, Realm: ch.Realm, Nonce: ch.Nonce, URI: redir.DigestURI,
-				CNonce: hex.EncodeToString(cb[:]), NC: "00000001", QOP: redir.QOPAuth}
+				CNonce: redir.NewNonce(), NC: "00000001", QOP: redir.QOPAuth}
 			step3.Response = step3.ResponseFor(redir.AuthDigest, []byte(pass))
 			req = redir.Marshal(&redir.Authenticate{Type: redir.AuthDigest, Data: step3.Append(nil, redir.AuthDigest)})
 		}
 		if _, err := dev.Write(req); err != nil {
 			return err
 		}
-		m, res, err := readLogin(dev, "the device")
+		m, err = answer(dev, console)
 		if err != nil {
-			return err
-		}
-		if _, err := console.Write(res); err != nil {
 			return err
 		}
 		r, ok := m.(*redir.AuthenticateReply)

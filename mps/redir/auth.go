@@ -2,6 +2,7 @@ package redir
 
 import (
 	"crypto/md5"
+	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -156,6 +157,14 @@ func (d Digest) ResponseFor(typ AuthType, password []byte) string {
 		return md5hex(ha1 + ":" + d.Nonce + ":" + ha2)
 	}
 	return md5hex(ha1 + ":" + d.Nonce + ":" + d.NC + ":" + d.CNonce + ":" + QOPAuth + ":" + ha2)
+}
+
+// NewNonce returns 32 random lower-case hex digits: the form of the nonce
+// of AMT's challenge, and of the cnonce MeshCommander and amtterm send.
+func NewNonce() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
 }
 
 func md5hex(s string) string {

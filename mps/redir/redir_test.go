@@ -482,3 +482,13 @@ func FuzzAuthData(f *testing.F) {
 		}
 	})
 }
+
+func TestNewNonce(t *testing.T) {
+	a, b := NewNonce(), NewNonce()
+	if _, err := hex.DecodeString(a); err != nil || len(a) != 32 || strings.ToLower(a) != a {
+		t.Errorf("NewNonce() = %q; want 32 lower-case hex digits", a)
+	}
+	if a == b {
+		t.Errorf("NewNonce() twice = %q; want two nonces", a)
+	}
+}
