@@ -152,7 +152,7 @@ type result struct {
 }
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	cfg   Config
 	peer  *peer
 	res   chan result
@@ -160,7 +160,7 @@ type harness struct {
 }
 
 // start listens on 127.0.0.1:0, connects a peer and runs Accept then Serve.
-func start(t *testing.T, cfg Config) *harness {
+func start(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	if cfg.Auth == nil {
 		cfg.Auth = testAuth
@@ -505,7 +505,7 @@ func TestTrickledHandshake(t *testing.T) {
 }
 
 // dialPair opens a channel: the server dials, the peer confirms with window.
-func dialPair(t *testing.T, h *harness, c *Conn, port, window uint32) (*Channel, uint32) {
+func dialPair(t testing.TB, h *harness, c *Conn, port, window uint32) (*Channel, uint32) {
 	t.Helper()
 	type dr struct {
 		ch  *Channel
