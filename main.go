@@ -19,12 +19,16 @@ import (
 	_ "github.com/presence-mps/presence/internal/locale"
 )
 
-// window runs the desktop window; nil in a nogui build.
-var window func(context.Context, launch.Window) error
+// window runs the desktop window, and display says why it cannot open
+// here; both nil in a nogui build.
+var (
+	window  func(context.Context, launch.Window) error
+	display func() error
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Run(ctx, os.Args[1:], cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, App: window})
+	code := cli.Run(ctx, os.Args[1:], cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, App: window, Display: display})
 	stop()
 	os.Exit(code)
 }

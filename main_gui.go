@@ -4,4 +4,4 @@ package main
 
 import "github.com/presence-mps/presence/app"
 
-func init() { window = app.Run }
+func init() { window, display = app.Run, app.DisplayAvailable }

@@ -35,7 +35,7 @@ const ID = "io.github.presence-mps.presence"
 // no display it returns at once, with an error that says so; the caller
 // stops the server, and a start still in progress, after Run returns.
 func Run(ctx context.Context, l launch.Window) error {
-	if err := displayAvailable(); err != nil {
+	if err := DisplayAvailable(); err != nil {
 		return err
 	}
 	a := fyneapp.NewWithID(ID)

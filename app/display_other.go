@@ -2,6 +2,6 @@
 
 package app
 
-// displayAvailable reports why the window cannot open: on Windows and
+// DisplayAvailable reports why the window cannot open: on Windows and
 // macOS there is always a desktop to open it on.
-func displayAvailable() error { return nil }
+func DisplayAvailable() error { return nil }

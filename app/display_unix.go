@@ -11,11 +11,11 @@ import (
 	"time"
 )
 
-// displayAvailable reports, as an error sentence, why the window cannot
+// DisplayAvailable reports, as an error sentence, why the window cannot
 // open: Fyne's GLFW driver needs an X display (XWayland on a Wayland
 // desktop), and without one it panics deep inside GLFW. A DISPLAY of a
 // form this does not know is taken as available.
-func displayAvailable() error {
+func DisplayAvailable() error {
 	d := os.Getenv("DISPLAY")
 	if d == "" {
 		return fmt.Errorf("there is no display to open the window on (DISPLAY is not set); to run Presence without a window, use presence serve")

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Linux packages packaging/build.sh made into temporary
-# prefixes, as a user would, checks what got installed, and then runs the
-# installed window under Xvfb with simulated devices connected
-# (packaging/screenshot.sh --bin): the Devices screen goes to
-# dist/screenshot-devices.png.
+# prefixes, as a user would, checks what got installed, runs the installed
+# program headless (packaging/headless-test.sh: serve with no display, a
+# fleet of simulated devices, WS-Man through the proxy), and then runs the
+# installed window under Xvfb, started as its .desktop file starts it, with
+# simulated devices connected (packaging/screenshot.sh --bin --desktop):
+# the Devices screen goes to dist/screenshot-devices.png.
 #
 #   bash packaging/build.sh linux && bash packaging/install-test.sh [--no-screenshot]
 #
@@ -94,8 +96,22 @@ tarxz() {
 failed=0
 step "install the .deb (dpkg-deb -x)" deb || failed=1
 step "install the tar.xz (make)" tarxz || failed=1
+# The installed program headless: serve with no display under LANG=C, a
+# fleet of simulated devices, WS-Man through the proxy (needs root for its
+# private network namespace, as the window does).
+if [ "$failed" -eq 0 ]; then
+	if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
+		step "serve from the .deb, headless" bash "$REPO_ROOT/packaging/headless-test.sh" --bin "$T/deb/usr/bin/presence" || failed=1
+	elif [ "${CI:-}" = true ]; then
+		echo "the headless test needs root and unshare" >&2
+		failed=1
+	else
+		echo "skipped: serve from the .deb, headless (needs root and unshare)"
+	fi
+fi
 if $screenshot && [ "$failed" -eq 0 ]; then
-	step "window from the .deb" bash "$REPO_ROOT/packaging/screenshot.sh" --bin "$T/deb/usr/bin/presence" "$DIST/screenshot-devices.png" || failed=1
+	step "window from the .deb, as its .desktop file starts it" bash "$REPO_ROOT/packaging/screenshot.sh" --bin "$T/deb/usr/bin/presence" \
+		--desktop "$T/deb/usr/share/applications/$APP_ID.desktop" "$DIST/screenshot-devices.png" || failed=1
 fi
 step_summary
 [ "$failed" -eq 0 ] || die "the installed packages failed the checks above"

@@ -4,7 +4,8 @@
 #   bash scripts/test.sh                 # everything, on ./...
 #   bash scripts/test.sh -run TestX ./mps/apf/   # other go test args
 #
-# Steps: gofmt, go vet, staticcheck, govulncheck (scripts/vulncheck.sh),
+# Steps: gofmt, go vet, staticcheck, the import rules (scripts/imports.sh),
+# govulncheck (scripts/vulncheck.sh),
 # `go test -race -count=1`, then (for the whole tree) the packages and the
 # window: the Linux tar.xz and .deb (packaging/build.sh linux); the .deb and
 # the tar.xz installed into temporary directories and the installed window
@@ -115,6 +116,7 @@ failed=0
 step "gofmt" gofmt_check || failed=1
 step "go vet" go vet ./... || failed=1
 step "staticcheck" staticcheck_run || failed=1
+step "import rules" bash "$REPO_ROOT/scripts/imports.sh" || failed=1
 step "govulncheck" bash "$REPO_ROOT/scripts/vulncheck.sh" || failed=1
 step "go test -race" go_test || failed=1
 # packaging_missing TARGET prints what `packaging/build.sh TARGET` needs

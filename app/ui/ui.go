@@ -18,7 +18,6 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/presence-mps/presence/mps"
-	"github.com/presence-mps/presence/mps/proxy"
 )
 
 // Snapshot is what the window shows at one moment.
@@ -26,7 +25,7 @@ type Snapshot struct {
 	CIRA, Proxy, API string // listen addresses ("" when off)
 	Paused           bool   // listeners paused from the tray
 	Devices          []mps.Device
-	Sessions         []proxy.SessionInfo
+	Sessions         []mps.SessionInfo
 	Taken            time.Time
 
 	Accepted, Failures               uint64   // tunnel handshakes since start
@@ -94,7 +93,7 @@ type UI struct {
 	// Sessions
 	SessionTable *widget.Table
 	EndSession   *widget.Button
-	sessions     []proxy.SessionInfo
+	sessions     []mps.SessionInfo
 	selected     int // row in sessions, -1 for none
 	message      *widget.Label
 
@@ -200,7 +199,7 @@ func (u *UI) ApplyPrepared(p Prepared) {
 		selectedID = u.sessions[u.selected].ID
 	}
 	u.sessions = slices.Clone(s.Sessions)
-	u.selected = slices.IndexFunc(u.sessions, func(x proxy.SessionInfo) bool { return x.ID == selectedID && selectedID != 0 })
+	u.selected = slices.IndexFunc(u.sessions, func(x mps.SessionInfo) bool { return x.ID == selectedID && selectedID != 0 })
 	if u.selected < 0 {
 		u.EndSession.Disable()
 	}
@@ -256,7 +255,7 @@ func newTable(columns []string, rows func() int, text func(row, col int) string)
 	return t
 }
 
-func sessionCell(s proxy.SessionInfo, col int) string {
+func sessionCell(s mps.SessionInfo, col int) string {
 	switch col {
 	case 0:
 		return strconv.FormatUint(s.ID, 10)

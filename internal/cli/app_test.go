@@ -180,4 +180,15 @@ func TestServeIsHeadlessAndTheWindowTakesFlags(t *testing.T) {
 	if _, err := launch.Dir(dir).RunInfo(); !errors.Is(err, launch.ErrNotRunning) {
 		t.Fatalf("run files left behind: %v", err)
 	}
+	// No display: the window says so before it touches the data dir.
+	fresh := filepath.Join(t.TempDir(), "presence")
+	stderr.Reset()
+	noDisplay := func() error { return errors.New("there is no display; use presence serve") }
+	code = Run(context.Background(), []string{"--data-dir", fresh}, Env{Stderr: &stderr, App: app, Display: noDisplay})
+	if code != 1 || stderr.String() != "presence: there is no display; use presence serve\n" || len(opened) != 0 {
+		t.Fatalf("no display: exit %d, stderr %q, window opened %v", code, stderr.String(), len(opened) != 0)
+	}
+	if _, err := os.Stat(fresh); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the data dir was touched without a display: %v", err)
+	}
 }

@@ -29,10 +29,12 @@ type Env struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	// App, if set, is the desktop window: `presence` with no command
-	// runs the server in it until the window closes. It returns an error
-	// (a sentence) where there is no display. A server-only build (-tags
-	// nogui) leaves it nil. No other command uses it.
+	// runs the server in it until the window closes. A server-only build
+	// (-tags nogui) leaves it nil. No other command uses it.
 	App func(context.Context, launch.Window) error
+	// Display, if set, reports in a sentence why the window cannot open
+	// here (no display), before the window touches the data dir.
+	Display func() error
 }
 
 // usageError is a command-line mistake: exit status 2.
@@ -199,18 +201,35 @@ func parse(fs *flag.FlagSet, args []string, env Env) error {
 
 // readPassword reads one line from stdin: the password, never argv.
 func readPassword(r io.Reader) (vault.Secret, error) {
+	pws, err := readPasswords(r, 1)
+	if err != nil {
+		return "", err
+	}
+	return pws[0], nil
+}
+
+// readPasswords reads n lines from stdin, a password each.
+func readPasswords(r io.Reader, n int) ([]vault.Secret, error) {
 	if r == nil {
-		return "", usageError{"the password is read from standard input, and there is none"}
+		return nil, usageError{"the password is read from standard input, and there is none"}
 	}
-	line, err := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("reading the password from standard input: %w", err)
+	br := bufio.NewReader(io.LimitReader(r, 4096*int64(n)))
+	out := make([]vault.Secret, n)
+	for i := range out {
+		line, err := br.ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("reading the password from standard input: %w", err)
+		}
+		pw := strings.TrimRight(line, "\r\n")
+		if pw == "" {
+			if i > 0 {
+				return nil, usageError{fmt.Sprintf("standard input holds %d password(s); want %d, a line each", i, n)}
+			}
+			return nil, usageError{"no password on standard input (pipe it in, e.g. printf %s \"$PW\" | presence ...)"}
+		}
+		out[i] = vault.Secret(pw)
 	}
-	pw := strings.TrimRight(line, "\r\n")
-	if pw == "" {
-		return "", usageError{"no password on standard input (pipe it in, e.g. printf %s \"$PW\" | presence ...)"}
-	}
-	return vault.Secret(pw), nil
+	return out, nil
 }
 
 // durationFlag rejects zero and negative durations at parse time.

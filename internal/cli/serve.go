@@ -177,6 +177,11 @@ func runWindow(ctx context.Context, args []string, env Env) error {
 	if err := sv.parse("presence", args, env, settings.Server|settings.Window); err != nil {
 		return err
 	}
+	if env.Display != nil {
+		if err := env.Display(); err != nil {
+			return err
+		}
+	}
 	if _, err := sv.c.logger(env.Stderr); err != nil {
 		return err
 	}

@@ -34,6 +34,7 @@ func runSimulate(ctx context.Context, args []string, env Env) error {
 	tlsMax := fs.String("tls-max", "1.2", "highest TLS version the devices offer: 1.0, 1.1, 1.2 (AMT 12 and later) or 1.3")
 	resume := fs.Bool("resume", false, "resume TLS sessions on reconnect (tickets) instead of full handshakes")
 	noRetry := fs.Bool("no-retry", false, "do not reconnect after a connection ends")
+	amtLogin := fs.Bool("amt-login", false, "the devices' WS-Man and Serial-over-LAN accept AMT user admin with the password on the second line of standard input (default: they refuse every login)")
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
@@ -55,14 +56,23 @@ func runSimulate(ctx context.Context, args []string, env Env) error {
 	if !roots.AppendCertsFromPEM(pem) {
 		return fmt.Errorf("%s holds no PEM certificate", *caFile)
 	}
-	pw, err := readPassword(env.Stdin)
+	lines := 1
+	if *amtLogin {
+		lines = 2
+	}
+	pws, err := readPasswords(env.Stdin, lines)
 	if err != nil {
 		return err
+	}
+	pw := pws[0]
+	var amtPW []byte
+	if *amtLogin {
+		amtPW = []byte(pws[1].Reveal())
 	}
 	fleet, err := amtsim.NewFleet(amtsim.FleetConfig{
 		Device: amtsim.Config{
 			MPSAddr: *mpsAddr, RootCAs: roots, ServerName: *serverName,
-			User: *user, Password: []byte(pw.Reveal()),
+			User: *user, Password: []byte(pw.Reveal()), AMTPassword: amtPW,
 			MaxVersion: maxVersion, MinVersion: tls.VersionTLS10, ResumeSessions: *resume,
 			EchoPort: uint32(*echo), Fault: fault, Hold: *hold, Window: uint32(*window),
 		},
