@@ -13,9 +13,9 @@
 //	fp=<hex>            SHA-256 of the MPS root certificate (DER), 64 lowercase
 //	                    hex digits, see [Fingerprint] (left out when empty)
 //
-// [Browse] runs one round of queries and returns what answered. mDNS has no
-// reliable removal events in the library underneath, so [Watch] re-browses
-// periodically and drops instances that stop answering.
+// [Browse] runs one round of queries and returns what answered. An
+// instance can vanish without a goodbye (a crash, a cable pulled), so
+// [Watch] re-browses periodically and drops instances that stop answering.
 //
 // Everything received is hostile input: names, TXT strings and addresses
 // are validated and capped, and an answer missing a required key (txtvers,
@@ -29,30 +29,39 @@
 // and tests pass the loopback interface and 127.0.0.1 explicitly; see
 // [AdvertiseConfig.IPs].
 //
-// # The library underneath
+// # How it works
 //
-// mDNS is done by github.com/grandcat/zeroconf v1.0.0 (January 2020, the only
-// version available to us). What this package does about its known problems:
+// Advertise runs a small mDNS responder of this package, on
+// github.com/miekg/dns messages and golang.org/x/net/ipv4 and ipv6 sockets
+// bound to port 5353, which other mDNS software on the host can share. It
+// announces the records when it starts and once more a second later
+// (RFC 6762 section 8.3); answers queries for them by multicast, or by
+// unicast to queriers that ask for it or use another port than 5353,
+// leaving out the answers a query already knows; and sends goodbyes (TTL
+// 0) when closed. It answers at most 10 queries a second per socket, after
+// a burst of 20. It does not probe for name conflicts or defend its names.
+// [Browse] sends its own queries and collects the answers for one round;
+// a goodbye heard during the round removes the instance.
 //
-//   - Server.Shutdown returns early, leaking its sockets and goroutines, if
-//     packing the goodbye message fails. Advertise packs the same records
-//     before registering and refuses a configuration that would not pack,
-//     so the goodbye cannot fail later.
-//   - Server.Shutdown right after Register can panic ("sync: WaitGroup is
-//     reused before previous Wait has returned"): the receive goroutines
-//     register with the server's WaitGroup only once they run. Advertise
-//     returns only when they have (see zeroconf.go), so Close is safe at
-//     any time.
-//   - Register never advertises loopback addresses and appends ".local" to a
-//     host name even when it already ends in ".local". Advertise always uses
-//     RegisterProxy, with addresses and a host name it chose and checked.
-//   - The announcement goroutine started by Register is not stopped by
-//     Shutdown. It runs for at most about 3.5 s after Advertise; after
-//     [Advertiser.Close] it only fails to write to the closed sockets, so no
-//     packet leaves, and then exits on its own.
-//   - Browse closes the results channel itself and blocks on each send;
-//     [Browse] drains the channel until it is closed.
-//   - Browse never reports removals (goodbye packets are dropped); see [Watch].
-//   - The library writes a line to the standard logger when it cannot use
-//     IPv4 or IPv6 on the chosen interfaces.
+// Each goroutine belongs to the [Advertiser] or the [Browse] call that
+// started it: [Advertiser.Close] and Browse return only once all of theirs
+// have exited, and Close sends the goodbye only after the goroutines that
+// answer and announce have stopped, so nothing follows it.
+//
+// Packets are accepted only from the chosen interfaces and, where the
+// platform says (not on Windows), only when sent to the mDNS group, which
+// keeps out unicast queries from off the link; packets over 9000 bytes
+// (RFC 6762 section 17) are dropped unread.
+//
+// Names are composed as github.com/grandcat/zeroconf v1.0.0 composes them,
+// and older Presence versions, which advertise and browse with that
+// library, interoperate with this one: its browser ignores goodbyes, and
+// its client trims dots off instance names, so Advertise refuses a name
+// ending in a dot. Its Server and Resolver are not used because their
+// goroutines cannot be waited for: Server.Shutdown right after Register
+// can misuse a WaitGroup (the receive goroutines join it only once they
+// run), returns early, leaking sockets and goroutines, if the goodbye
+// does not pack, and leaves the announcement goroutine running for up to
+// 3.5 s; the Resolver's receive and query goroutines outlive the closing
+// of its results channel.
 package discovery

@@ -87,9 +87,11 @@ func listenMDNS(ifaces []net.Interface, v6 bool) (*msock, error) {
 	if v6 {
 		_ = s.v6.SetControlMessage(ipv6.FlagInterface|ipv6.FlagDst, true)
 		_ = s.v6.SetMulticastHopLimit(255)
+		_ = s.v6.SetHopLimit(255)
 	} else {
 		_ = s.v4.SetControlMessage(ipv4.FlagInterface|ipv4.FlagDst, true)
 		_ = s.v4.SetMulticastTTL(255)
+		_ = s.v4.SetTTL(255)
 	}
 	return s, nil
 }
@@ -258,7 +260,7 @@ func openLink(ifaces []net.Interface) (*link, error) {
 		l.socks = append(l.socks, s6)
 	}
 	if len(l.socks) == 0 {
-		return nil, fmt.Errorf("%w: %v", ErrNoInterface, errors.Join(err4, err6))
+		return nil, fmt.Errorf("%w: %v; %v", ErrNoInterface, err4, err6)
 	}
 	return l, nil
 }
@@ -270,14 +272,12 @@ func openLink(ifaces []net.Interface) (*link, error) {
 func (l *link) serve(newHandler func(*msock) func(packet)) {
 	for _, s := range l.socks {
 		handle := newHandler(s)
-		l.wg.Add(1)
-		go l.read(s, handle)
+		l.wg.Go(func() { l.read(s, handle) })
 	}
 }
 
 // read is the reader of one socket, see serve.
 func (l *link) read(s *msock, handle func(packet)) {
-	defer l.wg.Done()
 	buf := make([]byte, maxPacket+1)
 	for {
 		p, ok, err := s.read(buf)
@@ -294,16 +294,6 @@ func (l *link) read(s *msock, handle func(packet)) {
 			handle(p)
 		}
 	}
-}
-
-// goFunc runs f in a goroutine of the link; f should return soon after
-// l.done is closed.
-func (l *link) goFunc(f func()) {
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		f()
-	}()
 }
 
 // stopped reports whether stop has been called.

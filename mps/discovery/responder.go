@@ -340,7 +340,7 @@ func startResponder(ifaces []net.Interface, rec *records) (*responder, error) {
 		var lim bucket
 		return func(p packet) { r.handle(s, &lim, p) }
 	})
-	l.goFunc(func() {
+	l.wg.Go(func() {
 		if l.sleep(announceGap) {
 			r.send(rec.announcement)
 		}

@@ -31,7 +31,8 @@ type WatchConfig struct {
 }
 
 // Watch browses in rounds until ctx is done, keeping the set of instances
-// that answered recently (zeroconf reports arrivals but never removals).
+// that answered recently: an instance that disappears without a goodbye
+// is noticed only when it stops answering.
 // After every round that changes the set (an instance appears, disappears
 // or changes), it calls update from the calling goroutine with the current
 // set, sorted by name; update must not keep the slice beyond the call

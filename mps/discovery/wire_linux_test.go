@@ -5,12 +5,15 @@ package discovery
 import (
 	"context"
 	"net"
+	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/grandcat/zeroconf"
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
 )
@@ -131,20 +134,25 @@ func TestWireLoopback(t *testing.T) {
 	}
 
 	// A legacy querier gets unicast answers, with its ID and question
-	// and short TTLs. The first query lists the answer as known, so only
-	// the second is answered; one socket reads both in order.
+	// and short TTLs. The first query lists the answer as known, and the
+	// second is sent to 127.0.0.1 rather than to the group, so only the
+	// third is answered; one socket reads them in order.
 	legacy := legacySocket(t, lo[0])
 	known := mdnsMsg(1, svc, dns.TypePTR)
 	known.Answer = []dns.RR{&dns.PTR{
 		Hdr: dns.RR_Header{Name: svc, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: 3000},
 		Ptr: inst,
 	}}
-	for _, m := range []*dns.Msg{known, mdnsMsg(2, inst, dns.TypeSRV)} {
-		b, err := m.Pack()
+	toHost := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: mdnsPort}
+	for _, q := range []struct {
+		m  *dns.Msg
+		to *net.UDPAddr
+	}{{known, group4}, {mdnsMsg(3, inst, dns.TypeSRV), toHost}, {mdnsMsg(2, inst, dns.TypeSRV), group4}} {
+		b, err := q.m.Pack()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := legacy.WriteTo(b, nil, group4); err != nil {
+		if _, err := legacy.WriteTo(b, nil, q.to); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -302,5 +310,64 @@ func nextMsg(t *testing.T, p *ipv4.PacketConn, what string, match func(*dns.Msg)
 		if m, ok := unpack(buf[:n]); ok && match(m) {
 			return m
 		}
+	}
+}
+
+// TestZeroconfInterop checks that older Presence versions, which advertise
+// and browse with zeroconf v1.0.0, and this one find each other. (It does
+// not count goroutines: zeroconf's are not ours to wait for.)
+func TestZeroconfInterop(t *testing.T) {
+	requireNetns(t)
+	lo := loopbackIfaces(t)
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+
+	// zeroconf's browser finds our advertisement.
+	a, err := Advertise(AdvertiseConfig{
+		Instance: "New Presence", ProxyPort: 1080, ID: NewID(), Ifaces: lo, Host: "new-host", IPs: []string{"127.0.0.1"},
+	})
+	if err != nil {
+		t.Fatalf("Advertise: %v", err)
+	}
+	defer a.Close()
+	r, err := zeroconf.NewResolver(zeroconf.SelectIfaces(lo), zeroconf.SelectIPTraffic(zeroconf.IPv4))
+	if err != nil {
+		t.Fatalf("zeroconf.NewResolver: %v", err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer rcancel()
+	entries := make(chan *zeroconf.ServiceEntry)
+	if err := r.Browse(rctx, ServiceType, Domain, entries); err != nil {
+		t.Fatalf("zeroconf Browse: %v", err)
+	}
+	var found bool
+	for e := range entries { // zeroconf closes it when rctx ends
+		name, _ := unescape(e.Instance, false)
+		if name == "New Presence" && e.Port == 1080 && e.HostName == "new-host.local." &&
+			len(e.AddrIPv4) == 1 && e.AddrIPv4[0].Equal(net.IPv4(127, 0, 0, 1)) && slices.Contains(e.Text, "id="+a.ID()) {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("zeroconf's browser did not find our advertisement")
+	}
+	a.Close()
+
+	// Our browser finds zeroconf's advertisement.
+	id := NewID()
+	txt := encodeTXT(txtFields{ProxyPort: 4433, ID: id, Version: "0.9.0"})
+	srv, err := zeroconf.RegisterProxy(escapeLabel("Old Presence"), ServiceType, Domain, 4433, "old-host", []string{"127.0.0.1"}, txt, lo)
+	if err != nil {
+		t.Fatalf("zeroconf.RegisterProxy: %v", err)
+	}
+	got, err := Browse(ctx, BrowseConfig{Ifaces: lo, Timeout: 2 * time.Second})
+	srv.Shutdown() // its receive goroutines have long been running: no WaitGroup race
+	if err != nil {
+		t.Fatalf("Browse: %v", err)
+	}
+	inst, ok := findID(got, id)
+	if !ok || inst.Name != "Old Presence" || inst.Host != "old-host.local" || inst.ProxyPort != 4433 ||
+		inst.Version != "0.9.0" || !slices.Equal(inst.Addrs, []netip.Addr{netip.MustParseAddr("127.0.0.1")}) {
+		t.Errorf("Browse found %+v; want Old Presence on old-host.local, 127.0.0.1, port 4433, version 0.9.0", got)
 	}
 }
