@@ -238,8 +238,10 @@ func (s *msock) close() error {
 }
 
 // link is the mDNS sockets of one advertisement or browse round, and the
-// goroutines that use them. It owns those goroutines: [link.stop] returns
-// only once every one has exited.
+// goroutines that use them: the readers that serve starts, and any other
+// started with wg.Go, which must return soon after done is closed (see
+// sleep). The link owns them: [link.stop] returns only once every one has
+// exited.
 type link struct {
 	socks []*msock
 	done  chan struct{} // closed by stop
