@@ -56,15 +56,8 @@ type Saved struct {
 func (d Dir) Load() (Saved, error) {
 	var s Saved
 	name := d.Path(SettingsFile)
-	b, err := os.ReadFile(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil
-	}
-	if err != nil {
+	if err := readJSON(name, &s.rest); err != nil {
 		return s, err
-	}
-	if err := json.Unmarshal(b, &s.rest); err != nil {
-		return s, fmt.Errorf("%s is damaged (%v): fix or remove it", name, err)
 	}
 	if v, ok := s.rest["vault"]; ok {
 		if err := json.Unmarshal(v, &s.Vault); err != nil {
@@ -151,19 +144,25 @@ func (d Dir) DesktopVault(chosen string, log *slog.Logger) (string, error) {
 
 // Aliases reads the device aliases; a missing file means none.
 func (d Dir) Aliases() (map[string]string, error) {
-	name := d.Path(AliasesFile)
+	var m map[string]string
+	err := readJSON(d.Path(AliasesFile), &m)
+	return m, err
+}
+
+// readJSON decodes the JSON file name into v; a missing file leaves v as
+// it is.
+func readJSON(name string, v any) error {
 	b, err := os.ReadFile(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var m map[string]string
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%s is damaged (%v): fix or remove it", name, err)
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s is damaged (%v): fix or remove it", name, err)
 	}
-	return m, nil
+	return nil
 }
 
 // SaveAliases keeps the device aliases.
