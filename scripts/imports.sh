@@ -23,12 +23,14 @@ complain() { echo "imports: $*" >&2; broken=1; }
 
 # 1. The engine and the vault never depend on Fyne or the window.
 while read -r pkg deps; do
+	bad=()
 	for d in $deps; do
 		case $d in
-		fyne.io/* | "$MOD"/app | "$MOD"/app/*)
-			complain "${pkg#"$MOD"/} depends on $d (through go list -deps): nothing under mps/ or vault/ may import Fyne or the window" ;;
+		fyne.io/* | "$MOD"/app | "$MOD"/app/*) bad+=("${d#"$MOD"/}") ;;
 		esac
 	done
+	[ "${#bad[@]}" -eq 0 ] ||
+		complain "${pkg#"$MOD"/} depends on ${bad[0]} (and ${#bad[@]} packages of Fyne or the window in all, through go list -deps): nothing under mps/ or vault/ may import Fyne or the window"
 done < <(go list -f '{{.ImportPath}} {{join .Deps " "}}' ./mps/... ./vault/...)
 
 # 2. The window's packages import only value types of the engine.
