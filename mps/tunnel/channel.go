@@ -336,7 +336,7 @@ func (ch *Channel) BytesIn() uint64  { return ch.in.Load() }
 func (ch *Channel) BytesOut() uint64 { return ch.out.Load() }
 
 // LocalAddr returns the tunnel's local address.
-func (ch *Channel) LocalAddr() net.Addr { return ch.c.raw.LocalAddr() }
+func (ch *Channel) LocalAddr() net.Addr { return ch.c.local }
 
 // RemoteAddr returns the address of the device port: its UUID and port.
 func (ch *Channel) RemoteAddr() net.Addr { return Addr{UUID: ch.c.uuid, Port: ch.port} }

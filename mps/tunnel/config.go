@@ -132,6 +132,12 @@ func (c *Config) withDefaults() Config {
 	return d
 }
 
+// limits are the lengths a device may declare: strings as apf's defaults,
+// data up to the channel window (c has its defaults set).
+func (c *Config) limits() apf.Limits {
+	return apf.Limits{MaxString: apf.DefaultLimits.MaxString, MaxData: c.Window}
+}
+
 // Cipher suites AMT needs (apf.md §6.1). Go enables none of the RSA key
 // exchange suites by default since Go 1.22, and AMT firmware uses them, so
 // the list is explicit. No NULL, RC4 or 3DES suite is ever offered.

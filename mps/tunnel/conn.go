@@ -22,38 +22,39 @@ type Forward struct {
 
 // Conn is one authenticated CIRA tunnel. Its methods are safe for concurrent
 // use. The zero value is not usable; see [Accept].
+//
+// An idle tunnel is mostly this struct, so mind its size: with the 8-byte
+// header the allocator adds, it must stay within the 768-byte size class
+// (TestConnSize), and fields are ordered to leave no padding.
 type Conn struct {
-	cfg  Config
-	raw  net.Conn
-	conn net.Conn // the TLS connection over raw (raw itself when Config.TLS is nil)
-	lim  apf.Limits
+	cfg    Config
+	pc     packetConn // the transport: &stream, or an in-memory one in tests
+	stream streamConn // the transport over the accepted connection (see Accept)
+	local  net.Addr
 
 	// Set during the handshake; read-only afterwards.
 	uuid        apf.UUID
 	user        string
 	version     apf.ProtocolVersion
-	names       infoNames // Info's strings, made once
 	tlsVersion  uint16
 	tlsCipher   uint16
+	names       infoNames // Info's strings, made once
 	remote      string
 	connectedAt time.Time
 
 	// Owned by the reader goroutine.
-	rbuf         []byte
-	rstart, rend int
-	lastRead     int // bytes returned by the latest Read
-	state        int
-	replied      bool // replies queued by the reader, not yet flushed
+	state   int
+	replied bool // replies queued by the reader, not yet flushed
 
 	mu          sync.Mutex // guards the fields below
 	forwards    []Forward
 	channels    map[uint32]*Channel
 	nextID      uint32
 	nextOrigin  uint32
-	ready       bool
 	settle      *time.Timer
 	kaInterval  uint32 // from KEEPALIVE_OPTIONS_REPLY
 	kaTimeout   uint32
+	ready       bool
 	closed      bool
 	openedTotal uint64
 
@@ -68,11 +69,25 @@ type Conn struct {
 	closeOnce sync.Once
 	err       *CloseError // set before done is closed
 
-	lastRecv   atomic.Int64 // unix nanoseconds
+	received   // updated by the transport
 	lastKA     atomic.Int64
-	bytesIn    atomic.Uint64
 	bytesOut   atomic.Uint64
 	keepalives atomic.Uint64
+}
+
+// newConn returns a tunnel to the device at remote, before its
+// handshake; the caller sets pc.
+func newConn(cfg *Config, remote string, local net.Addr) *Conn {
+	c := &Conn{
+		cfg:         cfg.withDefaults(),
+		local:       local,
+		remote:      remote,
+		channels:    make(map[uint32]*Channel),
+		done:        make(chan struct{}),
+		connectedAt: time.Now(),
+	}
+	c.wcond.L = &c.wmu
+	return c
 }
 
 // logAt logs with the tunnel's remote address and device UUID. The
@@ -125,10 +140,9 @@ func (c *Conn) closeWith(err *CloseError, disc apf.DisconnectReason) {
 		c.wmu.Unlock()
 
 		if disc != 0 {
-			c.raw.SetWriteDeadline(time.Now().Add(finalDeadline))
-			c.conn.Write((&apf.Disconnect{Reason: disc}).Append(nil))
+			c.pc.writePacket((&apf.Disconnect{Reason: disc}).Append(nil), finalDeadline)
 		}
-		c.raw.Close()
+		c.pc.Close()
 		for _, ch := range chans {
 			ch.tunnelClosed(err)
 		}

@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -32,32 +31,22 @@ const (
 // success the deadline is cleared and the caller must call [Conn.Serve]. On
 // failure raw is closed and the error is a [*CloseError].
 func Accept(ctx context.Context, raw net.Conn, cfg *Config) (*Conn, error) {
-	d := cfg.withDefaults()
-	c := &Conn{
-		cfg:         d,
-		raw:         raw,
-		conn:        raw,
-		lim:         apf.Limits{MaxString: apf.DefaultLimits.MaxString, MaxData: d.Window},
-		remote:      raw.RemoteAddr().String(),
-		channels:    make(map[uint32]*Channel),
-		done:        make(chan struct{}),
-		rbuf:        make([]byte, smallReadBuf),
-		connectedAt: time.Now(),
-	}
-	c.wcond.L = &c.wmu
-	if err := raw.SetDeadline(time.Now().Add(d.HandshakeTimeout)); err != nil {
+	c := newConn(cfg, raw.RemoteAddr().String(), raw.LocalAddr())
+	c.stream = streamConn{conn: raw, recv: &c.received, lim: c.cfg.limits(), rbuf: make([]byte, smallReadBuf)}
+	c.pc = &c.stream
+	if err := raw.SetDeadline(time.Now().Add(c.cfg.HandshakeTimeout)); err != nil {
 		return nil, c.abort(&CloseError{Reason: ReasonNetworkError, Err: err}, 0)
 	}
 	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	if d.TLS != nil {
-		tc := tls.Server(raw, d.TLS)
+	if c.cfg.TLS != nil {
+		tc := tls.Server(raw, c.cfg.TLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return nil, c.abort(c.handshakeError(ctx, err, ReasonTLSError), 0)
 		}
 		st := tc.ConnectionState()
-		c.conn, c.tlsVersion, c.tlsCipher = tc, st.Version, st.CipherSuite
+		c.stream.conn, c.tlsVersion, c.tlsCipher = tc, st.Version, st.CipherSuite
 	}
 	if err := c.handshake(ctx); err != nil {
 		return nil, err
@@ -97,15 +86,15 @@ func (c *Conn) handshake(ctx context.Context) error {
 	fail := func(err error) error { return c.abort(c.handshakeError(ctx, err, ReasonNetworkError), 0) }
 	attempts := 0
 	for c.state != stPfwdService {
-		m, err := c.readMsg()
+		m, err := c.pc.readPacket(0)
 		if err != nil {
-			var pe *apf.ParseError
-			if errors.As(err, &pe) && c.state == stVersion && c.rend-c.rstart >= 4 && isHTTP(c.rbuf[c.rstart:c.rend]) {
+			if err == errHTTPProbe {
 				// A browser or scanner probing the port: answer in its own
 				// protocol, as other MPS implementations do.
-				c.conn.Write([]byte(httpProbeReply))
+				c.pc.writePacket([]byte(httpProbeReply), 0)
 				return c.abort(&CloseError{Reason: ReasonProtocolError, Detail: "HTTP request on the CIRA port"}, 0)
 			}
+			var pe *apf.ParseError
 			if attempts > 0 && !errors.As(err, &pe) {
 				// The device gave up after a refused password.
 				return c.abort(&CloseError{Reason: ReasonAuthFailed,
@@ -150,7 +139,7 @@ func (c *Conn) handshake(ctx context.Context) error {
 			}
 			okAuth := ua.Method == apf.MethodPassword && !ua.ChangePassword &&
 				c.cfg.Auth != nil && c.cfg.Auth(ctx, c.uuid, ua.Username, ua.Password)
-			clear(ua.Password) // it lies in rbuf; do not keep it around
+			clear(ua.Password) // it lies in the transport's buffer; do not keep it around
 			if okAuth {
 				c.user = ua.Username
 				if err := c.writeNow(&apf.UserauthSuccess{}); err != nil {
@@ -184,10 +173,6 @@ const ProbeAnswer = "This is the CIRA port of Presence, an Intel AMT MPS. It spe
 var httpProbeReply = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: " +
 	strconv.Itoa(len(ProbeAnswer)+2) + "\r\n\r\n" + ProbeAnswer + "\r\n"
 
-func isHTTP(b []byte) bool {
-	return bytes.HasPrefix(b, []byte("GET ")) || bytes.HasPrefix(b, []byte("HEAD")) || bytes.HasPrefix(b, []byte("POST"))
-}
-
 // unexpected ends the tunnel for a message not allowed in the current state.
 func (c *Conn) unexpected(m apf.Message) error {
 	return c.abort(&CloseError{Reason: ReasonProtocolError,
@@ -199,6 +184,23 @@ func (c *Conn) unexpected(m apf.Message) error {
 func (c *Conn) badService(name string) error {
 	return c.abort(&CloseError{Reason: ReasonProtocolError,
 		Detail: fmt.Sprintf("unknown service %q", name)}, apf.DisconnectServiceNotAvailable)
+}
+
+// pfwdService accepts the port-forwarding service after authentication
+// (apf.md §3 step 5) and starts the settle timer after which the tunnel is
+// ready.
+func (c *Conn) pfwdService(m *apf.ServiceRequest) error {
+	if c.state != stPfwdService {
+		return c.unexpected(m)
+	}
+	if m.Service != apf.ServicePfwd {
+		return c.badService(m.Service)
+	}
+	c.state = stForwarding
+	c.mu.Lock()
+	c.settle = time.AfterFunc(c.cfg.ForwardSettle, c.markReady)
+	c.mu.Unlock()
+	return c.reply(&apf.ServiceAccept{Service: apf.ServicePfwd})
 }
 
 // forward records or withdraws an announced port (apf.md §2.5).

@@ -10,8 +10,10 @@ import (
 	"github.com/presence-mps/presence/mps/apf"
 )
 
-// dispatch handles one message after authentication. It never blocks on a
-// consumer. A non-nil error means the tunnel has been closed.
+// dispatch handles one message after authentication: keepalives and
+// DISCONNECT in any state, the rest of the setup (handshake.go), and the
+// channel messages, which it routes through the channel table. It never
+// blocks on a consumer. A non-nil error means the tunnel has been closed.
 func (c *Conn) dispatch(m apf.Message) error {
 	switch m := m.(type) {
 	case *apf.KeepaliveRequest:
@@ -29,17 +31,7 @@ func (c *Conn) dispatch(m apf.Message) error {
 		return c.abort(&CloseError{Reason: ReasonDisconnect, Disconnect: m.Reason,
 			Detail: "device sent DISCONNECT: " + m.Reason.String()}, 0)
 	case *apf.ServiceRequest:
-		if c.state != stPfwdService {
-			return c.unexpected(m)
-		}
-		if m.Service != apf.ServicePfwd {
-			return c.badService(m.Service)
-		}
-		c.state = stForwarding
-		c.mu.Lock()
-		c.settle = time.AfterFunc(c.cfg.ForwardSettle, c.markReady)
-		c.mu.Unlock()
-		return c.reply(&apf.ServiceAccept{Service: apf.ServicePfwd})
+		return c.pfwdService(m)
 	}
 	if c.state != stForwarding {
 		return c.unexpected(m)

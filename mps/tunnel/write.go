@@ -5,7 +5,6 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/presence-mps/presence/mps/apf"
 )
@@ -22,7 +21,7 @@ const (
 // writeNow writes one message synchronously (handshake only).
 func (c *Conn) writeNow(m apf.Message) error {
 	b := m.Append(nil)
-	_, err := c.conn.Write(b)
+	err := c.pc.writePacket(b, 0)
 	c.bytesOut.Add(uint64(len(b)))
 	return err
 }
@@ -37,8 +36,8 @@ func (c *Conn) send(m apf.Message) error {
 }
 
 // reply queues a control message from the reader goroutine, which writes
-// it itself before it next blocks in Read, together with every other reply
-// to the same read (see flushFromReader).
+// it itself before it next waits for input, together with every other
+// reply to the same read (see Conn.next and flushFromReader).
 func (c *Conn) reply(m apf.Message) error {
 	if err := c.queue(m); err != nil {
 		return err
@@ -178,8 +177,7 @@ func (c *Conn) flushLocked() bool {
 	if c.isDone() {
 		return false
 	}
-	c.conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
-	if _, err := c.conn.Write(buf); err != nil {
+	if err := c.pc.writePacket(buf, c.cfg.WriteTimeout); err != nil {
 		reason := ReasonNetworkError
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
