@@ -3,7 +3,6 @@ package tunnel
 import (
 	"context"
 	"io"
-	"math"
 	"net"
 	"os"
 	"strconv"
@@ -23,8 +22,9 @@ const (
 
 // Data chunking. A write is split into CHANNEL_DATA messages of at most
 // maxChunk bytes, and a write of up to smallWrite bytes is never split by a
-// lack of credit (it waits for enough): AMT rejects an HTTP chunked body whose
-// last few bytes arrive in a separate message (apf.md §10, mps #662).
+// lack of credit (it waits for enough; see window.reserve): AMT rejects an
+// HTTP chunked body whose last few bytes arrive in a separate message
+// (apf.md §10, mps #662).
 const (
 	maxChunk   = 32 << 10
 	smallWrite = 1 << 10
@@ -46,13 +46,11 @@ type Channel struct {
 	state     int
 	openErr   error
 	peer      uint32 // the device's id, the recipient in our messages
-	peerWin   uint32 // the device's initial window
-	credit    uint32 // bytes we may still send
+	send      window // what we may still send to the device
+	recv      window // what the device may still send us
 	rbuf      []byte // received, not yet read: rbuf[roff:]
 	roff      int
-	rwin      uint32 // bytes the device may still send
-	unacked   uint32 // bytes read but not yet granted back
-	eof       bool   // the device sent CHANNEL_CLOSE
+	eof       bool // the device sent CHANNEL_CLOSE
 	closeSent bool
 	closed    bool // Close was called
 	abandoned bool // Dial gave up before the device answered
@@ -65,7 +63,7 @@ type Channel struct {
 var _ net.Conn = (*Channel)(nil)
 
 func newChannel(c *Conn, id, port uint32) *Channel {
-	ch := &Channel{c: c, id: id, port: port, rwin: c.cfg.Window}
+	ch := &Channel{c: c, id: id, port: port, recv: window{avail: c.cfg.Window, size: c.cfg.Window}}
 	ch.cond.L = &ch.mu
 	ch.rdl.ch, ch.wdl.ch = ch, ch
 	return ch
@@ -101,13 +99,13 @@ func (ch *Channel) broadcast() {
 
 // onConfirm handles CHANNEL_OPEN_CONFIRMATION and reports whether the
 // channel must be closed at once because Dial gave up.
-func (ch *Channel) onConfirm(peer, window uint32) (closeNow bool) {
+func (ch *Channel) onConfirm(peer, size uint32) (closeNow bool) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if ch.state != chOpening {
 		return false
 	}
-	ch.state, ch.peer, ch.peerWin, ch.credit = chOpen, peer, window, window
+	ch.state, ch.peer, ch.send = chOpen, peer, window{avail: size, size: size}
 	ch.cond.Broadcast()
 	if ch.abandoned {
 		ch.closeSent = true
@@ -136,10 +134,9 @@ func (ch *Channel) onWindowAdjust(n uint32) bool {
 	if ch.state != chOpen {
 		return true
 	}
-	if uint64(ch.credit)+uint64(n) > math.MaxUint32 {
+	if !ch.send.add(n) {
 		return false
 	}
-	ch.credit += n
 	ch.cond.Broadcast()
 	return true
 }
@@ -152,10 +149,9 @@ func (ch *Channel) onData(p []byte) bool {
 	if ch.state != chOpen || ch.eof {
 		return true // late data for a channel being torn down
 	}
-	if uint32(len(p)) > ch.rwin {
+	if !ch.recv.take(uint32(len(p))) {
 		return false
 	}
-	ch.rwin -= uint32(len(p))
 	ch.in.Add(uint64(len(p)))
 	if ch.closed {
 		return true // nobody will read it
@@ -181,6 +177,7 @@ func (ch *Channel) onClose() {
 		ch.openErr = &OpenError{Port: ch.port, Reason: apf.OpenConnectFailed}
 	}
 	ch.eof = true
+	ch.recv.close()
 	reply := !ch.closeSent && ch.state == chOpen
 	ch.closeSent = true
 	peer := ch.peer
@@ -227,12 +224,7 @@ func (ch *Channel) Read(p []byte) (int, error) {
 	if ch.roff == len(ch.rbuf) {
 		ch.rbuf, ch.roff = ch.rbuf[:0], 0
 	}
-	ch.unacked += uint32(n)
-	var adjust uint32
-	if ch.unacked >= ch.c.cfg.Window/2 && !ch.eof {
-		adjust, ch.unacked = ch.unacked, 0
-		ch.rwin += adjust
-	}
+	adjust := ch.recv.consume(uint32(n))
 	peer := ch.peer
 	ch.mu.Unlock()
 	if adjust > 0 {
@@ -249,15 +241,17 @@ func (ch *Channel) Write(p []byte) (int, error) {
 	total := 0
 	for len(p) > 0 {
 		ch.mu.Lock()
-		for ch.writeBlocked(len(p)) {
+		n := 0
+		for {
+			if err := ch.writeErr(); err != nil {
+				ch.mu.Unlock()
+				return total, err
+			}
+			if n = ch.send.reserve(min(len(p), maxChunk)); n > 0 {
+				break
+			}
 			ch.cond.Wait()
 		}
-		if err := ch.writeErr(); err != nil {
-			ch.mu.Unlock()
-			return total, err
-		}
-		n := min(len(p), int(ch.credit), maxChunk)
-		ch.credit -= uint32(n)
 		peer := ch.peer
 		ch.mu.Unlock()
 		if err := ch.c.sendData(peer, p[:n]); err != nil {
@@ -268,18 +262,6 @@ func (ch *Channel) Write(p []byte) (int, error) {
 		p = p[n:]
 	}
 	return total, nil
-}
-
-// writeBlocked reports whether a write of n more bytes must wait for credit.
-func (ch *Channel) writeBlocked(n int) bool {
-	if ch.writeErr() != nil {
-		return false
-	}
-	if ch.credit == 0 {
-		return true
-	}
-	// Do not split a small write for want of credit the device can grant.
-	return n <= smallWrite && int(ch.credit) < n && int(ch.peerWin) >= n
 }
 
 // writeErr returns why Write cannot proceed, or nil.
