@@ -66,12 +66,8 @@ func (m *memConn) packet(wait time.Duration) ([]byte, error) {
 	if wait < 0 {
 		return nil, errWouldBlock
 	}
-	var expired <-chan time.Time
-	if wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		expired = t.C
-	}
+	expired, stop := after(wait)
+	defer stop()
 	select {
 	case p := <-m.in:
 		return p, nil
@@ -98,12 +94,8 @@ func (m *memConn) writePacket(b []byte, timeout time.Duration) error {
 		return net.ErrClosed
 	default:
 	}
-	var expired <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		expired = t.C
-	}
+	expired, stop := after(timeout)
+	defer stop()
 	select {
 	case m.out <- p:
 		return nil
@@ -117,6 +109,16 @@ func (m *memConn) writePacket(b []byte, timeout time.Duration) error {
 func (m *memConn) Close() error {
 	m.once.Do(func() { close(m.closed) })
 	return nil
+}
+
+// after returns a channel that receives once d has passed, never for d of
+// 0 or less, and the function that stops its timer.
+func after(d time.Duration) (<-chan time.Time, func() bool) {
+	if d <= 0 {
+		return nil, func() bool { return false }
+	}
+	t := time.NewTimer(d)
+	return t.C, t.Stop
 }
 
 // memDevice is the device end of a memConn, a net.Conn for the peer.
@@ -135,9 +137,9 @@ func (d *memDevice) Read(p []byte) (int, error) {
 		d.mu.Unlock()
 		var expired <-chan time.Time
 		if !dl.IsZero() {
-			t := time.NewTimer(time.Until(dl))
-			defer t.Stop()
-			expired = t.C
+			var stop func() bool
+			expired, stop = after(max(time.Until(dl), 1))
+			defer stop()
 		}
 		select {
 		case d.rest = <-d.m.out:

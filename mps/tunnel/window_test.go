@@ -34,47 +34,35 @@ func TestWindowReserve(t *testing.T) {
 	}
 }
 
-func TestWindowAdd(t *testing.T) {
+// TestWindowAddAndTake: grants from the device may fill the credit to
+// the brim of a uint32 but not past it, and the device may send what the
+// window allows but not a byte more.
+func TestWindowAddAndTake(t *testing.T) {
+	add := func(w *window, n uint32) bool { return w.add(n) }
+	take := func(w *window, n uint32) bool { return w.take(n) }
 	tests := []struct {
 		name      string
+		op        func(*window, uint32) bool
 		avail, n  uint32
 		ok        bool
 		wantAvail uint32
 	}{
-		{"grant", 0, 4096, true, 4096},
-		{"to the brim", math.MaxUint32 - 10, 10, true, math.MaxUint32},
-		{"overflow by one", math.MaxUint32 - 10, 11, false, math.MaxUint32 - 10},
-		{"overflow from full", math.MaxUint32, 1, false, math.MaxUint32},
-		{"zero", 5, 0, true, 5},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			w := window{avail: tt.avail, size: 1 << 16}
-			if ok := w.add(tt.n); ok != tt.ok || w.avail != tt.wantAvail {
-				t.Fatalf("add(%d) on %d = %v, avail %d; want %v, avail %d", tt.n, tt.avail, ok, w.avail, tt.ok, tt.wantAvail)
-			}
-		})
-	}
-}
-
-func TestWindowTake(t *testing.T) {
-	tests := []struct {
-		name      string
-		avail, n  uint32
-		ok        bool
-		wantAvail uint32
-	}{
-		{"within", 4096, 1000, true, 3096},
-		{"exactly", 4096, 4096, true, 0},
-		{"overrun", 4096, 4097, false, 4096},
-		{"overrun an empty window", 0, 1, false, 0},
-		{"empty message", 0, 0, true, 0},
+		{"add", add, 0, 4096, true, 4096},
+		{"add to the brim", add, math.MaxUint32 - 10, 10, true, math.MaxUint32},
+		{"add overflows by one", add, math.MaxUint32 - 10, 11, false, math.MaxUint32 - 10},
+		{"add overflows when full", add, math.MaxUint32, 1, false, math.MaxUint32},
+		{"add zero", add, 5, 0, true, 5},
+		{"take within", take, 4096, 1000, true, 3096},
+		{"take exactly", take, 4096, 4096, true, 0},
+		{"take overruns", take, 4096, 4097, false, 4096},
+		{"take overruns an empty window", take, 0, 1, false, 0},
+		{"take an empty message", take, 0, 0, true, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := window{avail: tt.avail, size: 4096}
-			if ok := w.take(tt.n); ok != tt.ok || w.avail != tt.wantAvail {
-				t.Fatalf("take(%d) on %d = %v, avail %d; want %v, avail %d", tt.n, tt.avail, ok, w.avail, tt.ok, tt.wantAvail)
+			if ok := tt.op(&w, tt.n); ok != tt.ok || w.avail != tt.wantAvail {
+				t.Fatalf("%d on %d = %v, avail %d; want %v, avail %d", tt.n, tt.avail, ok, w.avail, tt.ok, tt.wantAvail)
 			}
 		})
 	}
