@@ -25,12 +25,12 @@ type Forward struct {
 //
 // An idle tunnel is mostly this struct, so mind its size: with the 8-byte
 // header the allocator adds, it must stay within the 768-byte size class
-// (TestConnSize), and fields are ordered to leave no padding.
+// (TestConnSize); small fields sit together so that little goes to padding.
 type Conn struct {
 	cfg    Config
 	pc     packetConn // the transport: &stream, or an in-memory one in tests
 	stream streamConn // the transport over the accepted connection (see Accept)
-	local  net.Addr
+	local  net.Addr   // the accepted connection's, for Channel.LocalAddr
 
 	// Set during the handshake; read-only afterwards.
 	uuid        apf.UUID
