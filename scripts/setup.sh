@@ -5,7 +5,7 @@
 #   bash scripts/setup.sh
 #
 # Steps: Go toolchain, Debian packages (apt, only when something is missing,
-# only as root), pinned Go tools (staticcheck, govulncheck, fyne), module download,
+# only as root), no etcd service left running, pinned Go tools (staticcheck, govulncheck, fyne), module download,
 # offline vulnerability database. Each step prints its time.
 set -euo pipefail
 SCRIPT_NAME=setup
@@ -28,10 +28,14 @@ cd "$REPO_ROOT"
 #   nsis:          makensis, the Windows installer (packaging/windows/presence.nsi)
 #   xz-utils file: packaging/build.sh packs (fyne package runs tar -J) and checks what it built
 #   dpkg-dev:      dpkg-shlibdeps, the .deb's Depends;  make: installing the tar.xz in the test
+#   etcd-server:   /usr/bin/etcd (3.4.23), which the fleet's etcd tests start on
+#                  free loopback ports (mps/fleet/etcdtest); the service the
+#                  package installs is stopped and disabled (etcd_service_off)
 APT_PACKAGES=(gcc libc6-dev git iproute2 util-linux curl squid amtterm gnome-keyring dbus
 	pkg-config libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev
 	xvfb xauth xdotool imagemagick
-	gcc-mingw-w64-x86-64 nsis xz-utils file dpkg-dev make)
+	gcc-mingw-w64-x86-64 nsis xz-utils file dpkg-dev make
+	etcd-server)
 
 # go_minor prints the minor version of the go on PATH (21 for go1.21.x),
 # or 0 when there is none.
@@ -114,6 +118,72 @@ apt_packages() {
 	fi
 }
 
+# any_alive PID...: true while one of the processes exists.
+any_alive() {
+	local p
+	for p in "$@"; do
+		[ -d "/proc/$p" ] && return 0
+	done
+	return 1
+}
+
+# etcd_service_off leaves no etcd of the package's running: the tests start
+# their own on free ports, and one on etcd's default ports (2379, 2380) would
+# answer a Presence started with --etcd by mistake. etcd-server's postinst
+# enables etcd.service and, where systemd is not PID 1, starts /etc/init.d/etcd
+# through invoke-rc.d (unless policy-rc.d forbids it), which backgrounds
+# /usr/bin/etcd with the pidfile /run/etcd.pid. Only that etcd is stopped:
+# the pidfile's, or an /usr/bin/etcd whose environment names the package's
+# data dir; throwaway test etcds are left alone. Quick when there is nothing
+# to do.
+etcd_service_off() {
+	[ -x /usr/bin/etcd ] || { echo "no /usr/bin/etcd: nothing to stop"; return 0; }
+	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		if systemctl is-enabled --quiet etcd.service 2>/dev/null || systemctl is-active --quiet etcd.service 2>/dev/null; then
+			as_root systemctl disable --now etcd.service >/dev/null 2>&1 ||
+				echo "WARNING: could not stop and disable etcd.service" >&2
+		fi
+	elif [ -x /etc/init.d/etcd ] && { ls /etc/rc[2-5].d/S*etcd >/dev/null 2>&1 ||
+		systemctl is-enabled --quiet etcd.service 2>/dev/null; }; then
+		# No start at boot: update-rc.d turns the init script's links off,
+		# and the unit's too (it calls systemctl --root=/).
+		as_root update-rc.d etcd disable >/dev/null 2>&1 ||
+			echo "WARNING: could not disable /etc/init.d/etcd" >&2
+	fi
+	local pids=() pid
+	if [ -r /run/etcd.pid ]; then
+		pid=$(tr -dc 0-9 </run/etcd.pid)
+		if [ -n "$pid" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = /usr/bin/etcd ]; then
+			pids+=("$pid")
+		fi
+	fi
+	for pid in $(pgrep -x etcd 2>/dev/null || true); do
+		[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = /usr/bin/etcd ] || continue
+		if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx 'ETCD_DATA_DIR=/var/lib/etcd/default'; then
+			[[ " ${pids[*]} " == *" $pid "* ]] || pids+=("$pid")
+		fi
+	done
+	if [ "${#pids[@]}" -gt 0 ]; then
+		echo "stopping the package's etcd: pid ${pids[*]}"
+		as_root kill -TERM "${pids[@]}" 2>/dev/null || true
+		local _
+		for _ in $(seq 1 50); do
+			any_alive "${pids[@]}" || break
+			sleep 0.1
+		done
+		for pid in "${pids[@]}"; do
+			if [ -d "/proc/$pid" ]; then as_root kill -KILL "$pid" 2>/dev/null || true; fi
+		done
+		as_root rm -f /run/etcd.pid
+	fi
+	if command -v ss >/dev/null 2>&1 && ss -Hltn 'sport = :2379 or sport = :2380' 2>/dev/null | grep -q .; then
+		echo "WARNING: something still listens on 2379 or 2380 (not the package's etcd):" >&2
+		ss -Hltnp 'sport = :2379 or sport = :2380' >&2 || true
+	else
+		echo "no etcd service running; nothing listens on 2379 or 2380"
+	fi
+}
+
 # go_tool NAME PACKAGE MODULE VERSION: installs PACKAGE@VERSION into
 # $PRESENCE_TOOLS_BIN unless the binary there already matches.
 go_tool() {
@@ -139,6 +209,7 @@ modules() {
 
 step "go toolchain ($GOTOOLCHAIN)" toolchain
 step "apt packages" apt_packages
+step "etcd service off" etcd_service_off
 step "staticcheck $STATICCHECK_VERSION" go_tool staticcheck honnef.co/go/tools/cmd/staticcheck honnef.co/go/tools "$STATICCHECK_VERSION"
 step "govulncheck $GOVULNCHECK_VERSION" go_tool govulncheck golang.org/x/vuln/cmd/govulncheck golang.org/x/vuln "$GOVULNCHECK_VERSION"
 step "fyne $FYNE_TOOLS_VERSION" go_tool fyne fyne.io/tools/cmd/fyne fyne.io/tools "$FYNE_TOOLS_VERSION"
