@@ -77,6 +77,9 @@ fi
 "$BIN" cert init --cn 127.0.0.1 --data-dir "$DATA" >/dev/null || die "cert init failed"
 PW=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf %s "$PW" | "$BIN" account add --kind cira --data-dir "$DATA" dev >/dev/null || die "account add failed"
+# A console account too, as an admin has one: the window shows no banner
+# asking for it, and the screens sit where the clicks below expect them.
+printf %s "$PW" | "$BIN" account add --kind console --data-dir "$DATA" admin >/dev/null || die "account add failed"
 "$BIN" cert export-root --data-dir "$DATA" >"$WORK/root.pem"
 
 export BIN DATA PW DEVICES OUT WORK START
