@@ -1,0 +1,464 @@
+package fleet
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The peer link protocol. Peers speak HTTP/2 over mutual TLS on the peer
+// port; both certificates chain to the fleet's root and name an instance
+// (Config.PeerID). Two kinds of request:
+//
+//   - GET /fleet/v1/events: a stream of JSON lines, one [Event] each, from
+//     the instance asked: a hello naming it, the whole table of the
+//     devices it holds, then every change, and a heartbeat when nothing
+//     else happened for HeartbeatEvery. Each instance subscribes to every
+//     peer it knows; a stream that ends clears that peer's rows.
+//   - CONNECT <guid>:<port>: a console connection forwarded to the
+//     instance that holds the device. The console's identity travels in
+//     the Presence-User and Presence-Console headers; the forwarding
+//     peer is the one the TLS handshake named. The owner dials only its
+//     own tunnels: a device it does not hold is 404 with Presence-Error
+//     "not-here", never a second hop.
+const (
+	eventsPath = "/fleet/v1/events"
+
+	headerUser    = "Presence-User"    // the console account that logged in on the forwarding instance
+	headerConsole = "Presence-Console" // the console's address, as the forwarding instance saw it
+	headerError   = "Presence-Error"   // why a forward was refused: not-here, no-port, busy, gone
+
+	// HeartbeatEvery is how often an idle event stream says it is alive;
+	// a subscriber that hears nothing for three of them drops the link.
+	HeartbeatEvery = 5 * time.Second
+
+	// maxEventLine caps one line of an event stream: the hello and the
+	// changes are small, a table is sent as one event per device.
+	maxEventLine = 16 << 10
+	// maxPeerDevices caps the rows one peer may push, so a hostile or
+	// broken peer cannot grow our memory without bound.
+	maxPeerDevices = 200_000
+	// subscriberQueue is how many events may wait for a slow subscriber;
+	// one that falls further behind is cut off and resubscribes (it then
+	// gets the whole table again).
+	subscriberQueue = 4096
+)
+
+// Event is one line of an event stream.
+type Event struct {
+	// Type is hello, up, down, synced or heartbeat.
+	Type string `json:"type"`
+	// Member is the sender (hello).
+	Member *Member `json:"member,omitempty"`
+	// Owner is a device that came up on the sender or left it (up, down;
+	// the table at the start of a stream is a run of ups, then synced).
+	Owner *Owner `json:"owner,omitempty"`
+}
+
+// Event types.
+const (
+	EventHello     = "hello"
+	EventUp        = "up"
+	EventDown      = "down"
+	EventSynced    = "synced" // the table sent at the start is complete
+	EventHeartbeat = "heartbeat"
+)
+
+// Refusals of a forwarded connection, in Presence-Error and as errors.
+var (
+	// ErrNotHere means the instance asked does not hold the device (any
+	// more): the caller looks the device up again, once.
+	ErrNotHere = errors.New("fleet: the device is not on that instance")
+	// ErrNoPort means the device does not offer the port.
+	ErrNoPort = errors.New("fleet: the device does not offer that port")
+	// ErrBusy means the device has no channel free.
+	ErrBusy = errors.New("fleet: the device has no channel free")
+	// ErrNoPeer means no link to the owner is up.
+	ErrNoPeer = errors.New("fleet: no link to the instance that holds the device")
+)
+
+var refusals = map[string]error{"not-here": ErrNotHere, "no-port": ErrNoPort, "busy": ErrBusy}
+
+func refusalCode(err error) string {
+	for code, e := range refusals {
+		if errors.Is(err, e) {
+			return code
+		}
+	}
+	return "gone"
+}
+
+// Console is who a forwarded connection is for: the account the console
+// logged in with on the first instance, and its address.
+type Console struct {
+	User, Addr string
+	// Via is the instance that forwarded it ("" for a console of our own).
+	Via string
+}
+
+// Local is this instance's own devices, as the peer link needs them.
+type Local interface {
+	// Owners returns every device this instance holds now.
+	Owners() []Owner
+	// DialLocal opens a channel to port of a device this instance holds,
+	// for a console forwarded by a peer. A device it does not hold is an
+	// error wrapping ErrNotHere; a port not offered ErrNoPort; no channel
+	// free ErrBusy.
+	DialLocal(ctx context.Context, guid string, port uint32, c Console) (net.Conn, error)
+}
+
+// Config configures [Peers]. Self, Local, ServerTLS, ClientTLS and
+// PeerID are required.
+type Config struct {
+	Self  Member
+	Local Local
+	// ServerTLS and ClientTLS are the mutual-TLS configurations of the
+	// listener and of the links this instance dials: both must verify
+	// that the other side holds a peer certificate of the fleet's root.
+	ServerTLS, ClientTLS *tls.Config
+	// PeerID returns the instance id of the verified peer of a handshake.
+	PeerID func(tls.ConnectionState) (string, error)
+	// Moved is told when a peer holds a newer connection of a device we
+	// hold: the caller closes its tunnel (reason moved). It is called
+	// from the link's goroutine; it must not block.
+	Moved func(mine, newer Owner)
+	// Changed, if set, is told that the peers' tables changed.
+	Changed func()
+	Logger  *slog.Logger
+}
+
+// Peers is this instance's side of the peer links: the listener that
+// peers subscribe to and forward consoles through, a link to each peer it
+// knows, and the tables of the devices they hold. It is safe for
+// concurrent use. Close stops everything it started.
+type Peers struct {
+	cfg Config
+	log *slog.Logger
+	srv *http.Server
+	// client is the HTTP/2 transport of every link this instance dials.
+	client *http.Transport
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex // guards the fields below
+	links  map[string]*link         // by the address dialled
+	subs   map[*subscriber]struct{} // streams peers read from us
+	owners map[string]Owner         // our own devices, by GUID
+	closed bool
+}
+
+// New returns a Peers for cfg. Nothing listens or dials until Serve and
+// Add.
+func New(cfg Config) (*Peers, error) {
+	if cfg.Local == nil || cfg.ServerTLS == nil || cfg.ClientTLS == nil || cfg.PeerID == nil || cfg.Self.ID == "" {
+		return nil, errors.New("fleet: Config.Self, Local, ServerTLS, ClientTLS and PeerID are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Peers{cfg: cfg, log: cfg.Logger.With("part", "fleet"), links: map[string]*link{},
+		subs: map[*subscriber]struct{}{}, owners: map[string]Owner{}}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+
+	var protos http.Protocols
+	protos.SetHTTP2(true)
+	h2 := &http.HTTP2Config{
+		// Large windows, so that one forwarded channel is not held back
+		// by flow control on a fast LAN.
+		MaxReceiveBufferPerConnection: 16 << 20,
+		MaxReceiveBufferPerStream:     4 << 20,
+		PingTimeout:                   HeartbeatEvery,
+		SendPingTimeout:               3 * HeartbeatEvery,
+	}
+	stls := cfg.ServerTLS.Clone()
+	stls.NextProtos = []string{"h2"}
+	p.srv = &http.Server{
+		Handler: http.HandlerFunc(p.serveHTTP), TLSConfig: stls, Protocols: &protos, HTTP2: h2,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				c.SetDeadline(time.Time{})
+			}
+		},
+	}
+	ctls := cfg.ClientTLS.Clone()
+	ctls.NextProtos = []string{"h2"}
+	p.client = &http.Transport{
+		TLSClientConfig: ctls, Protocols: &protos, HTTP2: h2, ForceAttemptHTTP2: true,
+		TLSHandshakeTimeout: 10 * time.Second,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	}
+	return p, nil
+}
+
+// Serve accepts peers on ln until Close. It returns nil after Close.
+func (p *Peers) Serve(ln net.Listener) error {
+	err := p.srv.ServeTLS(ln, "", "")
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close closes the listener, every link and every stream, and waits for
+// the goroutines it started.
+func (p *Peers) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	for s := range p.subs {
+		s.close()
+	}
+	p.mu.Unlock()
+	p.cancel()
+	err := p.srv.Close()
+	p.wg.Wait()
+	p.client.CloseIdleConnections()
+	return err
+}
+
+// peerOf returns the instance id a request's TLS handshake verified.
+func (p *Peers) peerOf(r *http.Request) (string, error) {
+	if r.TLS == nil {
+		return "", errors.New("fleet: not over TLS")
+	}
+	return p.cfg.PeerID(*r.TLS)
+}
+
+func (p *Peers) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	peer, err := p.peerOf(r)
+	if err != nil || peer == "" {
+		// The listener's TLS already requires a fleet certificate; this
+		// is a certificate of the root that names no instance.
+		p.log.Warn("peer link refused: the certificate names no instance of this fleet", "remote", r.RemoteAddr, "err", err)
+		http.Error(w, "not a peer of this fleet", http.StatusForbidden)
+		return
+	}
+	if peer == p.cfg.Self.ID {
+		http.Error(w, "that is this instance", http.StatusConflict)
+		return
+	}
+	switch {
+	case r.Method == http.MethodConnect:
+		p.serveForward(w, r, peer)
+	case r.Method == http.MethodGet && r.URL.Path == eventsPath:
+		p.serveEvents(w, r, peer)
+	default:
+		http.Error(w, "no such peer request", http.StatusNotFound)
+	}
+}
+
+// Up tells the peers that this instance now holds o's device.
+func (p *Peers) Up(o Owner) {
+	o.GUID = NormalizeGUID(o.GUID)
+	o.Instance = p.cfg.Self.ID
+	p.mu.Lock()
+	p.owners[o.GUID] = o
+	p.broadcastLocked(Event{Type: EventUp, Owner: &o})
+	p.mu.Unlock()
+}
+
+// Down tells the peers that o's tunnel ended here. A Down for a tunnel
+// that was already replaced by a newer one is ignored.
+func (p *Peers) Down(o Owner) {
+	o.GUID = NormalizeGUID(o.GUID)
+	o.Instance = p.cfg.Self.ID
+	p.mu.Lock()
+	if cur, ok := p.owners[o.GUID]; ok && cur.Same(o) {
+		delete(p.owners, o.GUID)
+		p.broadcastLocked(Event{Type: EventDown, Owner: &o})
+	}
+	p.mu.Unlock()
+}
+
+// subscriber is one peer reading our event stream.
+type subscriber struct {
+	peer  string
+	ch    chan Event
+	done  chan struct{}
+	once  sync.Once
+	drops bool // set when it fell behind; guarded by Peers.mu
+}
+
+func (s *subscriber) close() { s.once.Do(func() { close(s.done) }) }
+
+// broadcastLocked queues ev for every subscriber; one that is too far
+// behind is cut off.
+func (p *Peers) broadcastLocked(ev Event) {
+	for s := range p.subs {
+		select {
+		case s.ch <- ev:
+		default:
+			if !s.drops {
+				s.drops = true
+				p.log.Warn("peer fell behind our device events; its link restarts", "peer", s.peer)
+			}
+			s.close()
+		}
+	}
+}
+
+func (p *Peers) serveEvents(w http.ResponseWriter, r *http.Request, peer string) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	s := &subscriber{peer: peer, ch: make(chan Event, subscriberQueue), done: make(chan struct{})}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		http.Error(w, "stopping", http.StatusServiceUnavailable)
+		return
+	}
+	// The table is taken under the same lock that queues changes, so
+	// no change is lost between the two.
+	table := make([]Owner, 0, len(p.owners))
+	for _, o := range p.owners {
+		table = append(table, o)
+	}
+	p.subs[s] = struct{}{}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.subs, s)
+		p.mu.Unlock()
+	}()
+	p.log.Info("peer subscribed to our devices", "peer", peer, "devices", len(table))
+
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	enc := json.NewEncoder(bw)
+	self := p.cfg.Self
+	if enc.Encode(Event{Type: EventHello, Member: &self}) != nil {
+		return
+	}
+	for i := range table {
+		if enc.Encode(Event{Type: EventUp, Owner: &table[i]}) != nil {
+			return
+		}
+	}
+	if enc.Encode(Event{Type: EventSynced}) != nil || bw.Flush() != nil {
+		return
+	}
+	fl.Flush()
+	beat := time.NewTicker(HeartbeatEvery)
+	defer beat.Stop()
+	for {
+		var ev Event
+		select {
+		case <-r.Context().Done():
+			return
+		case <-s.done:
+			return
+		case <-beat.C:
+			ev = Event{Type: EventHeartbeat}
+		case ev = <-s.ch:
+		}
+		if enc.Encode(ev) != nil {
+			return
+		}
+		// Send what is queued in one write.
+		for n := len(s.ch); n > 0; n-- {
+			if enc.Encode(<-s.ch) != nil {
+				return
+			}
+		}
+		if bw.Flush() != nil {
+			return
+		}
+		fl.Flush()
+	}
+}
+
+// serveForward answers a console connection forwarded by peer: it dials
+// the device's port on this instance only, and relays.
+func (p *Peers) serveForward(w http.ResponseWriter, r *http.Request, peer string) {
+	guid, portText, err := net.SplitHostPort(r.Host)
+	port, perr := strconv.ParseUint(portText, 10, 32)
+	if err != nil || perr != nil || guid == "" {
+		http.Error(w, "want CONNECT <guid>:<port>", http.StatusBadRequest)
+		return
+	}
+	c := Console{User: clip(r.Header.Get(headerUser)), Addr: clip(r.Header.Get(headerConsole)), Via: peer}
+	dc, err := p.cfg.Local.DialLocal(r.Context(), NormalizeGUID(guid), uint32(port), c)
+	if err != nil {
+		w.Header().Set(headerError, refusalCode(err))
+		code := http.StatusNotFound
+		if errors.Is(err, ErrBusy) {
+			code = http.StatusServiceUnavailable
+		} else if errors.Is(err, ErrNoPort) {
+			code = http.StatusForbidden
+		}
+		http.Error(w, err.Error(), code)
+		return
+	}
+	defer dc.Close()
+	w.WriteHeader(http.StatusOK)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	relay(r.Context(), dc, r.Body, flushWriter{w})
+}
+
+// clip keeps a peer-asserted string short and printable.
+func clip(s string) string {
+	if len(s) > 256 {
+		s = s[:256]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// flushWriter flushes every write of a response stream.
+type flushWriter struct{ w http.ResponseWriter }
+
+func (f flushWriter) Write(b []byte) (int, error) {
+	n, err := f.w.Write(b)
+	if err == nil {
+		if fl, ok := f.w.(http.Flusher); ok {
+			fl.Flush()
+		}
+	}
+	return n, err
+}
+
+// relay copies between a device channel and a forwarded stream until
+// either side ends. Closing the channel and the stream's reading side
+// unblocks the other copy, so it returns only when both are done; the
+// request's context ending (the forwarding peer went away) closes the
+// channel too.
+func relay(ctx context.Context, dc net.Conn, from io.ReadCloser, to io.Writer) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		io.Copy(dc, from)
+		if cw, ok := dc.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+	}()
+	stop := context.AfterFunc(ctx, func() { dc.Close() })
+	defer stop()
+	io.Copy(to, dc)
+	dc.Close()
+	from.Close()
+	<-done
+}
+
