@@ -22,12 +22,14 @@ import (
 // format and the key derivation (scrypt) and carry the root's fingerprint
 // (not secret, so an admin can tell backups apart), and whose body is the CA
 // items encrypted with AES-256-GCM under a key derived from the passphrase.
-// The headers are authenticated as GCM's additional data.
+// The headers are authenticated as GCM's additional data. A join bundle
+// (bundle.go) is sealed the same way, by the same code ([sealedFormat]).
 
 const (
 	backupPEMType = "PRESENCE CA BACKUP"
 	backupVersion = "1"
-	// MinPassphrase is the shortest passphrase a backup accepts.
+	// MinPassphrase is the shortest passphrase a backup or a join bundle
+	// accepts.
 	MinPassphrase = 10
 	scryptN       = 1 << 15
 	scryptR       = 8
@@ -41,12 +43,102 @@ var ErrBadBackup = errors.New("vault: wrong passphrase, or the backup is damaged
 // backupItems are the CA items, the root certificate last (see InitCA).
 var backupItems = []string{itemRootKey, itemServerKey, itemServerCert, itemRootCert}
 
+// sealedFormat is a kind of PEM file sealed with a passphrase: the CA
+// backup here, and the join bundle (bundle.go). Both have the headers
+// Version, KDF and Salt, plus the ones named in authenticated; all of them
+// are GCM's additional data, in that order.
+type sealedFormat struct {
+	pemType, version string
+	// what names the file in messages: "CA backup", "join bundle".
+	what          string
+	authenticated []string
+	// maxSealed caps the decoded PEM body (nonce, ciphertext and tag).
+	maxSealed int
+	// bad is the sentinel every failure to open wraps.
+	bad error
+}
+
+var caBackup = sealedFormat{
+	pemType: backupPEMType, version: backupVersion, what: "CA backup",
+	authenticated: []string{"Root-SHA256"}, maxSealed: 64 << 10, bad: ErrBadBackup,
+}
+
+// seal encrypts plain under passphrase and returns it as a PEM block with
+// hdr (which must hold every authenticated header) plus Version, KDF and
+// Salt.
+func (f sealedFormat) seal(passphrase string, hdr map[string]string, plain []byte) ([]byte, error) {
+	if len(passphrase) < MinPassphrase {
+		return nil, fmt.Errorf("vault: the %s passphrase needs at least %d characters", f.what, MinPassphrase)
+	}
+	salt := make([]byte, 16)
+	rand.Read(salt)
+	h := map[string]string{
+		"Version": f.version, "KDF": fmt.Sprintf("scrypt N=%d r=%d p=%d", scryptN, scryptR, scryptP),
+		"Salt": hex.EncodeToString(salt),
+	}
+	for k, v := range hdr {
+		h[k] = v
+	}
+	aead, err := backupAEAD(passphrase, salt, scryptN, scryptR, scryptP)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize())
+	rand.Read(nonce)
+	sealed := aead.Seal(nonce, nonce, plain, f.aad(h))
+	return pem.EncodeToMemory(&pem.Block{Type: f.pemType, Headers: h, Bytes: sealed}), nil
+}
+
+// open checks and decrypts a PEM block made by seal. Every error wraps
+// f.bad: a wrong passphrase and a damaged file look the same to GCM. The
+// caller should clear the plaintext when done with it.
+func (f sealedFormat) open(data []byte, passphrase string) ([]byte, map[string]string, error) {
+	blk, _ := pem.Decode(data)
+	if blk == nil || blk.Type != f.pemType {
+		return nil, nil, fmt.Errorf("%w: not a Presence %s (no %q PEM block)", f.bad, f.what, f.pemType)
+	}
+	if blk.Headers["Version"] != f.version {
+		return nil, nil, fmt.Errorf("%w: %s format version %q is not known to this Presence", f.bad, f.what, blk.Headers["Version"])
+	}
+	n, r, p, err := parseKDF(blk.Headers["KDF"], f.bad)
+	if err != nil {
+		return nil, nil, err
+	}
+	salt, err := hex.DecodeString(blk.Headers["Salt"])
+	if err != nil || len(salt) < 8 || len(salt) > 64 {
+		return nil, nil, fmt.Errorf("%w: bad salt", f.bad)
+	}
+	// AES-GCM's standard nonce and tag: check the size before paying for
+	// scrypt.
+	const nonceSize, overhead = 12, 16
+	if len(blk.Bytes) < nonceSize+overhead || len(blk.Bytes) > f.maxSealed {
+		return nil, nil, fmt.Errorf("%w: wrong size", f.bad)
+	}
+	aead, err := backupAEAD(passphrase, salt, n, r, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	nonce, sealed := blk.Bytes[:nonceSize], blk.Bytes[nonceSize:]
+	plain, err := aead.Open(nil, nonce, sealed, f.aad(blk.Headers))
+	if err != nil {
+		return nil, nil, f.bad
+	}
+	return plain, blk.Headers, nil
+}
+
+// aad binds the headers to the ciphertext. For the CA backup it is the
+// format's first version: type, Version, KDF, Salt and Root-SHA256.
+func (f sealedFormat) aad(h map[string]string) []byte {
+	parts := []string{f.pemType, h["Version"], h["KDF"], h["Salt"]}
+	for _, k := range f.authenticated {
+		parts = append(parts, h[k])
+	}
+	return []byte(strings.Join(parts, "\n"))
+}
+
 // Backup returns the certificate authority's items, encrypted with
 // passphrase, as PEM text.
 func (ca *CA) Backup(passphrase string) ([]byte, error) {
-	if len(passphrase) < MinPassphrase {
-		return nil, fmt.Errorf("vault: the backup passphrase needs at least %d characters", MinPassphrase)
-	}
 	rootKeyDER, err := marshalKey(ca.rootKey)
 	if err != nil {
 		return nil, err
@@ -63,21 +155,8 @@ func (ca *CA) Backup(passphrase string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	salt := make([]byte, 16)
-	rand.Read(salt)
-	hdr := map[string]string{
-		"Version": backupVersion, "KDF": fmt.Sprintf("scrypt N=%d r=%d p=%d", scryptN, scryptR, scryptP),
-		"Salt": hex.EncodeToString(salt), "Root-SHA256": ca.RootFingerprintSHA256(),
-	}
-	aead, err := backupAEAD(passphrase, salt, scryptN, scryptR, scryptP)
-	if err != nil {
-		return nil, err
-	}
-	nonce := make([]byte, aead.NonceSize())
-	rand.Read(nonce)
-	sealed := aead.Seal(nonce, nonce, plain, backupAAD(hdr))
-	clear(plain)
-	return pem.EncodeToMemory(&pem.Block{Type: backupPEMType, Headers: hdr, Bytes: sealed}), nil
+	defer clear(plain)
+	return caBackup.seal(passphrase, map[string]string{"Root-SHA256": ca.RootFingerprintSHA256()}, plain)
 }
 
 func marshalKey(k any) ([]byte, error) {
@@ -88,16 +167,12 @@ func marshalKey(k any) ([]byte, error) {
 	return der, nil
 }
 
-// backupAAD binds the headers to the ciphertext.
-func backupAAD(h map[string]string) []byte {
-	return []byte(strings.Join([]string{backupPEMType, h["Version"], h["KDF"], h["Salt"], h["Root-SHA256"]}, "\n"))
-}
-
 func backupAEAD(passphrase string, salt []byte, n, r, p int) (cipher.AEAD, error) {
 	key, err := scrypt.Key([]byte(passphrase), salt, n, r, p, 32)
 	if err != nil {
 		return nil, err
 	}
+	defer clear(key)
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
@@ -106,25 +181,25 @@ func backupAEAD(passphrase string, salt []byte, n, r, p int) (cipher.AEAD, error
 }
 
 // parseKDF reads "scrypt N=.. r=.. p=.." and caps the cost, so a hostile
-// file cannot make restore use gigabytes of memory.
-func parseKDF(s string) (n, r, p int, err error) {
+// file cannot make restore use gigabytes of memory. Its errors wrap bad.
+func parseKDF(s string, bad error) (n, r, p int, err error) {
 	f := strings.Fields(s)
 	if len(f) != 4 || f[0] != "scrypt" {
-		return 0, 0, 0, fmt.Errorf("%w: unknown key derivation %q", ErrBadBackup, s)
+		return 0, 0, 0, fmt.Errorf("%w: unknown key derivation %q", bad, s)
 	}
 	vals := make([]int, 3)
 	for i, name := range []string{"N=", "r=", "p="} {
 		v, ok := strings.CutPrefix(f[i+1], name)
 		if !ok {
-			return 0, 0, 0, fmt.Errorf("%w: key derivation %q", ErrBadBackup, s)
+			return 0, 0, 0, fmt.Errorf("%w: key derivation %q", bad, s)
 		}
 		if vals[i], err = strconv.Atoi(v); err != nil || vals[i] < 1 {
-			return 0, 0, 0, fmt.Errorf("%w: key derivation %q", ErrBadBackup, s)
+			return 0, 0, 0, fmt.Errorf("%w: key derivation %q", bad, s)
 		}
 	}
 	n, r, p = vals[0], vals[1], vals[2]
 	if n > 1<<20 || r > 16 || p > 4 || n&(n-1) != 0 {
-		return 0, 0, 0, fmt.Errorf("%w: key derivation cost %q is out of range", ErrBadBackup, s)
+		return 0, 0, 0, fmt.Errorf("%w: key derivation cost %q is out of range", bad, s)
 	}
 	return n, r, p, nil
 }
@@ -140,32 +215,9 @@ type RestoreOptions struct {
 // replace a different root without Force; restoring the same root again is
 // allowed.
 func RestoreCA(ctx context.Context, s Store, backup []byte, passphrase string, opts RestoreOptions) (*CA, error) {
-	blk, _ := pem.Decode(backup)
-	if blk == nil || blk.Type != backupPEMType {
-		return nil, fmt.Errorf("%w: not a Presence CA backup (no %q PEM block)", ErrBadBackup, backupPEMType)
-	}
-	if blk.Headers["Version"] != backupVersion {
-		return nil, fmt.Errorf("%w: backup format version %q is not known to this Presence", ErrBadBackup, blk.Headers["Version"])
-	}
-	n, r, p, err := parseKDF(blk.Headers["KDF"])
+	plain, _, err := caBackup.open(backup, passphrase)
 	if err != nil {
 		return nil, err
-	}
-	salt, err := hex.DecodeString(blk.Headers["Salt"])
-	if err != nil || len(salt) < 8 || len(salt) > 64 {
-		return nil, fmt.Errorf("%w: bad salt", ErrBadBackup)
-	}
-	aead, err := backupAEAD(passphrase, salt, n, r, p)
-	if err != nil {
-		return nil, err
-	}
-	if len(blk.Bytes) < aead.NonceSize()+aead.Overhead() || len(blk.Bytes) > 64<<10 {
-		return nil, fmt.Errorf("%w: wrong size", ErrBadBackup)
-	}
-	nonce, sealed := blk.Bytes[:aead.NonceSize()], blk.Bytes[aead.NonceSize():]
-	plain, err := aead.Open(nil, nonce, sealed, backupAAD(blk.Headers))
-	if err != nil {
-		return nil, ErrBadBackup
 	}
 	defer clear(plain)
 	var items map[string][]byte

@@ -26,3 +26,16 @@ func (k *Keychain) SameLockForTest(a, b string) bool { return k.stripe(a) == k.s
 // LargeChunkKeyForTest returns the key of part i of generation gen of the
 // large value at key.
 func LargeChunkKeyForTest(key, gen string, i int) string { return chunkKey(key, gen, i) }
+
+// ParseBundleForTest checks the plaintext of a join bundle, as OpenBundle
+// does after decrypting it.
+func ParseBundleForTest(plain []byte) error {
+	_, err := parseBundle(plain)
+	return err
+}
+
+// SealBundleForTest seals plain as a join bundle with the given headers,
+// which a real bundle takes from its contents.
+func SealBundleForTest(plain []byte, passphrase, rootSHA256, fleetID string) ([]byte, error) {
+	return joinBundle.seal(passphrase, map[string]string{"Root-SHA256": rootSHA256, "Fleet-ID": fleetID}, plain)
+}
