@@ -36,6 +36,12 @@ type Config struct {
 	// MaxHandshakes caps concurrent TLS+APF handshakes (default 256); more
 	// connections wait their turn within the handshake timeout.
 	MaxHandshakes int
+	// Tunnels, if set, is told of every tunnel that comes up (its ports
+	// settled) and of its end, with the tunnel's number, which tells the
+	// connections of one device apart. It is called synchronously from
+	// the tunnel's goroutine and must not block (the fleet queues what it
+	// does with it).
+	Tunnels func(up bool, d Device, conn uint64)
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -61,11 +67,12 @@ type Server struct {
 	mu        sync.Mutex // guards the fields below
 	listeners []net.Listener
 	devices   map[apf.UUID]*tunnel.Conn
-	conns     map[*tunnel.Conn]struct{} // every accepted tunnel, registered or not
-	raws      map[net.Conn]struct{}     // connections still in their handshake
+	conns     map[*tunnel.Conn]uint64 // every accepted tunnel, registered or not, and its number
+	raws      map[net.Conn]struct{}   // connections still in their handshake
 	events    hub.Hub[Event]
 	closing   bool
 	aliases   map[string]apf.UUID // lower-case alias → device
+	seq       uint64              // the number of the last accepted tunnel
 
 	stats stats
 }
@@ -92,7 +99,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger,
 		sem:     make(chan struct{}, cfg.MaxHandshakes),
 		devices: make(map[apf.UUID]*tunnel.Conn),
-		conns:   make(map[*tunnel.Conn]struct{}),
+		conns:   make(map[*tunnel.Conn]uint64),
 		raws:    make(map[net.Conn]struct{}),
 		aliases: make(map[string]apf.UUID),
 	}
@@ -253,7 +260,9 @@ func (s *Server) handle(raw net.Conn) {
 		}
 		return
 	}
-	s.conns[c] = struct{}{}
+	s.seq++
+	seq := s.seq
+	s.conns[c] = seq
 	old := s.devices[c.UUID()]
 	s.devices[c.UUID()] = c
 	s.mu.Unlock()
@@ -271,6 +280,9 @@ func (s *Server) handle(raw net.Conn) {
 	}
 	s.mu.Unlock()
 	info := c.Info()
+	if s.cfg.Tunnels != nil {
+		s.cfg.Tunnels(false, snapshot(info), seq)
+	}
 	s.publish(Event{Kind: EventDisconnected, Time: time.Now(), Device: snapshot(info), Reason: tunnel.ReasonOf(err).String(),
 		Detail: errDetail(err)})
 }
@@ -296,7 +308,34 @@ func (s *Server) accept(raw net.Conn) (*tunnel.Conn, error) {
 }
 
 func (s *Server) onReady(c *tunnel.Conn) {
-	s.publish(Event{Kind: EventConnected, Time: time.Now(), Device: snapshot(c.Info())})
+	d := snapshot(c.Info())
+	if s.cfg.Tunnels != nil {
+		s.mu.Lock()
+		seq, ok := s.conns[c]
+		s.mu.Unlock()
+		if ok {
+			s.cfg.Tunnels(true, d, seq)
+		}
+	}
+	s.publish(Event{Kind: EventConnected, Time: time.Now(), Device: d})
+}
+
+// CloseTunnel closes the tunnel numbered conn (see Config.Tunnels) of
+// device, if it is still up, with reason and detail, and reports whether
+// it was.
+func (s *Server) CloseTunnel(device string, conn uint64, reason tunnel.Reason, detail string) bool {
+	u, err := apf.ParseUUID(device)
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	c := s.devices[u]
+	ok := c != nil && s.conns[c] == conn
+	s.mu.Unlock()
+	if ok {
+		c.CloseWithReason(reason, detail)
+	}
+	return ok
 }
 
 func (s *Server) onAuthFailure(device apf.UUID, user, remote string) {

@@ -47,6 +47,12 @@ type env struct {
 
 func newEnv(t testing.TB, tc tunnel.Config) *env {
 	t.Helper()
+	return newEnvWith(t, tc, nil)
+}
+
+// newEnvWith is newEnv with a change to the server's configuration.
+func newEnvWith(t testing.TB, tc tunnel.Config, mod func(*mps.Config)) *env {
+	t.Helper()
 	ca := vaulttest.CA(t, "127.0.0.1")
 	acc := vault.NewAccounts(vault.NewMemory(0))
 	if err := acc.Add(context.Background(), vault.KindCIRA, ciraUser, ciraPass); err != nil {
@@ -57,7 +63,11 @@ func newEnv(t testing.TB, tc tunnel.Config) *env {
 		ok, err := check(ctx, user, pw)
 		return ok && err == nil
 	}
-	srv, err := mps.New(mps.Config{TLS: tunnel.TLSConfig(ca.TLSCertificate(), false), Tunnel: tc})
+	cfg := mps.Config{TLS: tunnel.TLSConfig(ca.TLSCertificate(), false), Tunnel: tc}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := mps.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,6 +296,47 @@ func TestDuplicateUUIDNewestWins(t *testing.T) {
 	e.connected(second)
 	if devs := e.srv.Devices(); len(devs) != 1 || devs[0].Hostname != "second" {
 		t.Fatalf("Devices() = %+v; want only the second connection", devs)
+	}
+}
+
+// The fleet hears of every tunnel that comes up and ends, each with its
+// own number, and can close one exact tunnel as moved; a number that is
+// not the device's tunnel now closes nothing.
+func TestTunnelsHookAndCloseTunnel(t *testing.T) {
+	type note struct {
+		up   bool
+		d    mps.Device
+		conn uint64
+	}
+	notes := make(chan note, 16)
+	e := newEnvWith(t, tunnel.Config{}, func(c *mps.Config) {
+		c.Tunnels = func(up bool, d mps.Device, conn uint64) { notes <- note{up, d, conn} }
+	})
+	cfg := e.device(0, nil)
+	d, _ := e.run(cfg)
+	e.connected(d)
+	up := <-notes
+	if !up.up || up.d.UUID != cfg.UUID.String() || up.d.Hostname != "sim-000000" || up.conn == 0 {
+		t.Fatalf("up: %+v", up)
+	}
+	if e.srv.CloseTunnel(cfg.UUID.String(), up.conn+1, tunnel.ReasonMoved, "on inst-b") {
+		t.Fatal("closed a tunnel by a number that is not its own")
+	}
+	if !e.srv.CloseTunnel(strings.ToUpper(cfg.UUID.String()), up.conn, tunnel.ReasonMoved, "a newer connection is on inst-b") {
+		t.Fatal("CloseTunnel did not find the tunnel")
+	}
+	ev := e.disconnected(cfg.UUID)
+	if ev.Reason != "moved" || !strings.Contains(ev.Detail, "inst-b") {
+		t.Fatalf("ended with %q (%s); want moved, naming the instance", ev.Reason, ev.Detail)
+	}
+	if down := <-notes; down.up || down.conn != up.conn {
+		t.Fatalf("down: %+v; want the end of tunnel %d", down, up.conn)
+	}
+	// The device's next connection is a new tunnel, with a new number.
+	again, _ := e.run(cfg)
+	e.connected(again)
+	if n := <-notes; !n.up || n.conn <= up.conn {
+		t.Fatalf("reconnected: %+v", n)
 	}
 }
 

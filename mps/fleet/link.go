@@ -152,7 +152,7 @@ type Peers struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex // guards the fields below
+	mu     sync.Mutex               // guards the fields below
 	links  map[string]*link         // by the address dialled
 	subs   map[*subscriber]struct{} // streams peers read from us
 	owners map[string]Owner         // our own devices, by GUID
@@ -461,4 +461,3 @@ func relay(ctx context.Context, dc net.Conn, from io.ReadCloser, to io.Writer) {
 	from.Close()
 	<-done
 }
-

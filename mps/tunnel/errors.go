@@ -39,6 +39,7 @@ const (
 	ReasonStalled                            // the device stopped reading
 	ReasonAdmin                              // an administrator disconnected it
 	ReasonNetworkError                       // a read or write failed
+	ReasonMoved                              // a newer connection of the device is on another instance of the fleet
 )
 
 var reasonNames = [...]string{
@@ -54,6 +55,7 @@ var reasonNames = [...]string{
 	ReasonStalled:          "stalled",
 	ReasonAdmin:            "admin",
 	ReasonNetworkError:     "network-error",
+	ReasonMoved:            "moved",
 }
 
 func (r Reason) String() string {
