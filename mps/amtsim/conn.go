@@ -49,6 +49,7 @@ var errTunnelClosed = errors.New("amtsim: tunnel closed")
 type conn struct {
 	d       *Device
 	cfg     *Config
+	ent     *entry // the MPS entry dialed
 	log     *slog.Logger
 	raw     net.Conn // the TCP connection, for abrupt closes
 	nc      net.Conn // the TLS connection
@@ -68,7 +69,7 @@ type conn struct {
 	r, w  int
 	lim   apf.Limits
 	st    hsState
-	fwd   int      // index in d.ports of the pending tcpip-forward
+	fwd   int      // index in d.rt.ports of the pending tcpip-forward
 	bound []uint32 // ports whose forward the MPS acknowledged
 
 	mu        sync.Mutex // guards the fields below
@@ -86,11 +87,12 @@ type conn struct {
 	wg sync.WaitGroup // channel services
 }
 
-func newConn(d *Device, raw, nc net.Conn) *conn {
+func newConn(d *Device, ent *entry, raw, nc net.Conn) *conn {
 	cookie := mrand.Uint32()
 	return &conn{
 		d:       d,
 		cfg:     &d.cfg,
+		ent:     ent,
 		log:     d.log,
 		raw:     raw,
 		nc:      nc,
@@ -296,14 +298,14 @@ func (c *conn) handle(m apf.Message) error {
 	case stForwards:
 		switch m := m.(type) {
 		case *apf.RequestSuccess:
-			if want := c.d.ports[c.fwd]; m.Port != want {
+			if want := c.d.rt.ports[c.fwd]; m.Port != want {
 				return fmt.Errorf("%w: REQUEST_SUCCESS for port %d, want %d", ErrProtocol, m.Port, want)
 			}
 			c.bound = append(c.bound, m.Port)
 			c.fwd++
 			return c.nextForward()
 		case *apf.RequestFailure:
-			c.log.Debug("amtsim: tcpip-forward refused", "port", c.d.ports[c.fwd])
+			c.log.Debug("amtsim: tcpip-forward refused", "port", c.d.rt.ports[c.fwd])
 			c.fwd++
 			return c.nextForward()
 		}
@@ -314,9 +316,13 @@ func (c *conn) handle(m apf.Message) error {
 	return fmt.Errorf("%w: unexpected %s during the handshake", ErrProtocol, apf.TypeName(m.Type()))
 }
 
-// sendUserauth sends the login and wipes the copies of the password it made.
+// sendUserauth sends the entry's login and wipes the copies of the
+// password it made.
 func (c *conn) sendUserauth() {
-	pw := c.cfg.Password
+	user, pw := c.cfg.User, c.cfg.Password
+	if c.ent.user != "" {
+		user, pw = c.ent.user, c.ent.password
+	}
 	if c.cfg.Fault == FaultWrongPassword {
 		pw = append(append([]byte(nil), pw...), "-wrong"...)
 		defer clear(pw)
@@ -324,7 +330,7 @@ func (c *conn) sendUserauth() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.wbuf = (&apf.UserauthRequest{
-		Username: c.cfg.User,
+		Username: user,
 		Service:  apf.ServicePfwd,
 		Method:   apf.MethodPassword,
 		Password: pw,
@@ -335,8 +341,8 @@ func (c *conn) sendUserauth() {
 
 // nextForward announces the next port, or completes the handshake.
 func (c *conn) nextForward() error {
-	if c.fwd < len(c.d.ports) {
-		c.writeMsg(&apf.TCPIPForward{WantReply: true, Address: c.cfg.Hostname, Port: c.d.ports[c.fwd]})
+	if c.fwd < len(c.d.rt.ports) {
+		c.writeMsg(&apf.TCPIPForward{WantReply: true, Address: c.cfg.Hostname, Port: c.d.rt.ports[c.fwd]})
 		return nil
 	}
 	c.st = stReady

@@ -38,7 +38,18 @@ const (
 	DefaultHandshakeTimeout  = 30 * time.Second
 	DefaultTrickleGap        = 10 * time.Millisecond
 	DefaultAMTUser           = "admin"
+	DefaultMPSRetries        = 1
+	// DefaultRetryInterval is the periodic policy interval RPS writes
+	// into AMT (25 s, fleet.md §1): the pause of [FleetConfig]
+	// RetryInterval.
+	DefaultRetryInterval = 25 * time.Second
 )
+
+// MaxMPS is the most entries [Config] MPS may hold: the number of MPS
+// entries (AMT_ManagementPresenceRemoteSAP) AMT stores. A remote-access
+// policy links only one or two of them (fleet.md §1), so a real device
+// tries at most two; the simulator allows four, so tests may go further.
+const MaxMPS = 4
 
 // MaxWindow is the largest channel window a device advertises: the largest
 // CHANNEL_DATA the apf codec accepts by default.
@@ -61,11 +72,13 @@ type Config struct {
 	Hostname string
 
 	// User and Password are the CIRA credentials of USERAUTH_REQUEST.
-	// Required. The password never appears in logs or errors.
+	// Required, unless every entry of MPS has its own. The password never
+	// appears in logs or errors.
 	User     string
 	Password []byte
 
-	// MPSAddr is the MPS's host:port. Required.
+	// MPSAddr is the MPS's host:port. Required unless MPS is set; it is
+	// shorthand for an MPS list of one entry, {MPSAddr, ServerName}.
 	MPSAddr string
 	// RootCAs verifies the MPS certificate; nil means the system roots.
 	RootCAs *x509.CertPool
@@ -75,6 +88,23 @@ type Config struct {
 	// IP addresses for an IP literal), so the MPS certificate needs a SAN
 	// for its address to satisfy both.
 	ServerName string
+	// MPS lists the device's MPS entries in AMT's order (OrderOfAccess):
+	// the primary first, then the backup. Set either MPS or
+	// MPSAddr/ServerName, not both. At most [MaxMPS] entries.
+	//
+	// With two or more entries a connection tries each entry in turn,
+	// repeating a failed attempt MPSRetries times before it moves on;
+	// see [Device.Run], and [FleetConfig] for what follows. A list of one
+	// entry behaves exactly as MPSAddr always has.
+	MPS []MPSEntry
+	// MPSRetries is how many times a failed attempt on one entry is
+	// repeated, at once, before the next entry is tried. Intel says only
+	// "the attempt to connect will be repeated once" (fleet.md §1):
+	// whether per entry or per policy, and after what delay, is not
+	// confirmed, so the default, [DefaultMPSRetries], takes the tolerant
+	// reading: once per entry, at once. Negative means none. It applies
+	// to lists of two or more entries.
+	MPSRetries int
 	// MinVersion, MaxVersion and CipherSuites restrict TLS like old
 	// firmware does (apf.md §6.1), e.g. MaxVersion tls.VersionTLS11 with
 	// TLS_RSA_WITH_AES_128_CBC_SHA for AMT 11. Zero means Go's defaults.
@@ -142,6 +172,25 @@ type Config struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger receives debug events; nil discards them.
 	Logger *slog.Logger
+}
+
+// MPSEntry is one MPS entry of AMT (an AMT_ManagementPresenceRemoteSAP and
+// its AMT_MPSUsernamePassword): where to connect, the name its certificate
+// must carry, and, since each entry has its own CIRA account, optionally
+// its own credentials.
+type MPSEntry struct {
+	// Addr is the MPS's host:port. Required.
+	Addr string
+	// ServerName is the name this entry's certificate must carry.
+	// Default: the host of Addr. AMT matches the certificate against each
+	// entry's own address or CN (apf.md §6.2), so a backup MPS needs a
+	// certificate for its own name; see Config.ServerName for CN versus
+	// SAN.
+	ServerName string
+	// User and Password are this entry's CIRA credentials; both empty
+	// means Config.User and Config.Password.
+	User     string
+	Password []byte
 }
 
 // State is where a device is in its connection lifetime.
@@ -263,15 +312,21 @@ type Stats struct {
 	// LastDisconnect is the reason of the last DISCONNECT from the MPS, 0
 	// if none.
 	LastDisconnect apf.DisconnectReason `json:"last_disconnect,omitempty"`
+	// MPS is the index in Config.MPS of the entry the current (or last)
+	// tunnel went to: 0 is the primary.
+	MPS int `json:"mps,omitempty"`
 }
 
 // Device is one simulated AMT device. Its methods are safe for concurrent
 // use; [Device.Run] may run once at a time.
+//
+// A Device fills its 576-byte size class: a new field costs every
+// simulated device 64 bytes more, unless it fits in padding.
 type Device struct {
-	cfg     Config   // defaults applied
-	ports   []uint32 // announced, in order
-	tlsConf *tls.Config
-	log     *slog.Logger
+	cfg      Config // defaults applied
+	rt       *route // shared by a fleet's devices
+	sessions *sessionCache
+	log      *slog.Logger
 
 	// Set by a Fleet: gate limits handshakes in flight, stats aggregates.
 	gate  chan struct{}
@@ -299,23 +354,52 @@ type Device struct {
 	bytesIn            atomic.Int64
 	bytesOut           atomic.Int64
 	lastDisconnect     atomic.Uint32
+	mpsIndex           atomic.Int32 // Stats.MPS; fills the padding after lastDisconnect
+}
+
+// route is how a device reaches its MPS entries, built once from a checked
+// [Config]. A fleet's devices share one, so that a list of entries costs
+// an idle device no memory. It is read-only once built.
+type route struct {
+	ports   []uint32 // announced, in order
+	entries []entry  // AMT's order
+	tries   int      // attempts per entry in one pass
+}
+
+// entry is an [MPSEntry] ready to dial.
+type entry struct {
+	addr     string
+	tls      *tls.Config
+	user     string // "" means Config.User and Config.Password
+	password []byte
 }
 
 // New checks cfg, applies the defaults and returns a device. It copies the
 // passwords.
 func New(cfg Config) (*Device, error) {
-	cfg.Password = append([]byte(nil), cfg.Password...)
-	cfg.AMTPassword = append([]byte(nil), cfg.AMTPassword...)
-	cfg.Ports = append([]uint32(nil), cfg.Ports...)
-	cfg.CipherSuites = append([]uint16(nil), cfg.CipherSuites...)
+	cfg.copySlices()
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	tc, err := cfg.tlsConfig()
+	rt, err := cfg.route()
 	if err != nil {
 		return nil, err
 	}
-	return newDevice(cfg, tc), nil
+	return newDevice(cfg, rt), nil
+}
+
+// copySlices gives c its own copies of the slices a caller passed in.
+func (c *Config) copySlices() {
+	c.Password = append([]byte(nil), c.Password...)
+	c.AMTPassword = append([]byte(nil), c.AMTPassword...)
+	c.Ports = append([]uint32(nil), c.Ports...)
+	c.CipherSuites = append([]uint16(nil), c.CipherSuites...)
+	if c.MPS != nil {
+		c.MPS = append([]MPSEntry(nil), c.MPS...)
+		for i := range c.MPS {
+			c.MPS[i].Password = append([]byte(nil), c.MPS[i].Password...)
+		}
+	}
 }
 
 // setDefaults validates c and fills in defaults; it does not copy slices.
@@ -326,11 +410,8 @@ func (c *Config) setDefaults() error {
 	if c.Hostname == "" {
 		c.Hostname = "sim-" + c.UUID.String()[:8]
 	}
-	if c.User == "" || len(c.Password) == 0 {
-		return errors.New("amtsim: Config.User and Config.Password are required")
-	}
-	if _, _, err := net.SplitHostPort(c.MPSAddr); err != nil {
-		return fmt.Errorf("amtsim: Config.MPSAddr %q: %v", c.MPSAddr, err)
+	if err := c.checkMPS(); err != nil {
+		return err
 	}
 	if len(c.Ports) == 0 {
 		c.Ports = DefaultPorts()
@@ -363,6 +444,9 @@ func (c *Config) setDefaults() error {
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = DefaultHandshakeTimeout
 	}
+	if c.MPSRetries == 0 {
+		c.MPSRetries = DefaultMPSRetries
+	}
 	if c.AMTUser == "" {
 		c.AMTUser = DefaultAMTUser
 	}
@@ -375,40 +459,92 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-func (c *Config) tlsConfig() (*tls.Config, error) {
-	name := c.ServerName
-	if name == "" {
-		host, _, _ := net.SplitHostPort(c.MPSAddr)
-		name = host
+// checkMPS checks the MPS entries and the credentials each will use.
+func (c *Config) checkMPS() error {
+	haveCreds := c.User != "" && len(c.Password) > 0
+	if len(c.MPS) == 0 {
+		if !haveCreds {
+			return errors.New("amtsim: Config.User and Config.Password are required")
+		}
+		if _, _, err := net.SplitHostPort(c.MPSAddr); err != nil {
+			return fmt.Errorf("amtsim: Config.MPSAddr %q: %v", c.MPSAddr, err)
+		}
+		return nil
 	}
-	tc := &tls.Config{
-		RootCAs:      c.RootCAs,
-		ServerName:   name,
-		MinVersion:   c.MinVersion,
-		MaxVersion:   c.MaxVersion,
-		CipherSuites: c.CipherSuites,
+	if c.MPSAddr != "" || c.ServerName != "" {
+		return errors.New("amtsim: set Config.MPS or Config.MPSAddr and ServerName, not both")
 	}
+	if len(c.MPS) > MaxMPS {
+		return fmt.Errorf("amtsim: %d MPS entries; AMT holds at most %d", len(c.MPS), MaxMPS)
+	}
+	for i, m := range c.MPS {
+		if _, _, err := net.SplitHostPort(m.Addr); err != nil {
+			return fmt.Errorf("amtsim: Config.MPS[%d].Addr %q: %v", i, m.Addr, err)
+		}
+		if (m.User == "") != (len(m.Password) == 0) {
+			return fmt.Errorf("amtsim: Config.MPS[%d] needs both User and Password, or neither", i)
+		}
+		if m.User == "" && !haveCreds {
+			return fmt.Errorf("amtsim: Config.MPS[%d] has no credentials of its own, and Config.User and Config.Password are empty", i)
+		}
+	}
+	return nil
+}
+
+// route builds the ports and the dialable entries of a checked c.
+func (c *Config) route() (*route, error) {
 	if c.MaxVersion != 0 && c.MinVersion > c.MaxVersion {
 		return nil, errors.New("amtsim: TLS MinVersion above MaxVersion")
 	}
-	return tc, nil
+	list := c.MPS
+	if len(list) == 0 {
+		list = []MPSEntry{{Addr: c.MPSAddr, ServerName: c.ServerName}}
+	}
+	rt := &route{ports: c.Ports, entries: make([]entry, len(list)), tries: 1}
+	if c.EchoPort != 0 && !containsPort(rt.ports, c.EchoPort) {
+		rt.ports = append(append([]uint32(nil), rt.ports...), c.EchoPort)
+	}
+	if len(list) > 1 {
+		rt.tries += max(c.MPSRetries, 0)
+	}
+	for i, m := range list {
+		name := m.ServerName
+		if name == "" {
+			name, _, _ = net.SplitHostPort(m.Addr)
+		}
+		rt.entries[i] = entry{
+			addr: m.Addr,
+			tls: &tls.Config{
+				RootCAs:      c.RootCAs,
+				ServerName:   name,
+				MinVersion:   c.MinVersion,
+				MaxVersion:   c.MaxVersion,
+				CipherSuites: c.CipherSuites,
+			},
+			user:     m.User,
+			password: m.Password,
+		}
+	}
+	return rt, nil
 }
 
-func newDevice(cfg Config, tc *tls.Config) *Device {
-	ports := cfg.Ports
-	if cfg.EchoPort != 0 && !containsPort(ports, cfg.EchoPort) {
-		ports = append(append([]uint32(nil), ports...), cfg.EchoPort)
-	}
-	if cfg.ResumeSessions {
-		tc = tc.Clone()
-		tc.ClientSessionCache = tls.NewLRUClientSessionCache(1)
-	}
+// multi reports whether the device has more than one entry, and so follows
+// AMT's order rather than the single MPS's plain reconnects.
+func (rt *route) multi() bool { return len(rt.entries) > 1 }
+
+// sessionCache is a device's own TLS session cache (ResumeSessions), one
+// session per MPS entry.
+type sessionCache struct{ tls.ClientSessionCache }
+
+func newDevice(cfg Config, rt *route) *Device {
 	d := &Device{
 		cfg:       cfg,
-		ports:     ports,
-		tlsConf:   tc,
+		rt:        rt,
 		log:       cfg.Logger.With("device", cfg.UUID.String()),
 		connected: make(chan struct{}),
+	}
+	if cfg.ResumeSessions {
+		d.sessions = &sessionCache{tls.NewLRUClientSessionCache(len(rt.entries))}
 	}
 	d.kaInterval.Store(int64(cfg.KeepaliveInterval))
 	return d
@@ -430,7 +566,7 @@ func (d *Device) UUID() apf.UUID { return d.cfg.UUID }
 func (d *Device) Hostname() string { return d.cfg.Hostname }
 
 // Ports returns the ports the device announces, in order.
-func (d *Device) Ports() []uint32 { return append([]uint32(nil), d.ports...) }
+func (d *Device) Ports() []uint32 { return append([]uint32(nil), d.rt.ports...) }
 
 // Connected returns a channel that is closed once the device's tunnel is up
 // (its handshake has completed). When that tunnel ends, later calls return
@@ -471,6 +607,7 @@ func (d *Device) Stats() Stats {
 		BytesIn:             d.bytesIn.Load(),
 		BytesOut:            d.bytesOut.Load(),
 		LastDisconnect:      apf.DisconnectReason(d.lastDisconnect.Load()),
+		MPS:                 int(d.mpsIndex.Load()),
 	}
 }
 
@@ -480,20 +617,60 @@ func (d *Device) Stats() Stats {
 // tunnel. With [FaultReconnectLoop] it instead reconnects right after each
 // deliberate drop and returns only when ctx is done or a connection ends
 // another way. Run returns after every goroutine it started has exited.
+//
+// With several MPS entries, a connection goes to the first entry that
+// takes the device, in AMT's order: each entry is tried, and a failed
+// attempt (refused, TLS, auth, or a tunnel that ended before it was up)
+// is repeated Config.MPSRetries times before the next entry is tried. If
+// none takes it, Run returns the last entry's error, wrapped. A tunnel
+// that ends, or a reconnect after FaultReconnectLoop's drop, starts again
+// at the first entry. Run itself never pauses; a [Fleet] does.
 func (d *Device) Run(ctx context.Context) error {
 	for {
-		_, err := d.runOnce(ctx)
-		if d.cfg.Fault == FaultReconnectLoop && errors.Is(err, ErrDropped) && ctx.Err() != nil {
-			return ctx.Err() // stopped between two rounds
+		connected, err := d.pass(ctx)
+		if d.cfg.Fault == FaultReconnectLoop && errors.Is(err, ErrDropped) {
+			if ctx.Err() != nil {
+				return ctx.Err() // stopped between two rounds
+			}
+			continue
 		}
-		if d.cfg.Fault != FaultReconnectLoop || !errors.Is(err, ErrDropped) {
-			return err
+		if !connected && d.rt.multi() && ctx.Err() == nil {
+			last := d.rt.entries[len(d.rt.entries)-1].addr
+			return fmt.Errorf("amtsim: no MPS entry took the device; the last, %s: %w", last, err)
 		}
+		return err
 	}
 }
 
-// runOnce runs one connection and reports whether its handshake completed.
-func (d *Device) runOnce(ctx context.Context) (connected bool, err error) {
+// pass makes one round of AMT's order: entry after entry, each attempt
+// repeated until the route's tries are used, until a tunnel comes up; it
+// then serves that tunnel until it ends. It reports whether a tunnel came
+// up and why the last connection ended, and counts every attempt in the
+// fleet's summary.
+func (d *Device) pass(ctx context.Context) (connected bool, err error) {
+	for i := range d.rt.entries {
+		for range d.rt.tries {
+			if d.fleet != nil {
+				d.fleet.attempts.Add(1)
+			}
+			connected, err = d.runOnce(ctx, i)
+			if ctx.Err() != nil {
+				return connected, err
+			}
+			if d.fleet != nil {
+				d.fleet.count(connected, Reason(err))
+			}
+			if connected {
+				return true, err
+			}
+		}
+	}
+	return false, err
+}
+
+// runOnce runs one connection to entry i and reports whether its handshake
+// completed.
+func (d *Device) runOnce(ctx context.Context, i int) (connected bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -533,18 +710,26 @@ func (d *Device) runOnce(ctx context.Context) (connected bool, err error) {
 		var nd net.Dialer
 		dial = nd.DialContext
 	}
-	raw, err := dial(hctx, "tcp", d.cfg.MPSAddr)
+	ent := &d.rt.entries[i]
+	raw, err := dial(hctx, "tcp", ent.addr)
 	if err != nil {
 		return false, stageErr(err, func(err error) error { return fmt.Errorf("%w: %w", ErrDial, err) })
 	}
-	tc := tls.Client(raw, d.tlsConf)
+	conf := ent.tls
+	if d.sessions != nil {
+		// A copy per connection rather than per device and entry: only
+		// a handshake pays for it.
+		conf = conf.Clone()
+		conf.ClientSessionCache = d.sessions
+	}
+	tc := tls.Client(raw, conf)
 	if err := tc.HandshakeContext(hctx); err != nil {
 		raw.Close()
 		return false, stageErr(err, func(err error) error { return &TLSError{Err: err} })
 	}
 	d.state.Store(int32(StateHandshake))
 
-	c := newConn(d, raw, tc)
+	c := newConn(d, ent, raw, tc)
 	stopHS := context.AfterFunc(hctx, func() {
 		if ctx.Err() != nil {
 			c.abort(ctx.Err())
@@ -560,8 +745,9 @@ func (d *Device) runOnce(ctx context.Context) (connected bool, err error) {
 		elapsed := time.Since(start)
 		d.lastHandshake.Store(int64(elapsed))
 		d.handshakes.Add(1)
+		d.mpsIndex.Store(int32(i)) // before the state, which Summary reads first
 		if d.fleet != nil {
-			d.fleet.handshake(elapsed)
+			d.fleet.handshake(elapsed, i)
 		}
 		d.state.Store(int32(StateConnected))
 		d.setUp(true)
@@ -573,7 +759,7 @@ func (d *Device) runOnce(ctx context.Context) (connected bool, err error) {
 		stopRun()
 	}
 	d.setUp(false)
-	d.log.Debug("amtsim: connection ended", "connected", c.isReady(), "reason", Reason(err))
+	d.log.Debug("amtsim: connection ended", "mps", i, "connected", c.isReady(), "reason", Reason(err))
 	return c.isReady(), err
 }
 

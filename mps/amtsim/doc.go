@@ -21,6 +21,23 @@
 // [DeviceHostname]), ramps their connections, reconnects them, and reports a
 // JSON-marshalable [Summary].
 //
+// # Primary and backup
+//
+// A device may hold several MPS entries ([Config] MPS), each with its own
+// address, certificate name and, optionally, CIRA account, as AMT does.
+// It follows AMT's order (fleet.md §1): it tries the first entry; when
+// that fails (refused, TLS, auth, or a tunnel that ended before it was
+// up) it repeats the attempt once, then tries the next entry; when the
+// last has failed a [Fleet] pauses for the periodic policy interval
+// (FleetConfig.RetryInterval, 25 s by default) and starts over at the
+// first. A tunnel that was up and ends, whoever ended it, also starts
+// over at the first entry, so a backup sends devices home by closing
+// their tunnels. Intel documents only "primary, then backup" and "the
+// attempt to connect will be repeated once": the per-entry retry and the
+// return to the primary are the tolerant readings, not confirmed on real
+// firmware. [Summary] ConnectedByMPS shows which entry the devices are on.
+// A single entry keeps the plain reconnect backoff.
+//
 // The channel and window logic here is written independently of the
 // server's (mps/tunnel) on purpose: a test peer that shared code with the
 // server would hide the bugs they share. Only the wire codec, mps/apf, is

@@ -40,7 +40,8 @@ type FleetConfig struct {
 	// roots, credentials, fault...) is shared.
 	Device Config
 	// Password, if set, gives device i its own CIRA password instead of
-	// Device.Password.
+	// Device.Password. Entries of Device.MPS with credentials of their
+	// own keep them.
 	Password func(i int, id apf.UUID) []byte
 	// Devices is how many devices to run, with indexes First to
 	// First+Devices-1. Split large fleets over processes by giving each
@@ -60,8 +61,26 @@ type FleetConfig struct {
 	// 1 s), doubles on every failed handshake up to RetryMax (default
 	// 30 s), and is jittered by ±50%. FaultReconnectLoop devices
 	// reconnect at once after their deliberate drop.
+	//
+	// A device with several MPS entries (Config.MPS) follows AMT's order
+	// instead (see [Device.Run] for one pass over the entries): when no
+	// entry took it, it pauses RetryInterval, then starts over at the
+	// first entry. When a tunnel that was up ends, for whatever reason,
+	// it starts over at the first entry after the jittered RetryMin.
+	// This is how a backup MPS sends devices home: it closes their
+	// tunnels and they try their primary again. Whether real AMT does so,
+	// rather than staying with the MPS that last worked, is not confirmed
+	// (fleet.md §1); restarting at the lowest OrderOfAccess is the
+	// inference made there, and the one this simulator assumes. With
+	// NoRetry such a device makes one pass.
 	NoRetry            bool
 	RetryMin, RetryMax time.Duration
+	// RetryInterval is the pause after a pass in which no entry took the
+	// device: AMT's periodic policy interval, "when a new connection
+	// should be attempted". Default [DefaultRetryInterval]. It is exact,
+	// not jittered, like AMT's timer; a fleet's devices spread over it as
+	// their failures did.
+	RetryInterval time.Duration
 	// Logger receives debug events; nil discards them.
 	Logger *slog.Logger
 }
@@ -92,19 +111,20 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	if cfg.RetryMax < cfg.RetryMin {
 		cfg.RetryMax = max(30*time.Second, cfg.RetryMin)
 	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = DefaultRetryInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	tmpl := cfg.Device
-	tmpl.Password = append([]byte(nil), tmpl.Password...)
-	tmpl.AMTPassword = append([]byte(nil), tmpl.AMTPassword...)
-	tmpl.Ports = append([]uint32(nil), tmpl.Ports...)
-	tmpl.CipherSuites = append([]uint16(nil), tmpl.CipherSuites...)
+	tmpl.copySlices()
 	if tmpl.Logger == nil {
 		tmpl.Logger = cfg.Logger
 	}
 	// Validate the template once with a stand-in identity; every device
-	// then shares its slices and one TLS configuration.
+	// then shares its slices and one route (the TLS configuration of
+	// each MPS entry).
 	tmpl.UUID = DeviceUUID(cfg.Seed, cfg.First)
 	tmpl.Hostname = DeviceHostname(cfg.First)
 	if cfg.Password != nil {
@@ -113,11 +133,14 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	if err := tmpl.setDefaults(); err != nil {
 		return nil, err
 	}
-	tc, err := tmpl.tlsConfig()
+	rt, err := tmpl.route()
 	if err != nil {
 		return nil, err
 	}
 	f := &Fleet{cfg: cfg, devices: make([]*Device, cfg.Devices)}
+	if rt.multi() {
+		f.stats.byMPS = make([]atomic.Int64, len(rt.entries))
+	}
 	var gate chan struct{}
 	if cfg.MaxHandshakes > 0 {
 		gate = make(chan struct{}, cfg.MaxHandshakes)
@@ -133,7 +156,7 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 				return nil, fmt.Errorf("amtsim: empty password for device %d", i)
 			}
 		}
-		d := newDevice(dc, tc)
+		d := newDevice(dc, rt)
 		d.gate = gate
 		d.fleet = &f.stats
 		f.devices[k] = d
@@ -213,23 +236,22 @@ func (f *Fleet) serve(ctx context.Context, d *Device) {
 		}
 	}()
 	for {
-		f.stats.attempts.Add(1)
-		connected, err := d.runOnce(ctx)
-		if ctx.Err() != nil {
+		connected, err := d.pass(ctx) // counts the attempts
+		if ctx.Err() != nil || f.cfg.NoRetry {
 			return
 		}
-		f.stats.count(connected, Reason(err))
-		if f.cfg.NoRetry {
-			return
-		}
-		if connected {
+		var wait time.Duration
+		switch {
+		case connected:
 			backoff = f.cfg.RetryMin
 			if d.cfg.Fault == FaultReconnectLoop && errors.Is(err, ErrDropped) {
 				continue
 			}
-		}
-		wait := backoff/2 + mrand.N(backoff)
-		if !connected {
+			wait = backoff/2 + mrand.N(backoff)
+		case d.rt.multi():
+			wait = f.cfg.RetryInterval // AMT's periodic policy, then the primary again
+		default:
+			wait = backoff/2 + mrand.N(backoff)
 			backoff = min(2*backoff, f.cfg.RetryMax)
 		}
 		if !sleep(ctx, &t, wait) {
@@ -245,6 +267,11 @@ type Summary struct {
 	ConnectedNow int   `json:"connected_now"` // tunnels up at the snapshot
 	Attempts     int64 `json:"attempts"`      // connections begun
 	Handshakes   int64 `json:"handshakes"`    // handshakes completed
+	// ConnectedByMPS and HandshakesByMPS split ConnectedNow and
+	// Handshakes by the index of the MPS entry (Config.MPS; 0 is the
+	// primary). They are present only for devices with several entries.
+	ConnectedByMPS  []int   `json:"connected_by_mps,omitempty"`
+	HandshakesByMPS []int64 `json:"handshakes_by_mps,omitempty"`
 	// Failed counts connections that ended before their handshake
 	// completed, by [Reason]; Ended counts tunnels that ended after it.
 	Failed             map[string]int64 `json:"failed,omitempty"`
@@ -280,6 +307,13 @@ func (f *Fleet) Summary() Summary {
 		Attempts:   f.stats.attempts.Load(),
 		Handshakes: f.stats.handshakes.Load(),
 	}
+	if n := len(f.stats.byMPS); n > 0 {
+		s.ConnectedByMPS = make([]int, n)
+		s.HandshakesByMPS = make([]int64, n)
+		for i := range f.stats.byMPS {
+			s.HandshakesByMPS[i] = f.stats.byMPS[i].Load()
+		}
+	}
 	s.Failed, s.Ended = f.stats.reasons()
 	s.HandshakeMS = f.stats.hist.latency()
 	if b := f.begin.Load(); b != 0 {
@@ -292,6 +326,9 @@ func (f *Fleet) Summary() Summary {
 		st := d.Stats()
 		if st.State == StateConnected {
 			s.ConnectedNow++
+			if st.MPS < len(s.ConnectedByMPS) {
+				s.ConnectedByMPS[st.MPS]++
+			}
 		}
 		s.KeepalivesSent += st.KeepalivesSent
 		s.KeepalivesAnswered += st.KeepalivesAnswered
@@ -309,6 +346,7 @@ func (f *Fleet) Summary() Summary {
 type fleetStats struct {
 	attempts   atomic.Int64
 	handshakes atomic.Int64
+	byMPS      []atomic.Int64 // handshakes per MPS entry; nil for a single MPS
 	hist       histogram
 
 	mu     sync.Mutex
@@ -316,8 +354,11 @@ type fleetStats struct {
 	ended  map[string]int64
 }
 
-func (s *fleetStats) handshake(d time.Duration) {
+func (s *fleetStats) handshake(d time.Duration, mps int) {
 	s.handshakes.Add(1)
+	if mps < len(s.byMPS) {
+		s.byMPS[mps].Add(1)
+	}
 	s.hist.add(d)
 }
 

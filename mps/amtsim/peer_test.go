@@ -4,7 +4,8 @@ package amtsim
 // plays the MPS side of one connection step by step, asserts the exact bytes
 // the device sends during the handshake, and is test code only. The
 // end-to-end tests of the simulator against the real server (mps/tunnel)
-// live in the mps package.
+// live in the mps package, except those of AMT's MPS order (mpsorder_test.go),
+// which need the real server too.
 
 import (
 	"bytes"
@@ -100,6 +101,32 @@ func requestSuccess(port uint32) []byte { return cat([]byte{apf.MsgRequestSucces
 type testPKI struct {
 	roots  *x509.CertPool
 	server tls.Certificate
+	ca     *x509.Certificate
+	caKey  *ecdsa.PrivateKey
+}
+
+// issue signs a certificate for name (CN and DNS SAN) with the root.
+func (p testPKI) issue(t testing.TB, name string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(now.UnixNano()),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{name},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, p.ca, &key.PublicKey, p.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 var (
@@ -160,7 +187,7 @@ func makePKI() (testPKI, error) {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(caCert)
-	return testPKI{roots: roots, server: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}, nil
+	return testPKI{roots: roots, server: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, ca: caCert, caKey: caKey}, nil
 }
 
 // --- the environment: a TLS listener and a device ---
