@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/presence-mps/presence/vault"
+)
+
+const fleetUsage = "want a subcommand: invite or join"
+
+// runFleet is `presence fleet invite|join`: a join bundle written on an
+// instance of a fleet makes a new instance one of its members.
+func runFleet(ctx context.Context, args []string, env Env) error {
+	if len(args) == 0 {
+		return usageError{fleetUsage}
+	}
+	var c common
+	fs := flag.NewFlagSet("fleet "+args[0], flag.ContinueOnError)
+	c.register(fs)
+	switch args[0] {
+	case "invite":
+		out := fs.String("out", "", "file to write the encrypted join bundle to (required; the passphrase is read from stdin)")
+		if err := parse(fs, args[1:], env); err != nil {
+			return err
+		}
+		if *out == "" {
+			return usageError{"--out FILE is required"}
+		}
+		pass, err := readPassword(env.Stdin)
+		if err != nil {
+			return err
+		}
+		st, err := c.store()
+		if err != nil {
+			return err
+		}
+		b, err := vault.Invite(ctx, st)
+		if err != nil {
+			return err
+		}
+		sealed, err := b.Seal(pass.Reveal())
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*out, sealed, 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, `Join bundle of fleet %s written to %s, encrypted with your passphrase:
+  Root SHA-256:      %s
+  Accounts:          %s
+It holds the root's private key: keep it as secret as the passphrase, and delete it once the new instance has joined.
+On the new instance: presence fleet join --in %s --cn ADDRESS (the passphrase on stdin)
+`, b.FleetID(), *out, b.RootFingerprintSHA256(), accountCounts(b), *out)
+		return nil
+	case "join":
+		in := fs.String("in", "", "the join bundle file (required; the passphrase is read from stdin)")
+		cn := fs.String("cn", "", "the address AMT devices are configured with to reach this instance (IP address or DNS name)")
+		force := fs.Bool("force", false, "replace a different root already in the vault: devices trusting it must then be provisioned again")
+		port := fs.Int("port", 4433, "the CIRA port AMT will connect to (only printed)")
+		if err := parse(fs, args[1:], env); err != nil {
+			return err
+		}
+		if *in == "" {
+			return usageError{"--in FILE is required"}
+		}
+		if *cn == "" {
+			return usageError{"--cn ADDRESS is required: the address AMT devices use to reach this instance (each instance has its own)"}
+		}
+		pass, err := readPassword(env.Stdin)
+		if err != nil {
+			return err
+		}
+		data, err := readBundle(*in)
+		if err != nil {
+			return err
+		}
+		// Open the bundle before the store: a wrong passphrase or a
+		// damaged file writes nothing, not even the data dir.
+		b, err := vault.OpenBundle(data, pass.Reveal())
+		if err != nil {
+			return err
+		}
+		st, err := c.store()
+		if err != nil {
+			return err
+		}
+		ca, err := b.Join(ctx, st, vault.JoinOptions{Address: *cn, Force: *force})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "Joined fleet %s: its root (SHA-256 %s) and accounts (%s) are in this instance's vault.\n\n",
+			b.FleetID(), b.RootFingerprintSHA256(), accountCounts(b))
+		printAMTSettings(env, ca, *cn, *port)
+		fmt.Fprintln(env.Stdout, "\nIf presence serve runs here, restart it to present the new certificate.")
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown subcommand %q: %s", args[0], fleetUsage)}
+}
+
+// readBundle reads a join bundle file, at most vault.MaxBundleLen bytes:
+// the cap applies before anything is read into memory.
+func readBundle(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, vault.MaxBundleLen+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > vault.MaxBundleLen {
+		return nil, fmt.Errorf("%s is larger than a join bundle can be (%d bytes): give the file presence fleet invite wrote", name, vault.MaxBundleLen)
+	}
+	return b, nil
+}
+
+// accountCounts says which accounts a bundle carries, for people.
+func accountCounts(b *vault.Bundle) string {
+	var parts []string
+	for _, k := range []struct{ kind, label string }{{vault.KindCIRA, "CIRA"}, {vault.KindConsole, "console"}} {
+		n := len(b.AccountNames(k.kind))
+		parts = append(parts, fmt.Sprintf("%d %s", n, k.label))
+	}
+	return strings.Join(parts, ", ")
+}
