@@ -84,6 +84,24 @@
 // back up. The certificate is written last, so an interrupted first
 // initialization leaves no root behind that a device could have trusted.
 //
+// # Fleets
+//
+// Instances that share one MPS root form a fleet (../../shared/fleet.md).
+// [Invite] gathers a fleet's root, its CIRA and console accounts and its
+// id (made by the first invite, kept under "fleet/id"); [Bundle.Seal]
+// encrypts that with a passphrase exactly as a CA backup is encrypted
+// (scrypt and AES-256-GCM, one PEM block); [OpenBundle] decrypts and checks
+// it without touching a store, and [Bundle.Join] stores it on a new
+// instance with a server certificate for that instance's own address,
+// refusing to replace a different root unless forced.
+//
+// Instances prove themselves to each other with peer certificates that
+// each issues itself from the root ([CA.IssuePeer]): a new ECDSA P-256 key,
+// a day's life, client and server authentication, and the instance id as
+// the one URI SAN presence-peer://ID. [VerifyPeer] accepts only those, and
+// [PeerIdentity] serves the current one to both ends of a mutual-TLS link,
+// renewing it at 2/3 of its life (see peer.go for the reasons).
+//
 // # Accounts
 //
 // [Accounts] keeps one password per (kind, name) under "account/KIND/NAME".
