@@ -21,6 +21,7 @@ import (
 	"github.com/presence-mps/presence/internal/settings"
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/apf"
+	"github.com/presence-mps/presence/mps/fleet"
 	"github.com/presence-mps/presence/mps/api"
 	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/mps/proxy"
@@ -67,6 +68,9 @@ type Config struct {
 	// SaveAliases keeps them after a change through the API.
 	Aliases     map[string]string
 	SaveAliases func(map[string]string) error
+	// Fleet, if set, makes the instance one of a fleet: it links to its
+	// peers, tells them of its devices and reaches theirs in one hop.
+	Fleet *FleetConfig
 	// AccountsRefresh is how often the account cache is dropped, so that
 	// accounts added, changed or removed by another process (presence
 	// account ...) take effect. Default 15 s.
@@ -91,6 +95,8 @@ type Instance struct {
 	// for parts left off); Listening tells where the instance listens
 	// after Apply, Pause or Resume.
 	CIRAAddr, ProxyAddr, APIAddr net.Addr
+	// PeerAddr is the fleet's peer-link listener (nil outside a fleet).
+	PeerAddr net.Addr
 
 	cfg      Config
 	live     sync.Mutex // guards the fields below
@@ -105,6 +111,7 @@ type Instance struct {
 	log      *slog.Logger
 	sessions *proxy.Sessions
 	withdraw func()
+	peers    *fleet.Peers // nil outside a fleet
 	stop     chan struct{} // closed by Shutdown
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -144,7 +151,9 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 	log := cfg.Logger
 	acc := cfg.Accounts
 	checkCIRA := acc.CIRAAuthenticator()
+	in := &Instance{cfg: cfg, log: log, sessions: proxy.NewSessions()}
 	srv, err := mps.New(mps.Config{
+		Tunnels:    in.onTunnel,
 		TLS:        tunnel.TLSConfig(cfg.CA.TLSCertificate(), cfg.Settings.LegacyTLS),
 		MaxTunnels: cfg.MaxTunnels,
 		Logger:     log,
@@ -169,7 +178,12 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 			log.Warn("alias ignored", "alias", alias, "device", guid, "err", err)
 		}
 	}
-	in := &Instance{Server: srv, cfg: cfg, log: log, sessions: proxy.NewSessions()}
+	in.Server = srv
+	if cfg.Fleet != nil {
+		if err := in.newPeers(); err != nil {
+			return nil, err
+		}
+	}
 	defer func() {
 		if err != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -192,7 +206,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 		return ok
 	}
 	in.Proxy = proxy.New(proxy.Config{
-		Dial:                srv.DialConsole,
+		Dial:                in.dialConsole,
 		Auth:                consoleAuth,
 		AllowLoopbackNoAuth: cfg.AllowLoopbackNoAuth,
 		HandshakeTimeout:    cfg.HandshakeTimeout,
@@ -209,7 +223,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 	}
 	if apiAddr := settings.Listen(cfg.Settings.APIAddr); apiAddr != "" {
 		in.API, err = api.New(api.Config{
-			Server: srv, Proxy: in.Proxy, Auth: consoleAuth, Token: cfg.Token,
+			Server: srv, Proxy: in.Proxy, Dial: in.dialConsole, Auth: consoleAuth, Token: cfg.Token,
 			AllowLoopbackNoAuth: cfg.AllowLoopbackNoAuth, RootPEM: cfg.CA.RootPEM(),
 			ProxyPort: port(in.ProxyAddr), Version: cfg.Version, InstanceID: cfg.InstanceID,
 			SaveAliases: cfg.SaveAliases, AMTLogin: amtLogin(acc, log), History: cfg.History,
@@ -224,6 +238,11 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 		}
 		in.APIAddr = ln.Addr()
 		in.serve(func() error { return in.API.Serve(ln) })
+	}
+	if cfg.Fleet != nil {
+		if err := in.startFleet(); err != nil {
+			return in, err
+		}
 	}
 	in.wireEvents()
 	in.refreshAccounts()
@@ -348,6 +367,7 @@ func sessionRecord(s proxy.SessionInfo) history.SessionRecord {
 	return history.SessionRecord{
 		ID: s.ID, Kind: s.Kind, Console: s.Console, User: s.User, Device: s.Device, Host: s.Host, Port: s.Port,
 		BytesToDevice: s.BytesToDevice, BytesFromDevice: s.BytesFromDevice, Start: s.Start, End: s.End, EndReason: s.EndReason,
+		Via: s.Via,
 	}
 }
 
@@ -385,6 +405,10 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 		in.advertiseLocked()
 		in.live.Unlock()
 		var errs []error
+		if in.peers != nil {
+			// Peers stop forwarding consoles here and drop our rows.
+			in.peers.Close()
+		}
 		if in.API != nil {
 			if err := in.API.Shutdown(ctx); err != nil {
 				errs = append(errs, err)

@@ -35,6 +35,9 @@ import (
 type Config struct {
 	Server *mps.Server
 	Proxy  *proxy.Server
+	// Dial, if set, opens the relay's device connections (a fleet dials
+	// peers' devices too); nil means Server.DialConsole.
+	Dial proxy.DialFunc
 	// Auth checks a console account's credentials. Nil refuses every
 	// Basic login (the token, and loopback when allowed, still work).
 	Auth func(user, pass string) bool
@@ -529,4 +532,12 @@ func (a *API) ciracert(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-pem-file")
 	w.Header().Set("Content-Disposition", `attachment; filename="presence-root.pem"`)
 	w.Write(a.cfg.RootPEM)
+}
+
+// dial opens a console connection to a device for the relay.
+func (a *API) dial(ctx context.Context, host string, port uint32) (net.Conn, error) {
+	if a.cfg.Dial != nil {
+		return a.cfg.Dial(ctx, host, port)
+	}
+	return a.cfg.Server.DialConsole(ctx, host, port)
 }

@@ -65,7 +65,7 @@ func (a *API) relay(w http.ResponseWriter, r *http.Request) {
 		port = p
 	}
 	ctx, cancel := context.WithTimeout(a.ctx, relayDialTimeout)
-	dc, err := a.cfg.Server.DialConsole(ctx, host, uint32(port))
+	dc, err := a.dial(proxy.WithConsole(ctx, proxy.Console{User: user, Addr: r.RemoteAddr}), host, uint32(port))
 	cancel()
 	if err != nil {
 		switch {

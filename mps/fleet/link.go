@@ -108,13 +108,23 @@ type Console struct {
 
 // Local is this instance's own devices, as the peer link needs them.
 type Local interface {
-	// Owners returns every device this instance holds now.
-	Owners() []Owner
 	// DialLocal opens a channel to port of a device this instance holds,
 	// for a console forwarded by a peer. A device it does not hold is an
 	// error wrapping ErrNotHere; a port not offered ErrNoPort; no channel
 	// free ErrBusy.
 	DialLocal(ctx context.Context, guid string, port uint32, c Console) (net.Conn, error)
+	// Relay copies between a forwarded console's stream and dc (from
+	// DialLocal) until either ends, then closes both; it is where the
+	// instance records the session.
+	Relay(stream, dc net.Conn, f Forward)
+}
+
+// Forward is a console connection forwarded by a peer: for whom, to
+// which device and port.
+type Forward struct {
+	Console
+	GUID string
+	Port uint32
 }
 
 // Config configures [Peers]. Self, Local, ServerTLS, ClientTLS and
@@ -406,12 +416,15 @@ func (p *Peers) serveForward(w http.ResponseWriter, r *http.Request, peer string
 		http.Error(w, err.Error(), code)
 		return
 	}
-	defer dc.Close()
 	w.WriteHeader(http.StatusOK)
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
 	}
-	relay(r.Context(), dc, r.Body, flushWriter{w})
+	stream := &serverStream{body: r.Body, w: flushWriter{w}, local: hopAddr(p.cfg.Self.ID), remote: hopAddr(peer)}
+	// The forwarding peer going away ends the relay.
+	stop := context.AfterFunc(r.Context(), func() { stream.Close() })
+	defer stop()
+	p.cfg.Local.Relay(stream, dc, Forward{Console: c, GUID: NormalizeGUID(guid), Port: uint32(port)})
 }
 
 // clip keeps a peer-asserted string short and printable.
@@ -440,24 +453,57 @@ func (f flushWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// relay copies between a device channel and a forwarded stream until
-// either side ends. Closing the channel and the stream's reading side
-// unblocks the other copy, so it returns only when both are done; the
-// request's context ending (the forwarding peer went away) closes the
-// channel too.
-func relay(ctx context.Context, dc net.Conn, from io.ReadCloser, to io.Writer) {
+// serverStream is a forwarded console connection on the owner's side: the
+// request body and the response of a CONNECT stream, as a net.Conn.
+// Deadlines are not supported.
+type serverStream struct {
+	body io.ReadCloser
+	w    flushWriter
+
+	mu     sync.Mutex
+	closed bool
+
+	local, remote net.Addr
+}
+
+func (c *serverStream) Read(b []byte) (int, error) { return c.body.Read(b) }
+
+func (c *serverStream) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, net.ErrClosed
+	}
+	return c.w.Write(b)
+}
+
+// Close ends the stream's reading side; the handler's return ends the rest.
+func (c *serverStream) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	return c.body.Close()
+}
+
+func (c *serverStream) LocalAddr() net.Addr              { return c.local }
+func (c *serverStream) RemoteAddr() net.Addr             { return c.remote }
+func (c *serverStream) SetDeadline(time.Time) error      { return errNoDeadline }
+func (c *serverStream) SetReadDeadline(time.Time) error  { return errNoDeadline }
+func (c *serverStream) SetWriteDeadline(time.Time) error { return errNoDeadline }
+
+// Relay copies between a and b until either side ends, then closes both
+// and returns once both copies are done: a plain [Local.Relay] for
+// instances that record nothing.
+func Relay(a, b net.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		io.Copy(dc, from)
-		if cw, ok := dc.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		}
+		io.Copy(b, a)
+		b.Close()
+		a.Close()
 	}()
-	stop := context.AfterFunc(ctx, func() { dc.Close() })
-	defer stop()
-	io.Copy(to, dc)
-	dc.Close()
-	from.Close()
+	io.Copy(a, b)
+	a.Close()
+	b.Close()
 	<-done
 }

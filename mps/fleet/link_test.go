@@ -2,18 +2,11 @@ package fleet_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -21,57 +14,8 @@ import (
 
 	"github.com/presence-mps/presence/internal/testutil"
 	"github.com/presence-mps/presence/mps/fleet"
+	"github.com/presence-mps/presence/mps/fleet/fleettest"
 )
-
-// testRoot is a fleet root for the tests, issuing peer certificates with
-// the instance id in a URI SAN, as the vault does.
-type testRoot struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newRoot(t testing.TB, name string) *testRoot {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testRoot{cert, key, pool}
-}
-
-// peer issues a peer certificate for instance id ("" names none).
-func (r *testRoot) peer(t testing.TB, id string) tls.Certificate {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "peer " + id},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	if id != "" {
-		tmpl.URIs = []*url.URL{{Scheme: "presence-peer", Host: id}}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, r.cert, &key.PublicKey, r.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-// peerID reads the instance id from a handshake whose chain was verified
-// (by ClientCAs on the listener, by verifyChain on the dialer).
-func peerID(cs tls.ConnectionState) (string, error) {
-	if len(cs.PeerCertificates) == 0 || len(cs.PeerCertificates[0].URIs) != 1 || cs.PeerCertificates[0].URIs[0].Scheme != "presence-peer" {
-		return "", errors.New("no peer id")
-	}
-	return cs.PeerCertificates[0].URIs[0].Host, nil
-}
 
 // echoLocal holds devices whose every port is an echo service.
 type echoLocal struct {
@@ -81,15 +25,7 @@ type echoLocal struct {
 	console []fleet.Console
 }
 
-func (e *echoLocal) Owners() []fleet.Owner {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []fleet.Owner
-	for _, o := range e.owners {
-		out = append(out, o)
-	}
-	return out
-}
+func (e *echoLocal) Relay(stream, dc net.Conn, _ fleet.Forward) { fleet.Relay(stream, dc) }
 
 func (e *echoLocal) DialLocal(ctx context.Context, guid string, port uint32, c fleet.Console) (net.Conn, error) {
 	e.mu.Lock()
@@ -133,7 +69,7 @@ type instance struct {
 }
 
 // start runs a Peers for instance id with cert on 127.0.0.1.
-func start(t testing.TB, root *testRoot, id string, cert tls.Certificate) *instance {
+func start(t testing.TB, root *fleettest.Root, id string, cert tls.Certificate) *instance {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -141,16 +77,12 @@ func start(t testing.TB, root *testRoot, id string, cert tls.Certificate) *insta
 	}
 	in := &instance{addr: ln.Addr().String(), local: &echoLocal{owners: map[string]fleet.Owner{}, echo: echoServer(t)},
 		moved: make(chan [2]fleet.Owner, 16)}
+	stls, ctls := root.TLS(cert)
 	p, err := fleet.New(fleet.Config{
-		Self:  fleet.Member{ID: id, PeerAddr: in.addr, Version: "test"},
-		Local: in.local,
-		ServerTLS: &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: root.pool,
-			ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13},
-		ClientTLS: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: root.pool, MinVersion: tls.VersionTLS13,
-			// The peer's name is its instance id, checked by PeerID.
-			InsecureSkipVerify: true, VerifyConnection: verifyChain(root.pool)},
-		PeerID: peerID,
-		Moved:  func(mine, newer fleet.Owner) { in.moved <- [2]fleet.Owner{mine, newer} },
+		Self:      fleet.Member{ID: id, PeerAddr: in.addr, Version: "test"},
+		Local:     in.local,
+		ServerTLS: stls, ClientTLS: ctls, PeerID: fleettest.PeerID,
+		Moved: func(mine, newer fleet.Owner) { in.moved <- [2]fleet.Owner{mine, newer} },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -165,17 +97,6 @@ func start(t testing.TB, root *testRoot, id string, cert tls.Certificate) *insta
 		}
 	})
 	return in
-}
-
-// verifyChain verifies a server's chain against pool without a host name
-// (peers are named by the id in their certificate), and records it for
-// PeerID.
-func verifyChain(pool *x509.CertPool) func(tls.ConnectionState) error {
-	return func(cs tls.ConnectionState) error {
-		opts := x509.VerifyOptions{Roots: pool, Intermediates: x509.NewCertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-		_, err := cs.PeerCertificates[0].Verify(opts)
-		return err
-	}
 }
 
 func (in *instance) hold(guid, host string) fleet.Owner {
@@ -205,9 +126,9 @@ const guidA = "11111111-2222-3333-4444-555555555555"
 // console's identity; a device B does not hold is ErrNotHere; when B goes
 // away its rows go too.
 func TestLinkTableAndForward(t *testing.T) {
-	root := newRoot(t, "fleet")
-	a := start(t, root, "inst-a", root.peer(t, "inst-a"))
-	b := start(t, root, "inst-b", root.peer(t, "inst-b"))
+	root := fleettest.NewRoot(t, "fleet")
+	a := start(t, root, "inst-a", root.Peer(t, "inst-a"))
+	b := start(t, root, "inst-b", root.Peer(t, "inst-b"))
 	early := b.hold(guidA, "laptop-1")
 	a.peers.Add(b.addr)
 	waitFor(t, "B's table on A", func() bool { _, ok := a.peers.Lookup(guidA); return ok })
@@ -265,9 +186,9 @@ func TestLinkTableAndForward(t *testing.T) {
 // A peer that pushes a newer connection of a device this instance holds
 // makes it give the device up (Moved), and the newer owner wins lookups.
 func TestNewestConnectionWins(t *testing.T) {
-	root := newRoot(t, "fleet")
-	a := start(t, root, "inst-a", root.peer(t, "inst-a"))
-	b := start(t, root, "inst-b", root.peer(t, "inst-b"))
+	root := fleettest.NewRoot(t, "fleet")
+	a := start(t, root, "inst-a", root.Peer(t, "inst-a"))
+	b := start(t, root, "inst-b", root.Peer(t, "inst-b"))
 	mine := a.hold(guidA, "laptop-1")
 	a.peers.Add(b.addr)
 	time.Sleep(10 * time.Millisecond)
@@ -286,14 +207,14 @@ func TestNewestConnectionWins(t *testing.T) {
 // fails the handshake, and one of this root that names no instance is
 // refused.
 func TestPeerRefusals(t *testing.T) {
-	root := newRoot(t, "fleet")
-	a := start(t, root, "inst-a", root.peer(t, "inst-a"))
+	root := fleettest.NewRoot(t, "fleet")
+	a := start(t, root, "inst-a", root.Peer(t, "inst-a"))
 	a.hold(guidA, "laptop-1")
 
-	other := newRoot(t, "another fleet")
-	stranger := start(t, other, "inst-x", other.peer(t, "inst-x"))
+	other := fleettest.NewRoot(t, "another fleet")
+	stranger := start(t, other, "inst-x", other.Peer(t, "inst-x"))
 	stranger.peers.Add(a.addr)
-	nameless := start(t, root, "inst-n", root.peer(t, ""))
+	nameless := start(t, root, "inst-n", root.Peer(t, ""))
 	nameless.peers.Add(a.addr)
 	waitFor(t, "both refusals", func() bool {
 		l1, l2 := stranger.peers.Links(), nameless.peers.Links()
@@ -307,7 +228,7 @@ func TestPeerRefusals(t *testing.T) {
 	if e := stranger.peers.Links()[0].Error; !strings.Contains(e, "certificate") && !strings.Contains(e, "tls") {
 		t.Errorf("another root: %s", e)
 	}
-	if e := nameless.peers.Links()[0].Error; !strings.Contains(e, "403") && !strings.Contains(e, "no peer id") {
+	if e := nameless.peers.Links()[0].Error; !strings.Contains(e, "403") {
 		t.Errorf("a certificate naming no instance: %s", e)
 	}
 }
@@ -317,9 +238,9 @@ func TestPeerRefusals(t *testing.T) {
 // through one (the real device path adds the tunnel; see the instance's
 // benchmarks).
 func BenchmarkHop(b *testing.B) {
-	root := newRoot(b, "fleet")
-	a := start(b, root, "inst-a", root.peer(b, "inst-a"))
-	bb := start(b, root, "inst-b", root.peer(b, "inst-b"))
+	root := fleettest.NewRoot(b, "fleet")
+	a := start(b, root, "inst-a", root.Peer(b, "inst-a"))
+	bb := start(b, root, "inst-b", root.Peer(b, "inst-b"))
 	o := bb.hold(guidA, "laptop-1")
 	a.peers.Add(bb.addr)
 	deadline := time.Now().Add(10 * time.Second)

@@ -48,6 +48,8 @@ type SessionRecord struct {
 	Start           time.Time `json:"start"`
 	End             time.Time `json:"end,omitzero"` // zero while the session is open
 	EndReason       string    `json:"end_reason,omitempty"`
+	// Via is the instance of the fleet a forwarded console came through.
+	Via string `json:"via,omitempty"`
 }
 
 // Record encoding.
@@ -66,7 +68,9 @@ type SessionRecord struct {
 //	            remote | user | tls version | tls cipher | uvarint n | n × uvarint port
 //	session v1: 1 | kind | console | user | device | host | endReason |
 //	            uvarint port | varint bytesToDevice | varint bytesFromDevice |
-//	            flags (bit 0: has end) | [varint end unix nanos]
+//	            flags (bit 0: has end) | [varint end unix nanos] | [via]
+//	            (via, the fleet instance a forwarded console came through, was
+//	            appended later: older records end before it)
 const recordVersion = 1
 
 // Kind codes save the common kinds' text; code 0 is followed by the kind as
@@ -119,10 +123,15 @@ func appendSession(b []byte, s *SessionRecord) []byte {
 	b = binary.AppendVarint(b, s.BytesToDevice)
 	b = binary.AppendVarint(b, s.BytesFromDevice)
 	if s.End.IsZero() {
-		return append(b, 0)
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		b = binary.AppendVarint(b, nanos(s.End))
 	}
-	b = append(b, 1)
-	return binary.AppendVarint(b, nanos(s.End))
+	if s.Via != "" {
+		b = appendString(b, s.Via)
+	}
+	return b
 }
 
 // decoder reads a record; the first error sticks and later reads return
@@ -250,6 +259,9 @@ func decodeSession(v []byte) (SessionRecord, error) {
 	if d.byte()&1 != 0 {
 		s.End = fromNanos(d.varint())
 	}
+	if d.err == nil && len(d.b) > 0 {
+		s.Via = d.string() // appended later; absent in older records
+	}
 	if d.err != nil {
 		return SessionRecord{}, d.err
 	}
@@ -296,7 +308,7 @@ func (s *SessionRecord) normalize(now func() time.Time) *SessionRecord {
 	}
 	c.Device = clip(c.Device, maxKeyString)
 	c.User = clip(c.User, maxKeyString)
-	for _, p := range []*string{&c.Kind, &c.Console, &c.Host, &c.EndReason} {
+	for _, p := range []*string{&c.Kind, &c.Console, &c.Host, &c.EndReason, &c.Via} {
 		*p = clip(*p, maxString)
 	}
 	return &c

@@ -30,6 +30,8 @@ func TestRecordRoundTrip(t *testing.T) {
 	sessions := []SessionRecord{
 		{Kind: "socks5", Console: "c", User: "u", Device: "d", Host: "h", Port: 16992,
 			BytesToDevice: 1, BytesFromDevice: -1, End: fromNanos(t0.UnixNano()), EndReason: "idle"},
+		{Kind: "fleet", Console: "c", User: "u", Device: "d", Port: 7, Via: "inst-a", End: fromNanos(t0.UnixNano())},
+		{Kind: "fleet", Via: "inst-a"}, // open: no end before the via
 		{},
 	}
 	for _, r := range sessions {

@@ -170,7 +170,7 @@ func (pc *conn) serveHTTP() {
 				fw = nil
 			}
 			logger = logger.With("host", host, "port", port)
-			dc, ok := pc.dialOrRefuse(host, port, logger)
+			dc, ok := pc.dialOrRefuse(host, port, user, logger)
 			if !ok {
 				return
 			}
@@ -249,7 +249,7 @@ const whyRetry = "retry"
 // newForwarder dials the device for absolute-form requests and starts their
 // session, or answers the client with the refusal and returns nil.
 func (pc *conn) newForwarder(host string, port uint32, user string, logger *slog.Logger) *forwarder {
-	dc, ok := pc.dialOrRefuse(host, port, logger)
+	dc, ok := pc.dialOrRefuse(host, port, user, logger)
 	if !ok {
 		return nil
 	}
@@ -373,10 +373,10 @@ func isTimeout(err error) bool {
 
 // dialOrRefuse dials the device for an HTTP request, or answers the
 // client with the refusal's status and one-line reason.
-func (pc *conn) dialOrRefuse(host string, port uint32, logger *slog.Logger) (net.Conn, bool) {
+func (pc *conn) dialOrRefuse(host string, port uint32, user string, logger *slog.Logger) (net.Conn, bool) {
 	ctx, cancel := pc.dialCtx()
 	defer cancel()
-	dc, err := pc.s.dial(ctx, host, port)
+	dc, err := pc.s.dial(ctx, host, port, Console{User: user, Addr: pc.c.RemoteAddr().String()})
 	if err != nil {
 		logger.Info("proxy: refused", "err", err)
 		code, reason := dialError(err, host, port)

@@ -258,7 +258,7 @@ func (m *mapping) handle(c net.Conn, live *sync.Map) {
 	}
 	defer s.untrack(c)
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
-	dc, err := s.dial(ctx, m.info.Device, m.info.Port)
+	dc, err := s.dial(ctx, m.info.Device, m.info.Port, Console{User: m.info.User, Addr: c.RemoteAddr().String()})
 	cancel()
 	if err != nil {
 		s.logger.Info("proxy: mapping dial refused", "id", m.info.ID, "device", m.info.Device, "port", m.info.Port, "err", err)

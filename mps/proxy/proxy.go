@@ -322,8 +322,27 @@ func (s *Server) untrack(c net.Conn) {
 }
 
 // dial calls the configured DialFunc under ctx and tracks the result.
-func (s *Server) dial(ctx context.Context, host string, port uint32) (net.Conn, error) {
-	dc, err := s.cfg.Dial(ctx, host, port)
+// Console is who a device connection is for, as the proxy saw them: the
+// account the console logged in with ("" when it needed none) and its
+// address. The DialFunc finds it in its context ([ConsoleFrom]), so a
+// fleet can record who a forwarded connection is for.
+type Console struct{ User, Addr string }
+
+type consoleKey struct{}
+
+// WithConsole returns ctx carrying c.
+func WithConsole(ctx context.Context, c Console) context.Context {
+	return context.WithValue(ctx, consoleKey{}, c)
+}
+
+// ConsoleFrom returns the console a dial is for (zero when ctx says none).
+func ConsoleFrom(ctx context.Context) Console {
+	c, _ := ctx.Value(consoleKey{}).(Console)
+	return c
+}
+
+func (s *Server) dial(ctx context.Context, host string, port uint32, c Console) (net.Conn, error) {
+	dc, err := s.cfg.Dial(WithConsole(ctx, c), host, port)
 	if err != nil {
 		s.refused.Add(1)
 		return nil, err

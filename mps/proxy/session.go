@@ -20,6 +20,7 @@ const (
 	KindSOCKS4  = "socks4"
 	KindMapping = "mapping" // a connection to a port mapping
 	KindRelay   = "relay"   // the API's websocket relay
+	KindFleet   = "fleet"   // forwarded by another instance of the fleet (Via names it)
 )
 
 // End reasons of a session.
@@ -39,6 +40,10 @@ type SessionInfo struct {
 	Kind    string `json:"kind"`
 	Console string `json:"console"` // the console's address
 	User    string `json:"user,omitempty"`
+	// Via is the instance of the fleet the console came through, for a
+	// console of another instance forwarded here; the forwarding instance
+	// records the same session too.
+	Via string `json:"via,omitempty"`
 	// Device is the device's identity (its GUID) when the dial function
 	// reports one, otherwise the name the console used.
 	Device string `json:"device"`

@@ -169,7 +169,7 @@ func (pc *conn) serveSOCKS5() {
 	}
 	logger := pc.logger.With("proto", "socks5", "user", user, "host", host, "port", port)
 	ctx, cancel := pc.dialCtx()
-	dc, err := pc.s.dial(ctx, host, port)
+	dc, err := pc.s.dial(ctx, host, port, Console{User: user, Addr: pc.c.RemoteAddr().String()})
 	cancel()
 	if err != nil {
 		logger.Info("proxy: refused", "err", err)
@@ -246,7 +246,7 @@ func (pc *conn) serveSOCKS4() {
 		return
 	}
 	ctx, cancel := pc.dialCtx()
-	dc, err := pc.s.dial(ctx, host, port)
+	dc, err := pc.s.dial(ctx, host, port, Console{Addr: pc.c.RemoteAddr().String()})
 	cancel()
 	if err != nil {
 		logger.Info("proxy: refused", "err", err)

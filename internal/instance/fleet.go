@@ -1,0 +1,163 @@
+package instance
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/presence-mps/presence/mps"
+	"github.com/presence-mps/presence/mps/apf"
+	"github.com/presence-mps/presence/mps/fleet"
+	"github.com/presence-mps/presence/mps/proxy"
+	"github.com/presence-mps/presence/mps/tunnel"
+)
+
+// FleetConfig is an instance's part in a fleet of instances (mps/fleet):
+// its peer-link listener, the peers it links to, and the mutual TLS both
+// use.
+type FleetConfig struct {
+	// PeerAddr is the peer-link listener (--peer-addr); required.
+	PeerAddr string
+	// Peers are other instances' peer listeners to link to (--peer).
+	Peers []string
+	// ServerTLS, ClientTLS and PeerID: see fleet.Config.
+	ServerTLS, ClientTLS *tls.Config
+	PeerID               func(tls.ConnectionState) (string, error)
+	// Name is what this instance is called in the fleet (its address).
+	Name string
+}
+
+// Fleet returns the instance's peer links, or nil outside a fleet.
+func (in *Instance) Fleet() *fleet.Peers { return in.peers }
+
+// startFleet opens the peer listener and links to the configured peers.
+func (in *Instance) startFleet() error {
+	fc := in.cfg.Fleet
+	ln, err := net.Listen("tcp", fc.PeerAddr)
+	if err != nil {
+		return fmt.Errorf("peer listener: %w", err)
+	}
+	in.PeerAddr = ln.Addr()
+	in.serve(func() error { return in.peers.Serve(ln) })
+	for _, a := range fc.Peers {
+		in.peers.Add(a)
+	}
+	return nil
+}
+
+// newPeers makes the instance's fleet side, before its listeners open.
+func (in *Instance) newPeers() error {
+	fc := in.cfg.Fleet
+	self := fleet.Member{ID: in.cfg.InstanceID, Name: fc.Name, PeerAddr: fc.PeerAddr, Version: in.cfg.Version,
+		ProxyAddr: in.cfg.Settings.ProxyAddr, APIAddr: in.cfg.Settings.APIAddr}
+	p, err := fleet.New(fleet.Config{
+		Self: self, Local: fleetLocal{in}, ServerTLS: fc.ServerTLS, ClientTLS: fc.ClientTLS, PeerID: fc.PeerID,
+		Moved: func(mine, newer fleet.Owner) {
+			// The newest connection of a device wins fleet-wide.
+			detail := fmt.Sprintf("a newer connection of the device is on instance %s", newer.Instance)
+			if in.Server.CloseTunnel(mine.GUID, mine.Conn, tunnel.ReasonMoved, detail) {
+				in.log.Info("tunnel closed: the device moved", "device", mine.GUID, "to", newer.Instance)
+			}
+		},
+		Logger: in.log,
+	})
+	in.peers = p
+	return err
+}
+
+// onTunnel tells the fleet of a tunnel that came up or ended here.
+func (in *Instance) onTunnel(up bool, d mps.Device, conn uint64) {
+	if in.peers == nil {
+		return
+	}
+	o := fleet.Owner{GUID: d.UUID, Host: d.Hostname, Instance: in.cfg.InstanceID, Conn: conn, Since: d.Info.ConnectedAt}
+	if up {
+		in.peers.Up(o)
+	} else {
+		in.peers.Down(o)
+	}
+}
+
+// dialConsole is the proxy's and the relay's dial function: a device of
+// this instance is dialled here; one a peer holds is reached through that
+// peer, in one hop. A peer that no longer holds it gets one fresh lookup,
+// then the proxy's own refusal.
+func (in *Instance) dialConsole(ctx context.Context, host string, port uint32) (net.Conn, error) {
+	c, err := in.Server.DialConsole(ctx, host, port)
+	if in.peers == nil || !errors.Is(err, proxy.ErrUnknownHost) {
+		return c, err
+	}
+	name := host
+	if g, ok := in.Server.Aliases()[strings.ToLower(strings.TrimSuffix(host, ".amt"))]; ok {
+		name = g
+	}
+	pc := proxy.ConsoleFrom(ctx)
+	console := fleet.Console{User: pc.User, Addr: pc.Addr}
+	for try := 0; try < 2; try++ {
+		o, ok := in.peers.Lookup(name)
+		if !ok {
+			break
+		}
+		fc, ferr := in.peers.Dial(ctx, o, port, console)
+		switch {
+		case ferr == nil:
+			return forwardedConn{fc, o.GUID}, nil
+		case errors.Is(ferr, fleet.ErrNotHere) || errors.Is(ferr, fleet.ErrNoPeer):
+			continue // the table moved on: look again, once
+		case errors.Is(ferr, fleet.ErrNoPort):
+			return nil, fmt.Errorf("%w: device %s (on %s) does not offer port %d", proxy.ErrPortNotAllowed, o.GUID, o.Instance, port)
+		case errors.Is(ferr, fleet.ErrBusy):
+			return nil, fmt.Errorf("%w: device %s (on %s) has no channel free for port %d", proxy.ErrDeviceBusy, o.GUID, o.Instance, port)
+		default:
+			return nil, ferr
+		}
+	}
+	return nil, err
+}
+
+// forwardedConn is a console connection forwarded to a peer; it names its
+// device for the session record.
+type forwardedConn struct {
+	net.Conn
+	id string
+}
+
+func (c forwardedConn) DeviceID() string { return c.id }
+
+// fleetLocal serves the consoles peers forward to this instance.
+type fleetLocal struct{ in *Instance }
+
+// DialLocal dials a device this instance holds, never a peer's: a
+// forwarded console makes exactly one hop.
+func (l fleetLocal) DialLocal(ctx context.Context, guid string, port uint32, c fleet.Console) (net.Conn, error) {
+	if _, err := apf.ParseUUID(guid); err != nil {
+		return nil, fmt.Errorf("%w: %q is not a GUID", fleet.ErrNotHere, guid)
+	}
+	dc, err := l.in.Server.DialConsole(ctx, guid, port)
+	switch {
+	case errors.Is(err, proxy.ErrUnknownHost):
+		return nil, fmt.Errorf("%w: %v", fleet.ErrNotHere, err)
+	case errors.Is(err, proxy.ErrPortNotAllowed):
+		return nil, fmt.Errorf("%w: %v", fleet.ErrNoPort, err)
+	case errors.Is(err, proxy.ErrDeviceBusy):
+		return nil, fmt.Errorf("%w: %v", fleet.ErrBusy, err)
+	}
+	return dc, err
+}
+
+// Relay records the forwarded console as a session of this instance,
+// marked with the instance it came through, and relays it.
+func (l fleetLocal) Relay(stream, dc net.Conn, f fleet.Forward) {
+	info := proxy.SessionInfo{Kind: proxy.KindFleet, Console: f.Addr, User: f.User, Via: f.Via,
+		Device: f.GUID, Host: f.GUID, Port: f.Port}
+	sess := l.in.sessions.Begin(info, stream, dc)
+	if sess == nil {
+		stream.Close()
+		dc.Close()
+		return
+	}
+	proxy.Relay(sess, stream, nil, dc)
+}

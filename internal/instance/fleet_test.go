@@ -1,0 +1,138 @@
+package instance_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	xproxy "golang.org/x/net/proxy"
+
+	"github.com/presence-mps/presence/internal/instance"
+	"github.com/presence-mps/presence/internal/instance/instancetest"
+	"github.com/presence-mps/presence/mps"
+	"github.com/presence-mps/presence/mps/amtsim"
+	"github.com/presence-mps/presence/mps/fleet/fleettest"
+	"github.com/presence-mps/presence/mps/proxy"
+	"github.com/presence-mps/presence/vault"
+)
+
+// startPeer starts an instance named id that is one of root's fleet,
+// linking to the peer listeners in peers.
+func startPeer(t *testing.T, root *fleettest.Root, id string, peers ...string) (*instance.Instance, *vault.CA) {
+	t.Helper()
+	stls, ctls := root.TLS(root.Peer(t, id))
+	return instancetest.Start(t, func(c *instance.Config) {
+		c.InstanceID = id
+		c.Fleet = &instance.FleetConfig{PeerAddr: "127.0.0.1:0", Peers: peers, ServerTLS: stls, ClientTLS: ctls,
+			PeerID: fleettest.PeerID, Name: id}
+	})
+}
+
+// runDevice connects a simulated device with uuid to the instance in,
+// whose CA is ca, until the test ends.
+func runDevice(t *testing.T, in *instance.Instance, ca *vault.CA, n int, host string) *amtsim.Device {
+	t.Helper()
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Root())
+	d, err := amtsim.New(amtsim.Config{
+		UUID: amtsim.DeviceUUID("fleet", n), Hostname: host,
+		User: instancetest.CIRAUser, Password: []byte(instancetest.CIRAPass), MPSAddr: in.CIRAAddr.String(), RootCAs: roots,
+		MaxVersion: tls.VersionTLS12, AMTUser: instancetest.AMTUser, AMTPassword: []byte(instancetest.AMTPass), EchoPort: 7,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return d
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Two instances of one fleet on loopback: a console on A reaches a device
+// whose tunnel is on B, by host name, through A's SOCKS5 proxy (Go's
+// x/net/proxy), with WS-Man digest answered by that device; both
+// instances record the session, B's marked as coming through A. When the
+// device then connects to A, the newest connection wins: B closes its
+// tunnel as moved.
+func TestFleetConsoleReachesPeersDevice(t *testing.T) {
+	root := fleettest.NewRoot(t, "fleet")
+	b, caB := startPeer(t, root, "inst-b")
+	a, caA := startPeer(t, root, "inst-a", b.PeerAddr.String())
+	b.Fleet().Add(a.PeerAddr.String())
+
+	d := runDevice(t, b, caB, 0, "laptop-0")
+	guid := d.UUID().String()
+	waitUntil(t, "A to learn B's device", func() bool { o, ok := a.Fleet().Lookup(guid); return ok && o.Instance == "inst-b" })
+
+	socks, err := xproxy.SOCKS5("tcp", a.ProxyAddr.String(), &xproxy.Auth{User: instancetest.ConsoleUser, Password: instancetest.ConsolePass}, xproxy.Direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialer := socks.(xproxy.ContextDialer)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := amtsim.WSManGet(ctx, func(ctx context.Context) (net.Conn, error) {
+		return dialer.DialContext(ctx, "tcp", "laptop-0:16992")
+	}, instancetest.AMTUser, instancetest.AMTPass, amtsim.ResourceGeneralSettings)
+	if err != nil || res.Status != 200 || res.HostName != "laptop-0" {
+		t.Fatalf("WS-Man through A to B's device: %+v, %v", res, err)
+	}
+
+	// A held-open session is on both instances' tables.
+	c, err := dialer.DialContext(ctx, "tcp", guid+":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo through the hop: %q, %v", buf, err)
+	}
+	find := func(in *instance.Instance, kind string) (proxy.SessionInfo, bool) {
+		for _, s := range in.Sessions().List() {
+			if s.Kind == kind && s.Port == 7 {
+				return s, true
+			}
+		}
+		return proxy.SessionInfo{}, false
+	}
+	if s, ok := find(a, proxy.KindSOCKS5); !ok || s.User != instancetest.ConsoleUser || s.Device != guid {
+		t.Fatalf("A's session: %+v (%v)", s, ok)
+	}
+	if s, ok := find(b, proxy.KindFleet); !ok || s.User != instancetest.ConsoleUser || s.Via != "inst-a" || s.Device != guid {
+		t.Fatalf("B's session: %+v (%v)", s, ok)
+	}
+	c.Close()
+
+	// The same device now connects to A: the newest connection wins.
+	events, stop := b.Server.Subscribe(64)
+	defer stop()
+	runDevice(t, a, caA, 0, "laptop-0")
+	deadline := time.After(20 * time.Second)
+	for moved := false; !moved; {
+		select {
+		case ev := <-events:
+			moved = ev.Kind == mps.EventDisconnected && ev.Device.UUID == guid && ev.Reason == "moved"
+		case <-deadline:
+			t.Fatal("B did not close its tunnel as moved")
+		}
+	}
+	waitUntil(t, "B to see the device on A", func() bool { o, ok := b.Fleet().Lookup(guid); return ok && o.Instance == "inst-a" })
+}
