@@ -21,8 +21,8 @@ import (
 	"github.com/presence-mps/presence/internal/settings"
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/apf"
-	"github.com/presence-mps/presence/mps/fleet"
 	"github.com/presence-mps/presence/mps/api"
+	"github.com/presence-mps/presence/mps/fleet"
 	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/mps/proxy"
 	"github.com/presence-mps/presence/mps/tunnel"
@@ -111,7 +111,7 @@ type Instance struct {
 	log      *slog.Logger
 	sessions *proxy.Sessions
 	withdraw func()
-	peers    *fleet.Peers // nil outside a fleet
+	peers    *fleet.Peers  // nil outside a fleet
 	stop     chan struct{} // closed by Shutdown
 	wg       sync.WaitGroup
 	stopOnce sync.Once
