@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/presence-mps/presence/mps/amtsim"
@@ -15,9 +16,10 @@ import (
 
 func runSimulate(ctx context.Context, args []string, env Env) error {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
-	mpsAddr := fs.String("mps", "", "the MPS's CIRA address, HOST:PORT (required)")
-	caFile := fs.String("ca", "", "PEM file of the MPS root certificate the devices trust (required; presence cert export-root)")
-	serverName := fs.String("server-name", "", "name the MPS certificate must carry (default: the host of --mps)")
+	mpsAddr := fs.String("mps", "", "the MPS's CIRA address, HOST:PORT (required); several, comma-separated, are AMT's MPS entries in order: primary, then backup")
+	caFile := fs.String("ca", "", "PEM file of the MPS root certificates the devices trust (required; presence cert export-root)")
+	serverName := fs.String("server-name", "", "name the MPS certificate must carry, one per --mps address, comma-separated; an empty one means that address's host (default: the host of each --mps address)")
+	retryInterval := fs.Duration("retry-interval", amtsim.DefaultRetryInterval, "with several --mps addresses, the pause after the last one failed before a device starts over at the first (AMT's periodic policy interval)")
 	devices := fs.Int("devices", 1, "how many devices to simulate")
 	first := fs.Int("first", 0, "index of the first device (split a big fleet over processes with disjoint ranges)")
 	seed := fs.String("seed", "presence", "identity seed: the same seed and index give the same device UUID")
@@ -44,6 +46,13 @@ func runSimulate(ctx context.Context, args []string, env Env) error {
 	if *devices <= 0 || *first < 0 {
 		return usageError{"--devices must be positive and --first not negative"}
 	}
+	if *retryInterval <= 0 {
+		return usageError{"--retry-interval must be positive"}
+	}
+	entries, err := mpsEntries(*mpsAddr, *serverName)
+	if err != nil {
+		return err
+	}
 	maxVersion, ok := tlsVersions[*tlsMax]
 	if !ok {
 		return usageError{fmt.Sprintf("--tls-max %q: want 1.0, 1.1, 1.2 or 1.3", *tlsMax)}
@@ -69,15 +78,20 @@ func runSimulate(ctx context.Context, args []string, env Env) error {
 	if *amtLogin {
 		amtPW = []byte(pws[1].Reveal())
 	}
+	device := amtsim.Config{
+		RootCAs: roots, User: *user, Password: []byte(pw.Reveal()), AMTPassword: amtPW,
+		MaxVersion: maxVersion, MinVersion: tls.VersionTLS10, ResumeSessions: *resume,
+		EchoPort: uint32(*echo), Fault: fault, Hold: *hold, Window: uint32(*window),
+	}
+	if len(entries) == 1 {
+		device.MPSAddr, device.ServerName = entries[0].Addr, entries[0].ServerName
+	} else {
+		device.MPS = entries
+	}
 	fleet, err := amtsim.NewFleet(amtsim.FleetConfig{
-		Device: amtsim.Config{
-			MPSAddr: *mpsAddr, RootCAs: roots, ServerName: *serverName,
-			User: *user, Password: []byte(pw.Reveal()), AMTPassword: amtPW,
-			MaxVersion: maxVersion, MinVersion: tls.VersionTLS10, ResumeSessions: *resume,
-			EchoPort: uint32(*echo), Fault: fault, Hold: *hold, Window: uint32(*window),
-		},
+		Device:  device,
 		Devices: *devices, First: *first, Seed: *seed,
-		StartRate: *rate, MaxHandshakes: *maxHS, NoRetry: *noRetry,
+		StartRate: *rate, MaxHandshakes: *maxHS, NoRetry: *noRetry, RetryInterval: *retryInterval,
 	})
 	if err != nil {
 		return err
@@ -106,6 +120,34 @@ func runSimulate(ctx context.Context, args []string, env Env) error {
 	enc := json.NewEncoder(env.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(sum)
+}
+
+// mpsEntries pairs the comma-separated --mps addresses with the
+// --server-name names, in order. The devices share --user and the password
+// on every entry.
+func mpsEntries(addrs, names string) ([]amtsim.MPSEntry, error) {
+	var entries []amtsim.MPSEntry
+	for a := range strings.SplitSeq(addrs, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			return nil, usageError{fmt.Sprintf("--mps %q: an empty address", addrs)}
+		}
+		entries = append(entries, amtsim.MPSEntry{Addr: a})
+	}
+	if len(entries) > amtsim.MaxMPS {
+		return nil, usageError{fmt.Sprintf("--mps: %d addresses; AMT holds at most %d", len(entries), amtsim.MaxMPS)}
+	}
+	if names == "" {
+		return entries, nil
+	}
+	split := strings.Split(names, ",")
+	if len(split) != len(entries) {
+		return nil, usageError{fmt.Sprintf("--server-name has %d names for %d --mps addresses", len(split), len(entries))}
+	}
+	for i, n := range split {
+		entries[i].ServerName = strings.TrimSpace(n)
+	}
+	return entries, nil
 }
 
 var tlsVersions = map[string]uint16{"1.0": tls.VersionTLS10, "1.1": tls.VersionTLS11, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
