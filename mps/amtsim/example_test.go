@@ -55,3 +55,28 @@ func ExampleDevice() {
 		fmt.Println("tunnel ended:", amtsim.Reason(err))
 	}
 }
+
+// A fleet whose devices hold a primary and a backup MPS, each entry with its
+// own address, certificate name and CIRA account, as AMT stores them.
+// HandshakesByMPS and ConnectedByMPS count per entry.
+func ExampleMPSEntry() {
+	var root *x509.CertPool // the fleet's root: both certificates chain to it
+	f, err := amtsim.NewFleet(amtsim.FleetConfig{
+		Device: amtsim.Config{
+			MPS: []amtsim.MPSEntry{
+				{Addr: "mps-a.example.com:4433", User: "cira-a", Password: []byte("Cira-A-pw")},
+				{Addr: "mps-b.example.com:4433", User: "cira-b", Password: []byte("Cira-B-pw")},
+			},
+			RootCAs: root,
+		},
+		Devices:       100,
+		RetryInterval: 10 * time.Second, // AMT's periodic policy interval
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := f.Run(ctx)
+	fmt.Println("handshakes with the primary:", s.HandshakesByMPS[0], "with the backup:", s.HandshakesByMPS[1])
+}
