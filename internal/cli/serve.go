@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/presence-mps/presence/internal/instance"
@@ -28,7 +29,15 @@ type serverFlags struct {
 	debugAddr   string
 	historyAge  time.Duration
 	historyMiB  int64
+	peerAddr    string
+	peers       stringList
 }
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.noAuthLocal, "proxy-allow-loopback-noauth", false, "let consoles on this machine use the proxy and API without a console account")
@@ -38,6 +47,8 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.historyAge, "history-max-age", 90*24*time.Hour, "keep tunnel and session history this long (serve)")
 	fs.Int64Var(&f.historyMiB, "history-max-size", 256, "keep the history file under this many MiB, dropping the oldest records (serve)")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this loopback address, for diagnosing memory and CPU (off by default)")
+	fs.StringVar(&f.peerAddr, "peer-addr", ":16991", "the fleet's peer-link listener (mutual TLS; only for an instance in a fleet: presence fleet invite/join)")
+	fs.Var(&f.peers, "peer", "`HOST:PORT` of another instance's peer listener to link to (repeatable)")
 }
 
 // check checks the flags and the settings in force, naming the flags.
@@ -60,6 +71,11 @@ func (f *serverFlags) check(s settings.Settings) error {
 		}
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return usageError{fmt.Sprintf("--%s %q: want HOST:PORT or :PORT", name, a)}
+		}
+	}
+	for _, a := range append([]string{f.peerAddr}, f.peers...) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return usageError{fmt.Sprintf("--peer-addr or --peer %q: want HOST:PORT or :PORT", a)}
 		}
 	}
 	if f.historyAge <= 0 || f.historyMiB <= 0 {
@@ -126,6 +142,7 @@ func (sv *server) starter(st vault.Store, ca *vault.CA, log *slog.Logger) *launc
 		HandshakeTimeout: sv.f.handshake, MaxTunnels: sv.f.maxTunnels, AllowLoopbackNoAuth: sv.f.noAuthLocal,
 		ShutdownTimeout: sv.f.shutdownMax, HistoryMaxAge: sv.f.historyAge, HistoryMaxBytes: sv.f.historyMiB << 20,
 		DebugAddr: sv.f.debugAddr, Advertise: advertiser(log, false), Version: Version, Logger: log,
+		PeerAddr: sv.f.peerAddr, Peers: sv.f.peers,
 	})
 }
 

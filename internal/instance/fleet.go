@@ -41,6 +41,7 @@ func (in *Instance) startFleet() error {
 		return fmt.Errorf("peer listener: %w", err)
 	}
 	in.PeerAddr = ln.Addr()
+	in.peers.SetPeerAddr(ln.Addr().String())
 	in.serve(func() error { return in.peers.Serve(ln) })
 	for _, a := range fc.Peers {
 		in.peers.Add(a)

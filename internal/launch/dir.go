@@ -1,6 +1,8 @@
 package launch
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +48,9 @@ func (d Dir) Path(name string) string { return filepath.Join(string(d), name) }
 type Saved struct {
 	// Vault is the secret store: keychain, file or memory ("" not chosen).
 	Vault string
+	// InstanceID names this instance in its fleet, for good (its peer
+	// certificate and its rows in the peers' tables carry it).
+	InstanceID string
 	// Server are the server settings, nil when none were saved; their
 	// fields missing from the file have the built-in defaults.
 	Server *settings.Settings
@@ -62,6 +67,11 @@ func (d Dir) Load() (Saved, error) {
 	if v, ok := s.rest["vault"]; ok {
 		if err := json.Unmarshal(v, &s.Vault); err != nil {
 			return s, fmt.Errorf("%s: vault: %v", name, err)
+		}
+	}
+	if v, ok := s.rest["instance_id"]; ok {
+		if err := json.Unmarshal(v, &s.InstanceID); err != nil {
+			return s, fmt.Errorf("%s: instance_id: %v", name, err)
 		}
 	}
 	if v, ok := s.rest["server"]; ok {
@@ -83,6 +93,10 @@ func (d Dir) Save(s Saved) error {
 	delete(m, "vault")
 	if s.Vault != "" {
 		m["vault"] = s.Vault
+	}
+	delete(m, "instance_id")
+	if s.InstanceID != "" {
+		m["instance_id"] = s.InstanceID
 	}
 	delete(m, "server")
 	if s.Server != nil {
@@ -117,6 +131,22 @@ func (d Dir) SaveVault(kind string) error {
 	}
 	saved.Vault = kind
 	return d.Save(saved)
+}
+
+// InstanceID returns this data dir's instance id, made (16 hex digits)
+// and saved the first time.
+func (d Dir) InstanceID() (string, error) {
+	saved, err := d.Load()
+	if err != nil {
+		return "", err
+	}
+	if saved.InstanceID != "" {
+		return saved.InstanceID, nil
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	saved.InstanceID = hex.EncodeToString(b)
+	return saved.InstanceID, d.Save(saved)
 }
 
 // DesktopVault returns the window's secret store when neither --vault nor
@@ -183,6 +213,7 @@ type RunInfo struct {
 	CIRA    string    `json:"cira"`
 	Proxy   string    `json:"proxy,omitempty"`
 	API     string    `json:"api,omitempty"`
+	Peer    string    `json:"peer,omitempty"` // the fleet's peer listener
 	Started time.Time `json:"started"`
 }
 

@@ -49,6 +49,11 @@ type Config struct {
 	HistoryMaxBytes int64
 	// DebugAddr, if set, serves Go's pprof profiles there (loopback).
 	DebugAddr string
+	// PeerAddr is the fleet's peer-link listener and Peers the peers to
+	// link to; an instance is in a fleet when its vault holds a fleet id
+	// (presence fleet invite or join).
+	PeerAddr string
+	Peers    []string
 	// Advertise, if set, announces the instance over mDNS (the settings'
 	// MDNS says whether it starts on).
 	Advertise func(instance.Announcement) (withdraw func(), err error)
@@ -230,6 +235,9 @@ func (s *Starter) open(ctx context.Context) (_ *parts, err error) {
 	if ic.Aliases, err = cfg.Dir.Aliases(); err != nil {
 		return nil, err
 	}
+	if ic.Fleet, ic.InstanceID, err = s.fleet(ctx, ca); err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -261,6 +269,38 @@ func (s *Starter) open(ctx context.Context) (_ *parts, err error) {
 	log.Info("Presence MPS serving", "cira", p.in.CIRAAddr.String(), "proxy", addrString(p.in.ProxyAddr),
 		"api", addrString(p.in.APIAddr), "root_sha256", ca.RootFingerprintSHA256(), "version", cfg.Version)
 	return p, nil
+}
+
+// fleet returns the instance's part in its fleet, or nil when its vault
+// holds no fleet id; and the instance id (saved in the data dir).
+func (s *Starter) fleet(ctx context.Context, ca *vault.CA) (*instance.FleetConfig, string, error) {
+	cfg := &s.cfg
+	id, err := cfg.Dir.InstanceID()
+	if err != nil {
+		return nil, "", err
+	}
+	fleetID, err := vault.FleetID(ctx, cfg.Store)
+	if errors.Is(err, vault.ErrNotFound) {
+		if len(cfg.Peers) > 0 {
+			return nil, "", errors.New("--peer needs a fleet: run presence fleet invite on an instance, and presence fleet join with its bundle on the others")
+		}
+		return nil, id, nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	pid, err := vault.NewPeerIdentity(ca, id, vault.PeerOptions{})
+	if err != nil {
+		return nil, "", err
+	}
+	stls, ctls := pid.TLSConfigs()
+	name := id
+	if srv := ca.Server(); srv != nil {
+		name = srv.Subject.CommonName
+	}
+	cfg.Logger.Info("in a fleet", "fleet", fleetID, "instance", id, "peer_addr", cfg.PeerAddr, "peers", len(cfg.Peers))
+	return &instance.FleetConfig{PeerAddr: cfg.PeerAddr, Peers: cfg.Peers, ServerTLS: stls, ClientTLS: ctls,
+		PeerID: pid.PeerID, Name: name}, id, nil
 }
 
 // close closes what the start opened, last first: the debug server, the
@@ -319,6 +359,9 @@ func (r *Running) runInfo() RunInfo {
 	}
 	if l.API != nil {
 		info.API = l.API.String()
+	}
+	if r.PeerAddr != nil {
+		info.Peer = r.PeerAddr.String()
 	}
 	return info
 }

@@ -182,6 +182,9 @@ func (p *Peers) subscribe(ctx context.Context, l *link) error {
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
+	req.Header.Set(headerPeerAddr, p.cfg.Self.PeerAddr)
+	p.mu.Unlock()
 	resp, err := p.client.RoundTrip(req)
 	if err != nil {
 		return err

@@ -37,6 +37,10 @@ const (
 	headerUser    = "Presence-User"    // the console account that logged in on the forwarding instance
 	headerConsole = "Presence-Console" // the console's address, as the forwarding instance saw it
 	headerError   = "Presence-Error"   // why a forward was refused: not-here, no-port, busy, gone
+	// headerPeerAddr is the subscriber's own peer listener: the instance
+	// asked links back to it, so that a link one side was told of (by
+	// --peer) carries devices both ways.
+	headerPeerAddr = "Presence-Peer-Addr"
 
 	// HeartbeatEvery is how often an idle event stream says it is alive;
 	// a subscriber that hears nothing for three of them drops the link.
@@ -293,6 +297,42 @@ func (p *Peers) Down(o Owner) {
 	p.mu.Unlock()
 }
 
+// backAddr is the address to link back to a subscriber at: the port it
+// says it listens on, at the host it says, or, when that is a wildcard,
+// at the address it came from.
+func backAddr(said, remote string) string {
+	host, port, err := net.SplitHostPort(said)
+	if err != nil || port == "" || port == "0" {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if host, _, err = net.SplitHostPort(remote); err != nil {
+			return ""
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// linkedTo reports whether a link to instance id exists, up or not.
+func (p *Peers) linkedTo(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.links {
+		if l.member.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// SetPeerAddr says where this instance's peer listener is, once it
+// listens (its port may have been chosen then): subscribers tell peers.
+func (p *Peers) SetPeerAddr(addr string) {
+	p.mu.Lock()
+	p.cfg.Self.PeerAddr = addr
+	p.mu.Unlock()
+}
+
 // subscriber is one peer reading our event stream.
 type subscriber struct {
 	peer  string
@@ -347,12 +387,17 @@ func (p *Peers) serveEvents(w http.ResponseWriter, r *http.Request, peer string)
 		p.mu.Unlock()
 	}()
 	p.log.Info("peer subscribed to our devices", "peer", peer, "devices", len(table))
+	if back := backAddr(r.Header.Get(headerPeerAddr), r.RemoteAddr); back != "" && !p.linkedTo(peer) {
+		p.Add(back)
+	}
 
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
 	enc := json.NewEncoder(bw)
+	p.mu.Lock()
 	self := p.cfg.Self
+	p.mu.Unlock()
 	if enc.Encode(Event{Type: EventHello, Member: &self}) != nil {
 		return
 	}
