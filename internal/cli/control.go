@@ -181,6 +181,7 @@ func runDevices(ctx context.Context, args []string, env Env) error {
 	if f.format == "json" {
 		return printJSON(env.Stdout, devs)
 	}
+	fleet := slices.ContainsFunc(devs, func(d api.DeviceInfo) bool { return d.Instance != "" })
 	rows := make([][]string, 0, len(devs))
 	for _, d := range devs {
 		ports := make([]string, len(d.Ports))
@@ -191,10 +192,18 @@ func runDevices(ctx context.Context, args []string, env Env) error {
 		if d.LastKeepalive != nil {
 			ka = ago(*d.LastKeepalive)
 		}
-		rows = append(rows, []string{d.UUID, d.Hostname, d.Remote, strings.Join(ports, ","), d.TLSVersion,
-			d.ConnectedAt.Format(time.RFC3339), ka, strconv.Itoa(d.Sessions)})
+		row := []string{d.UUID, d.Hostname, d.Remote, strings.Join(ports, ","), d.TLSVersion,
+			d.ConnectedAt.Format(time.RFC3339), ka, strconv.Itoa(d.Sessions)}
+		if fleet {
+			row = append(row, d.Instance)
+		}
+		rows = append(rows, row)
 	}
-	return printRows(env.Stdout, f.format, []string{"GUID", "HOSTNAME", "REMOTE", "PORTS", "TLS", "CONNECTED", "LAST KEEPALIVE", "SESSIONS"}, rows)
+	header := []string{"GUID", "HOSTNAME", "REMOTE", "PORTS", "TLS", "CONNECTED", "LAST KEEPALIVE", "SESSIONS"}
+	if fleet {
+		header = append(header, "INSTANCE")
+	}
+	return printRows(env.Stdout, f.format, header, rows)
 }
 
 func runSessions(ctx context.Context, args []string, env Env) error {

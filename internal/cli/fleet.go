@@ -1,23 +1,30 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
+	"github.com/presence-mps/presence/mps/api"
 	"github.com/presence-mps/presence/vault"
 )
 
-const fleetUsage = "want a subcommand: invite or join"
+const fleetUsage = "want a subcommand: invite, join or status"
 
 // runFleet is `presence fleet invite|join`: a join bundle written on an
 // instance of a fleet makes a new instance one of its members.
 func runFleet(ctx context.Context, args []string, env Env) error {
 	if len(args) == 0 {
 		return usageError{fleetUsage}
+	}
+	if args[0] == "status" {
+		return runFleetStatus(ctx, args[1:], env)
 	}
 	var c common
 	fs := flag.NewFlagSet("fleet "+args[0], flag.ContinueOnError)
@@ -128,4 +135,45 @@ func accountCounts(b *vault.Bundle) string {
 		parts = append(parts, fmt.Sprintf("%d %s", n, k.label))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// runFleetStatus is `presence fleet status`: the running instance and its
+// peer links, from GET /api/v1/fleet.
+func runFleetStatus(ctx context.Context, args []string, env Env) error {
+	var f clientFlags
+	fs := flag.NewFlagSet("fleet status", flag.ContinueOnError)
+	f.register(fs, true)
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"fleet status takes no arguments"}
+	}
+	c, err := f.client(env)
+	if err != nil {
+		return err
+	}
+	var info api.FleetInfo
+	if err := c.do(ctx, "GET", "/api/v1/fleet", nil, &info); err != nil {
+		return err
+	}
+	if f.format == "json" {
+		return printJSON(env.Stdout, info)
+	}
+	self := info.Self
+	rows := [][]string{{self.ID + " (this one)", self.Name, self.PeerAddr, self.Version, "-", "-", "-"}}
+	for _, p := range info.Peers {
+		state := "down"
+		if p.Up {
+			state = "up since " + p.Since.Format(time.RFC3339)
+		} else if p.Error != "" {
+			state = "down: " + p.Error
+		}
+		contact := "-"
+		if !p.Contact.IsZero() {
+			contact = ago(p.Contact)
+		}
+		rows = append(rows, []string{cmp.Or(p.Member.ID, "?"), p.Member.Name, p.Addr, p.Member.Version, strconv.Itoa(p.Devices), state, contact})
+	}
+	return printRows(env.Stdout, f.format, []string{"INSTANCE", "NAME", "PEER ADDRESS", "VERSION", "DEVICES", "LINK", "LAST CONTACT"}, rows)
 }

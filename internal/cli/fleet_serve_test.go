@@ -94,4 +94,18 @@ func TestFleetServeTwoInstances(t *testing.T) {
 	if err != nil || res.Status != 200 || res.HostName != devs[0].Hostname {
 		t.Fatalf("WS-Man of B's device through A's SOCKS5 proxy: %+v, %v\nA:\n%s", res, err, logsA.String())
 	}
+	// A's device list and fleet status show B's device and the link.
+	r := run(t, "", "devices", "--data-dir", dirA)
+	if r.code != 0 || !strings.Contains(r.stdout, "INSTANCE") || !strings.Contains(r.stdout, devs[0].UUID) {
+		t.Fatalf("A's devices: %+v", r)
+	}
+	st := run(t, "", "fleet", "status", "--data-dir", dirA)
+	if st.code != 0 || !strings.Contains(st.stdout, "(this one)") || !strings.Contains(st.stdout, "up since") {
+		t.Fatalf("fleet status: %+v", st)
+	}
+	var fi api.FleetInfo
+	if r := run(t, "", "fleet", "status", "--data-dir", dirA, "--format", "json"); json.Unmarshal([]byte(r.stdout), &fi) != nil ||
+		len(fi.Peers) != 1 || !fi.Peers[0].Up || fi.Peers[0].Devices != 1 {
+		t.Fatalf("fleet status json: %+v", fi)
+	}
 }

@@ -261,8 +261,9 @@ func TestFleetUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"fleet"}, "invite or join"},
-		{[]string{"fleet", "status"}, `unknown subcommand "status"`},
+		{[]string{"fleet"}, "invite, join or status"},
+		{[]string{"fleet", "status", "extra"}, "takes no arguments"},
+		{[]string{"fleet", "frobnicate"}, `unknown subcommand "frobnicate"`},
 		{[]string{"fleet", "invite", "--data-dir", dir}, "--out FILE is required"},
 		{[]string{"fleet", "join", "--in", "x", "--data-dir", dir}, "--cn ADDRESS is required"},
 		{[]string{"fleet", "join", "--cn", "10.0.0.2", "--data-dir", dir}, "--in FILE is required"},

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/presence-mps/presence/mps"
+	"github.com/presence-mps/presence/mps/api"
 	"github.com/presence-mps/presence/mps/apf"
 	"github.com/presence-mps/presence/mps/fleet"
 	"github.com/presence-mps/presence/mps/proxy"
@@ -32,6 +33,15 @@ type FleetConfig struct {
 
 // Fleet returns the instance's peer links, or nil outside a fleet.
 func (in *Instance) Fleet() *fleet.Peers { return in.peers }
+
+// fleetView is the API's view of the fleet: nil outside one (not a nil
+// *fleet.Peers in an interface).
+func (in *Instance) fleetView() api.Fleet {
+	if in.peers == nil {
+		return nil
+	}
+	return in.peers
+}
 
 // startFleet opens the peer listener and links to the configured peers.
 func (in *Instance) startFleet() error {

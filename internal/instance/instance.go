@@ -227,6 +227,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 			AllowLoopbackNoAuth: cfg.AllowLoopbackNoAuth, RootPEM: cfg.CA.RootPEM(),
 			ProxyPort: port(in.ProxyAddr), Version: cfg.Version, InstanceID: cfg.InstanceID,
 			SaveAliases: cfg.SaveAliases, AMTLogin: amtLogin(acc, log), History: cfg.History,
+			Fleet:  in.fleetView(),
 			Logger: log.With("part", "api"),
 		})
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/presence-mps/presence/mps"
+	"github.com/presence-mps/presence/mps/fleet"
 	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/mps/internal/authlimit"
 	"github.com/presence-mps/presence/mps/proxy"
@@ -38,6 +40,9 @@ type Config struct {
 	// Dial, if set, opens the relay's device connections (a fleet dials
 	// peers' devices too); nil means Server.DialConsole.
 	Dial proxy.DialFunc
+	// Fleet, if set, is the instance's fleet: /api/v1/fleet lists it, and
+	// /api/v1/devices adds the devices its peers hold.
+	Fleet Fleet
 	// Auth checks a console account's credentials. Nil refuses every
 	// Basic login (the token, and loopback when allowed, still work).
 	Auth func(user, pass string) bool
@@ -122,6 +127,7 @@ func (a *API) routes() {
 	a.mux.HandleFunc("GET /api/v1/devices", a.auth(a.devices))
 	a.mux.HandleFunc("GET /api/v1/devices/{guid}", a.auth(a.device))
 	a.mux.HandleFunc("DELETE /api/v1/devices/disconnect/{guid}", a.auth(a.disconnect))
+	a.mux.HandleFunc("GET /api/v1/fleet", a.auth(a.fleetInfo))
 	a.mux.HandleFunc("GET /api/v1/sessions", a.auth(a.sessions))
 	a.mux.HandleFunc("DELETE /api/v1/sessions/{id}", a.auth(a.killSession))
 	a.mux.HandleFunc("GET /api/v1/mappings", a.auth(a.mappings))
@@ -302,8 +308,25 @@ func (a *API) health(w http.ResponseWriter, r *http.Request) {
 }
 
 // DeviceInfo is a connected device as the API shows it.
+// Fleet is what the API shows of the instance's fleet (mps/fleet.Peers).
+type Fleet interface {
+	Self() fleet.Member
+	Links() []fleet.LinkState
+	Owners() []fleet.Owner
+}
+
+// FleetInfo is GET /api/v1/fleet: this instance and its peer links.
+type FleetInfo struct {
+	Self  fleet.Member      `json:"self"`
+	Peers []fleet.LinkState `json:"peers"`
+}
+
 type DeviceInfo struct {
-	UUID          string     `json:"uuid"`
+	UUID string `json:"uuid"`
+	// Instance is the instance of the fleet that holds the device's
+	// tunnel (empty outside a fleet). A peer's device has only its GUID,
+	// host name, instance and connected_since.
+	Instance      string     `json:"instance,omitempty"`
 	Hostname      string     `json:"hostname"`
 	Aliases       []string   `json:"aliases,omitempty"`
 	Remote        string     `json:"remote"`
@@ -358,10 +381,36 @@ func (a *API) devices(w http.ResponseWriter, r *http.Request) {
 	aliases, sessions := a.indexes()
 	devs := a.cfg.Server.Devices()
 	out := make([]DeviceInfo, 0, len(devs))
+	self := ""
+	if a.cfg.Fleet != nil {
+		self = a.cfg.Fleet.Self().ID
+	}
+	local := make(map[string]bool, len(devs))
 	for _, d := range devs {
-		out = append(out, a.deviceInfo(d, aliases, sessions))
+		di := a.deviceInfo(d, aliases, sessions)
+		di.Instance = self
+		out = append(out, di)
+		local[d.UUID] = true
+	}
+	if a.cfg.Fleet != nil {
+		for _, o := range a.cfg.Fleet.Owners() {
+			if !local[o.GUID] {
+				out = append(out, DeviceInfo{UUID: o.GUID, Hostname: o.Host, Aliases: aliases[o.GUID], Instance: o.Instance,
+					ConnectedAt: o.Since, Ports: []uint32{}})
+			}
+		}
+		slices.SortFunc(out, func(x, y DeviceInfo) int { return strings.Compare(x.UUID, y.UUID) })
 	}
 	writeJSON(w, out)
+}
+
+// fleetInfo is GET /api/v1/fleet.
+func (a *API) fleetInfo(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.Fleet == nil {
+		writeError(w, http.StatusNotFound, "this instance is in no fleet (presence fleet invite or join)")
+		return
+	}
+	writeJSON(w, FleetInfo{Self: a.cfg.Fleet.Self(), Peers: a.cfg.Fleet.Links()})
 }
 
 func (a *API) device(w http.ResponseWriter, r *http.Request) {

@@ -325,6 +325,13 @@ func (p *Peers) linkedTo(id string) bool {
 	return false
 }
 
+// Self returns how this instance announces itself to its peers.
+func (p *Peers) Self() Member {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg.Self
+}
+
 // SetPeerAddr says where this instance's peer listener is, once it
 // listens (its port may have been chosen then): subscribers tell peers.
 func (p *Peers) SetPeerAddr(addr string) {
