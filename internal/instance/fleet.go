@@ -9,8 +9,8 @@ import (
 	"strings"
 
 	"github.com/presence-mps/presence/mps"
-	"github.com/presence-mps/presence/mps/api"
 	"github.com/presence-mps/presence/mps/apf"
+	"github.com/presence-mps/presence/mps/api"
 	"github.com/presence-mps/presence/mps/fleet"
 	"github.com/presence-mps/presence/mps/proxy"
 	"github.com/presence-mps/presence/mps/tunnel"
