@@ -320,6 +320,22 @@ func (s *Server) onReady(c *tunnel.Conn) {
 	s.publish(Event{Kind: EventConnected, Time: time.Now(), Device: d})
 }
 
+// TunnelNumber returns the number of device's tunnel now (see
+// Config.Tunnels).
+func (s *Server) TunnelNumber(device string) (uint64, bool) {
+	u, err := apf.ParseUUID(device)
+	if err != nil {
+		return 0, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.devices[u]
+	if c == nil {
+		return 0, false
+	}
+	return s.conns[c], true
+}
+
 // CloseTunnel closes the tunnel numbered conn (see Config.Tunnels) of
 // device, if it is still up, with reason and detail, and reports whether
 // it was.

@@ -68,7 +68,7 @@ func TestFleetServeTwoInstances(t *testing.T) {
 		if r := run(t, "", "devices", "--data-dir", dirB, "--format", "json"); r.code == 0 {
 			json.Unmarshal([]byte(r.stdout), &devs)
 		}
-		if len(devs) == 1 {
+		if len(devs) == 1 && devs[0].Hostname != "" { // its ports (and host name) have settled
 			break
 		}
 		if time.Now().After(deadline) {

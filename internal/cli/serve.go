@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,8 @@ type serverFlags struct {
 	historyMiB  int64
 	peerAddr    string
 	peers       stringList
+	etcd        string
+	etcdPrefix  string
 }
 
 // stringList is a repeatable flag.
@@ -49,6 +52,19 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this loopback address, for diagnosing memory and CPU (off by default)")
 	fs.StringVar(&f.peerAddr, "peer-addr", ":16991", "the fleet's peer-link listener (mutual TLS; only for an instance in a fleet: presence fleet invite/join)")
 	fs.Var(&f.peers, "peer", "`HOST:PORT` of another instance's peer listener to link to (repeatable)")
+	fs.StringVar(&f.etcd, "etcd", "", "`URL[,URL...]` of the etcd that holds the fleet's device ownership (off by default: peers push their tables)")
+	fs.StringVar(&f.etcdPrefix, "etcd-prefix", "/presence/", "the fleet's key prefix in etcd")
+}
+
+// etcdEndpoints splits --etcd.
+func (f *serverFlags) etcdEndpoints() []string {
+	var out []string
+	for e := range strings.SplitSeq(f.etcd, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // check checks the flags and the settings in force, naming the flags.
@@ -76,6 +92,11 @@ func (f *serverFlags) check(s settings.Settings) error {
 	for _, a := range append([]string{f.peerAddr}, f.peers...) {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return usageError{fmt.Sprintf("--peer-addr or --peer %q: want HOST:PORT or :PORT", a)}
+		}
+	}
+	for _, e := range f.etcdEndpoints() {
+		if u, err := url.Parse(e); err != nil || u.Scheme != "http" || u.Host == "" {
+			return usageError{fmt.Sprintf("--etcd %q: want http://HOST:PORT (TLS to etcd is not supported yet)", e)}
 		}
 	}
 	if f.historyAge <= 0 || f.historyMiB <= 0 {
@@ -142,7 +163,7 @@ func (sv *server) starter(st vault.Store, ca *vault.CA, log *slog.Logger) *launc
 		HandshakeTimeout: sv.f.handshake, MaxTunnels: sv.f.maxTunnels, AllowLoopbackNoAuth: sv.f.noAuthLocal,
 		ShutdownTimeout: sv.f.shutdownMax, HistoryMaxAge: sv.f.historyAge, HistoryMaxBytes: sv.f.historyMiB << 20,
 		DebugAddr: sv.f.debugAddr, Advertise: advertiser(log, false), Version: Version, Logger: log,
-		PeerAddr: sv.f.peerAddr, Peers: sv.f.peers,
+		PeerAddr: sv.f.peerAddr, Peers: sv.f.peers, Etcd: sv.f.etcdEndpoints(), EtcdPrefix: sv.f.etcdPrefix,
 	})
 }
 

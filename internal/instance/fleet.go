@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/apf"
 	"github.com/presence-mps/presence/mps/api"
 	"github.com/presence-mps/presence/mps/fleet"
+	"github.com/presence-mps/presence/mps/fleet/etcdstore"
 	"github.com/presence-mps/presence/mps/proxy"
 	"github.com/presence-mps/presence/mps/tunnel"
 )
@@ -27,8 +29,25 @@ type FleetConfig struct {
 	// ServerTLS, ClientTLS and PeerID: see fleet.Config.
 	ServerTLS, ClientTLS *tls.Config
 	PeerID               func(tls.ConnectionState) (string, error)
-	// Name is what this instance is called in the fleet (its address).
+	// Name is what this instance is called in the fleet (its address);
+	// it is also the host peers reach a wildcard peer listener at.
 	Name string
+	// Etcd, if set, are the endpoints of the etcd the fleet keeps its
+	// ownership table in (--etcd), under EtcdPrefix (default
+	// "/presence/"). Peers are then also found through it.
+	Etcd       []string
+	EtcdPrefix string
+	// EtcdTTL is the instance's lease (default 10 s; tests use less).
+	EtcdTTL time.Duration
+}
+
+// owners is where the fleet's ownership is kept: the peers' pushed
+// tables, and etcd when the fleet has one.
+type owners interface {
+	Claim(fleet.Owner)
+	Release(fleet.Owner)
+	Lookup(guid string) (fleet.Owner, bool)
+	LookupHost(name string) (fleet.Owner, bool)
 }
 
 // Fleet returns the instance's peer links, or nil outside a fleet.
@@ -51,12 +70,85 @@ func (in *Instance) startFleet() error {
 		return fmt.Errorf("peer listener: %w", err)
 	}
 	in.PeerAddr = ln.Addr()
-	in.peers.SetPeerAddr(ln.Addr().String())
+	announce := reachable(ln.Addr(), fc.Name)
+	in.peers.SetPeerAddr(announce)
 	in.serve(func() error { return in.peers.Serve(ln) })
 	for _, a := range fc.Peers {
 		in.peers.Add(a)
 	}
+	if len(fc.Etcd) > 0 {
+		self := in.peers.Self()
+		store, err := etcdstore.Open(etcdstore.Config{
+			Endpoints: fc.Etcd, Prefix: fc.EtcdPrefix, Self: self, TTL: fc.EtcdTTL, Logger: in.log.With("part", "etcd"),
+			Moved: in.moved,
+			// Members announce their peer listeners: link to each.
+			Changed: in.linkMembers,
+		})
+		if err != nil {
+			return fmt.Errorf("etcd: %w", err)
+		}
+		in.etcd.Store(store)
+		in.linkMembers()
+		// Devices that came up before the store existed.
+		for _, d := range in.Server.Devices() {
+			if seq, ok := in.Server.TunnelNumber(d.UUID); ok {
+				store.Claim(in.owner(d, seq))
+			}
+		}
+	}
 	return nil
+}
+
+// reachable is the address peers can dial a listener on: a wildcard
+// host is replaced by name (the instance's MPS address), which peers on
+// other machines can reach.
+func reachable(a net.Addr, name string) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() && name != "" {
+		host = name
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// linkMembers links to every member etcd names (once each: Add ignores
+// an address it knows).
+func (in *Instance) linkMembers() {
+	st := in.etcdStore()
+	if st == nil {
+		return
+	}
+	for _, m := range st.Members() {
+		if m.ID != in.cfg.InstanceID && m.PeerAddr != "" {
+			in.peers.Add(m.PeerAddr)
+		}
+	}
+}
+
+// moved closes our tunnel of a device whose newer connection is on
+// another instance: the newest connection wins fleet-wide.
+func (in *Instance) moved(mine, newer fleet.Owner) {
+	detail := fmt.Sprintf("a newer connection of the device is on instance %s", newer.Instance)
+	if in.Server.CloseTunnel(mine.GUID, mine.Conn, tunnel.ReasonMoved, detail) {
+		in.log.Info("tunnel closed: the device moved", "device", mine.GUID, "to", newer.Instance)
+	}
+}
+
+// EtcdStatus reports whether the fleet's etcd answers (true outside an
+// etcd fleet), since when, and the last error.
+func (in *Instance) EtcdStatus() (configured, connected bool, since time.Time, err error) {
+	st := in.etcdStore()
+	if st == nil {
+		return false, true, time.Time{}, nil
+	}
+	connected, since, err = st.Status()
+	return true, connected, since, err
+}
+
+func (in *Instance) owner(d mps.Device, conn uint64) fleet.Owner {
+	return fleet.Owner{GUID: d.UUID, Host: d.Hostname, Instance: in.cfg.InstanceID, Conn: conn, Since: d.Info.ConnectedAt}
 }
 
 // newPeers makes the instance's fleet side, before its listeners open.
@@ -66,13 +158,7 @@ func (in *Instance) newPeers() error {
 		ProxyAddr: in.cfg.Settings.ProxyAddr, APIAddr: in.cfg.Settings.APIAddr}
 	p, err := fleet.New(fleet.Config{
 		Self: self, Local: fleetLocal{in}, ServerTLS: fc.ServerTLS, ClientTLS: fc.ClientTLS, PeerID: fc.PeerID,
-		Moved: func(mine, newer fleet.Owner) {
-			// The newest connection of a device wins fleet-wide.
-			detail := fmt.Sprintf("a newer connection of the device is on instance %s", newer.Instance)
-			if in.Server.CloseTunnel(mine.GUID, mine.Conn, tunnel.ReasonMoved, detail) {
-				in.log.Info("tunnel closed: the device moved", "device", mine.GUID, "to", newer.Instance)
-			}
-		},
+		Moved:  in.moved,
 		Logger: in.log,
 	})
 	in.peers = p
@@ -84,12 +170,41 @@ func (in *Instance) onTunnel(up bool, d mps.Device, conn uint64) {
 	if in.peers == nil {
 		return
 	}
-	o := fleet.Owner{GUID: d.UUID, Host: d.Hostname, Instance: in.cfg.InstanceID, Conn: conn, Since: d.Info.ConnectedAt}
+	o := in.owner(d, conn)
 	if up {
 		in.peers.Up(o)
 	} else {
 		in.peers.Down(o)
 	}
+	if st := in.etcdStore(); st != nil {
+		if up {
+			st.Claim(o)
+		} else {
+			st.Release(o)
+		}
+	}
+}
+
+// etcdStore returns the etcd ownership store, or nil.
+func (in *Instance) etcdStore() *etcdstore.Store { return in.etcd.Load() }
+
+// lookupOwner finds the instance of the fleet that holds the device
+// named name: the peers' tables first, then etcd.
+func (in *Instance) lookupOwner(name string) (fleet.Owner, bool) {
+	if o, ok := in.peers.Lookup(name); ok {
+		return o, true
+	}
+	st := in.etcdStore()
+	if st == nil {
+		return fleet.Owner{}, false
+	}
+	if o, ok := st.Lookup(fleet.NormalizeGUID(name)); ok && o.Instance != in.cfg.InstanceID {
+		return o, true
+	}
+	if o, ok := st.LookupHost(name); ok && o.Instance != in.cfg.InstanceID {
+		return o, true
+	}
+	return fleet.Owner{}, false
 }
 
 // dialConsole is the proxy's and the relay's dial function: a device of
@@ -108,7 +223,7 @@ func (in *Instance) dialConsole(ctx context.Context, host string, port uint32) (
 	pc := proxy.ConsoleFrom(ctx)
 	console := fleet.Console{User: pc.User, Addr: pc.Addr}
 	for try := 0; try < 2; try++ {
-		o, ok := in.peers.Lookup(name)
+		o, ok := in.lookupOwner(name)
 		if !ok {
 			break
 		}

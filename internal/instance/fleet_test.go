@@ -15,6 +15,7 @@ import (
 	"github.com/presence-mps/presence/internal/instance/instancetest"
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/amtsim"
+	"github.com/presence-mps/presence/mps/fleet/etcdtest"
 	"github.com/presence-mps/presence/mps/fleet/fleettest"
 	"github.com/presence-mps/presence/mps/proxy"
 	"github.com/presence-mps/presence/vault"
@@ -135,4 +136,50 @@ func TestFleetConsoleReachesPeersDevice(t *testing.T) {
 		}
 	}
 	waitUntil(t, "B to see the device on A", func() bool { o, ok := b.Fleet().Lookup(guid); return ok && o.Instance == "inst-a" })
+}
+
+// Two instances that know only a real etcd (Debian's, throwaway, on
+// loopback), no --peer: each finds the other's peer listener in etcd's
+// member list, and a console on A reaches a device on B by its GUID.
+func TestFleetThroughEtcd(t *testing.T) {
+	etcd := etcdtest.Start(t)
+	root := fleettest.NewRoot(t, "fleet")
+	start := func(id string) (*instance.Instance, *vault.CA) {
+		stls, ctls := root.TLS(root.Peer(t, id))
+		return instancetest.Start(t, func(c *instance.Config) {
+			c.InstanceID = id
+			c.Fleet = &instance.FleetConfig{PeerAddr: "127.0.0.1:0", ServerTLS: stls, ClientTLS: ctls,
+				PeerID: fleettest.PeerID, Name: id, Etcd: []string{etcd.Endpoint()}, EtcdPrefix: "/t/", EtcdTTL: 2 * time.Second}
+		})
+	}
+	a, _ := start("inst-a")
+	b, caB := start("inst-b")
+	d := runDevice(t, b, caB, 0, "laptop-e")
+	guid := d.UUID().String()
+	waitUntil(t, "A to link to B through etcd's member list", func() bool {
+		for _, l := range a.Fleet().Links() {
+			if l.Up && l.Member.ID == "inst-b" {
+				return true
+			}
+		}
+		return false
+	})
+	socks, err := xproxy.SOCKS5("tcp", a.ProxyAddr.String(), &xproxy.Auth{User: instancetest.ConsoleUser, Password: instancetest.ConsolePass}, xproxy.Direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c net.Conn
+	waitUntil(t, "a console on A to reach B's device", func() bool {
+		c, err = socks.(xproxy.ContextDialer).DialContext(context.Background(), "tcp", guid+":7")
+		return err == nil
+	})
+	c.Write([]byte("etcd"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "etcd" {
+		t.Fatalf("echo: %q, %v", buf, err)
+	}
+	c.Close()
+	if configured, connected, _, err := a.EtcdStatus(); !configured || !connected || err != nil {
+		t.Fatalf("A's etcd status: %v %v %v", configured, connected, err)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/presence-mps/presence/internal/settings"
@@ -23,6 +24,7 @@ import (
 	"github.com/presence-mps/presence/mps/apf"
 	"github.com/presence-mps/presence/mps/api"
 	"github.com/presence-mps/presence/mps/fleet"
+	"github.com/presence-mps/presence/mps/fleet/etcdstore"
 	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/mps/proxy"
 	"github.com/presence-mps/presence/mps/tunnel"
@@ -111,8 +113,9 @@ type Instance struct {
 	log      *slog.Logger
 	sessions *proxy.Sessions
 	withdraw func()
-	peers    *fleet.Peers  // nil outside a fleet
-	stop     chan struct{} // closed by Shutdown
+	peers    *fleet.Peers                    // nil outside a fleet
+	etcd     atomic.Pointer[etcdstore.Store] // nil without etcd; set once
+	stop     chan struct{}                   // closed by Shutdown
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error
@@ -406,6 +409,11 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 		in.advertiseLocked()
 		in.live.Unlock()
 		var errs []error
+		if st := in.etcdStore(); st != nil {
+			// Our devices leave the fleet's table at once (the lease is
+			// revoked), not a TTL later.
+			st.Close()
+		}
 		if in.peers != nil {
 			// Peers stop forwarding consoles here and drop our rows.
 			in.peers.Close()

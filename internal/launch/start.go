@@ -54,6 +54,10 @@ type Config struct {
 	// (presence fleet invite or join).
 	PeerAddr string
 	Peers    []string
+	// Etcd are the endpoints of the fleet's etcd, if it has one, and
+	// EtcdPrefix its keys' prefix.
+	Etcd       []string
+	EtcdPrefix string
 	// Advertise, if set, announces the instance over mDNS (the settings'
 	// MDNS says whether it starts on).
 	Advertise func(instance.Announcement) (withdraw func(), err error)
@@ -281,8 +285,8 @@ func (s *Starter) fleet(ctx context.Context, ca *vault.CA) (*instance.FleetConfi
 	}
 	fleetID, err := vault.FleetID(ctx, cfg.Store)
 	if errors.Is(err, vault.ErrNotFound) {
-		if len(cfg.Peers) > 0 {
-			return nil, "", errors.New("--peer needs a fleet: run presence fleet invite on an instance, and presence fleet join with its bundle on the others")
+		if len(cfg.Peers) > 0 || len(cfg.Etcd) > 0 {
+			return nil, "", errors.New("--peer and --etcd need a fleet: run presence fleet invite on an instance, and presence fleet join with its bundle on the others")
 		}
 		return nil, id, nil
 	}
@@ -300,7 +304,7 @@ func (s *Starter) fleet(ctx context.Context, ca *vault.CA) (*instance.FleetConfi
 	}
 	cfg.Logger.Info("in a fleet", "fleet", fleetID, "instance", id, "peer_addr", cfg.PeerAddr, "peers", len(cfg.Peers))
 	return &instance.FleetConfig{PeerAddr: cfg.PeerAddr, Peers: cfg.Peers, ServerTLS: stls, ClientTLS: ctls,
-		PeerID: pid.PeerID, Name: name}, id, nil
+		PeerID: pid.PeerID, Name: name, Etcd: cfg.Etcd, EtcdPrefix: cfg.EtcdPrefix}, id, nil
 }
 
 // close closes what the start opened, last first: the debug server, the
