@@ -57,6 +57,9 @@ func NewAccounts(s Store) *Accounts {
 	}
 }
 
+// Store returns the store the accounts are kept in.
+func (a *Accounts) Store() Store { return a.store }
+
 // Add creates the account, or replaces its password if it exists. The name
 // is 1 to [MaxNameLen] characters from [A-Za-z0-9._@-]; the password is 1 to
 // [MaxPasswordLen] bytes.

@@ -16,6 +16,7 @@ import (
 	"github.com/presence-mps/presence/mps/fleet/etcdstore"
 	"github.com/presence-mps/presence/mps/proxy"
 	"github.com/presence-mps/presence/mps/tunnel"
+	"github.com/presence-mps/presence/vault"
 )
 
 // FleetConfig is an instance's part in a fleet of instances (mps/fleet):
@@ -49,6 +50,9 @@ type owners interface {
 	Lookup(guid string) (fleet.Owner, bool)
 	LookupHost(name string) (fleet.Owner, bool)
 }
+
+// Accounts returns the instance's account store.
+func (in *Instance) Accounts() *vault.Accounts { return in.cfg.Accounts }
 
 // Fleet returns the instance's peer links, or nil outside a fleet.
 func (in *Instance) Fleet() *fleet.Peers { return in.peers }
@@ -158,7 +162,12 @@ func (in *Instance) newPeers() error {
 		ProxyAddr: in.cfg.Settings.ProxyAddr, APIAddr: in.cfg.Settings.APIAddr}
 	p, err := fleet.New(fleet.Config{
 		Self: self, Local: fleetLocal{in}, ServerTLS: fc.ServerTLS, ClientTLS: fc.ClientTLS, PeerID: fc.PeerID,
-		Moved:  in.moved,
+		Moved: in.moved,
+		Accounts: func(from string, set fleet.AccountSet) {
+			if a := in.accts.Load(); a != nil {
+				a.adopt(from, set)
+			}
+		},
 		Logger: in.log,
 	})
 	in.peers = p
@@ -286,4 +295,16 @@ func (l fleetLocal) Relay(stream, dc net.Conn, f fleet.Forward) {
 		return
 	}
 	proxy.Relay(sess, stream, nil, dc)
+}
+
+// startAccountSync starts keeping the fleet's accounts in step (after
+// in.stop exists).
+func (in *Instance) startAccountSync() {
+	a := &accountSync{in: in}
+	in.accts.Store(a)
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		a.run()
+	}()
 }

@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"io"
 	"net"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,4 +184,49 @@ func TestFleetThroughEtcd(t *testing.T) {
 	if configured, connected, _, err := a.EtcdStatus(); !configured || !connected || err != nil {
 		t.Fatalf("A's etcd status: %v %v %v", configured, connected, err)
 	}
+}
+
+// A console account added on A, and one removed there, reach B within
+// seconds: B stores them in its own vault, and a console logs in to B's
+// proxy with the new account. An AMT account stays where it was added.
+func TestFleetAccountsReachPeers(t *testing.T) {
+	root := fleettest.NewRoot(t, "fleet")
+	b, _ := startPeer(t, root, "inst-b")
+	a, _ := startPeer(t, root, "inst-a", b.PeerAddr.String())
+	ctx := context.Background()
+	waitUntil(t, "the link", func() bool { l := a.Fleet().Links(); return len(l) == 1 && l[0].Up })
+	start := time.Now()
+	if err := a.Accounts().Add(ctx, vault.KindConsole, "bob", "Bob-P4ssword"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Accounts().Add(ctx, vault.KindAMT, "local-amt", "Amt-Only-Here1"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "bob on B", func() bool {
+		ok, _ := b.Accounts().Verify(ctx, vault.KindConsole, "bob", []byte("Bob-P4ssword"))
+		return ok
+	})
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the account took %v to reach B; want within 5 s", took)
+	}
+	socks, err := xproxy.SOCKS5("tcp", b.ProxyAddr.String(), &xproxy.Auth{User: "bob", Password: "Bob-P4ssword"}, xproxy.Direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B's proxy takes bob's login (the device does not exist: the refusal
+	// after the login says so, a failed login would be another).
+	_, err = socks.(xproxy.ContextDialer).DialContext(ctx, "tcp", "no-such-device:16992")
+	if err == nil || strings.Contains(err.Error(), "authentication") || strings.Contains(err.Error(), "username/password") {
+		t.Fatalf("bob's login on B: %v", err)
+	}
+	if names, _ := b.Accounts().List(ctx, vault.KindAMT); slices.Contains(names, "local-amt") {
+		t.Fatal("an AMT account travelled to the peer")
+	}
+	if err := a.Accounts().Remove(ctx, vault.KindConsole, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "bob to leave B", func() bool {
+		names, _ := b.Accounts().List(ctx, vault.KindConsole)
+		return !slices.Contains(names, "bob")
+	})
 }

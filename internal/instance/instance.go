@@ -115,6 +115,7 @@ type Instance struct {
 	withdraw func()
 	peers    *fleet.Peers                    // nil outside a fleet
 	etcd     atomic.Pointer[etcdstore.Store] // nil without etcd; set once
+	accts    atomic.Pointer[accountSync]     // nil outside a fleet; set once
 	stop     chan struct{}                   // closed by Shutdown
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -250,6 +251,9 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 	}
 	in.wireEvents()
 	in.refreshAccounts()
+	if in.peers != nil {
+		in.startAccountSync()
+	}
 	in.live.Lock()
 	in.advertiseLocked()
 	in.live.Unlock()

@@ -243,6 +243,17 @@ func (p *Peers) apply(l *link, peer string, ev Event, staged *[]Owner, synced *b
 		l.contact = now
 		p.mu.Unlock()
 		return nil
+	case EventAccounts:
+		p.mu.Lock()
+		l.contact = now
+		p.mu.Unlock()
+		if ev.Accounts == nil || len(ev.Accounts.Accounts) > maxAccounts {
+			return fmt.Errorf("fleet: peer %s sent a bad account set", peer)
+		}
+		if p.cfg.Accounts != nil {
+			p.cfg.Accounts(peer, *ev.Accounts)
+		}
+		return nil
 	case EventUp, EventDown:
 	case EventSynced:
 		p.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -47,8 +48,9 @@ const (
 	HeartbeatEvery = 5 * time.Second
 
 	// maxEventLine caps one line of an event stream: the hello and the
-	// changes are small, a table is sent as one event per device.
-	maxEventLine = 16 << 10
+	// changes are small, a table is sent as one event per device; an
+	// account set is one line of up to maxAccounts accounts.
+	maxEventLine = 4 << 20
 	// maxPeerDevices caps the rows one peer may push, so a hostile or
 	// broken peer cannot grow our memory without bound.
 	maxPeerDevices = 200_000
@@ -67,7 +69,47 @@ type Event struct {
 	// Owner is a device that came up on the sender or left it (up, down;
 	// the table at the start of a stream is a run of ups, then synced).
 	Owner *Owner `json:"owner,omitempty"`
+	// Accounts is the sender's set of fleet accounts (accounts), sent
+	// after the table and whenever it changes. It holds passwords: it
+	// travels only over the mutual-TLS link and is never logged.
+	Accounts *AccountSet `json:"accounts,omitempty"`
 }
+
+// AccountSet is a fleet's CIRA and console accounts, as one instance has
+// them, and the version of that set: the newest version wins on every
+// instance. It is a value; its String never shows a password.
+type AccountSet struct {
+	// Version orders sets: the time (Unix nanoseconds) the set was last
+	// changed on the instance where it changed.
+	Version int64 `json:"version"`
+	// Digest breaks a tie between two sets of one version (changed on two
+	// instances at the same instant): the higher wins.
+	Digest   string    `json:"digest"`
+	Accounts []Account `json:"accounts"`
+}
+
+// Account is one account of a set.
+type Account struct {
+	Kind     string `json:"kind"`
+	Name     string `json:"name"`
+	Password []byte `json:"password"`
+}
+
+// Newer reports whether s should replace t.
+func (s AccountSet) Newer(t AccountSet) bool {
+	if s.Version != t.Version {
+		return s.Version > t.Version
+	}
+	return s.Digest > t.Digest
+}
+
+// String describes the set without its passwords.
+func (s AccountSet) String() string {
+	return fmt.Sprintf("fleet accounts (%d, version %d)", len(s.Accounts), s.Version)
+}
+
+// maxAccounts caps a pushed set.
+const maxAccounts = 10_000
 
 // Event types.
 const (
@@ -76,6 +118,7 @@ const (
 	EventDown      = "down"
 	EventSynced    = "synced" // the table sent at the start is complete
 	EventHeartbeat = "heartbeat"
+	EventAccounts  = "accounts"
 )
 
 // Refusals of a forwarded connection, in Presence-Error and as errors.
@@ -148,6 +191,10 @@ type Config struct {
 	Moved func(mine, newer Owner)
 	// Changed, if set, is told that the peers' tables changed.
 	Changed func()
+	// Accounts, if set, is given every account set a peer sends (from
+	// the link's goroutine; it must not block for long): the caller keeps
+	// it if it is newer than its own.
+	Accounts func(from string, set AccountSet)
 	Logger  *slog.Logger
 }
 
@@ -170,6 +217,7 @@ type Peers struct {
 	links  map[string]*link         // by the address dialled
 	subs   map[*subscriber]struct{} // streams peers read from us
 	owners map[string]Owner         // our own devices, by GUID
+	accts  *AccountSet              // our account set, sent to subscribers
 	closed bool
 }
 
@@ -340,6 +388,15 @@ func (p *Peers) SetPeerAddr(addr string) {
 	p.mu.Unlock()
 }
 
+// SetAccounts makes set the account set this instance sends its peers,
+// now and to every peer that subscribes later.
+func (p *Peers) SetAccounts(set AccountSet) {
+	p.mu.Lock()
+	p.accts = &set
+	p.broadcastLocked(Event{Type: EventAccounts, Accounts: &set})
+	p.mu.Unlock()
+}
+
 // subscriber is one peer reading our event stream.
 type subscriber struct {
 	peer  string
@@ -387,6 +444,7 @@ func (p *Peers) serveEvents(w http.ResponseWriter, r *http.Request, peer string)
 		table = append(table, o)
 	}
 	p.subs[s] = struct{}{}
+	accts := p.accts
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
@@ -413,7 +471,13 @@ func (p *Peers) serveEvents(w http.ResponseWriter, r *http.Request, peer string)
 			return
 		}
 	}
-	if enc.Encode(Event{Type: EventSynced}) != nil || bw.Flush() != nil {
+	if enc.Encode(Event{Type: EventSynced}) != nil {
+		return
+	}
+	if accts != nil && enc.Encode(Event{Type: EventAccounts, Accounts: accts}) != nil {
+		return
+	}
+	if bw.Flush() != nil {
 		return
 	}
 	fl.Flush()
