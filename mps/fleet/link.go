@@ -195,7 +195,7 @@ type Config struct {
 	// the link's goroutine; it must not block for long): the caller keeps
 	// it if it is newer than its own.
 	Accounts func(from string, set AccountSet)
-	Logger  *slog.Logger
+	Logger   *slog.Logger
 }
 
 // Peers is this instance's side of the peer links: the listener that
