@@ -161,6 +161,14 @@ func runFleetStatus(ctx context.Context, args []string, env Env) error {
 		return printJSON(env.Stdout, info)
 	}
 	self := info.Self
+	if e := info.Etcd; e != nil {
+		if e.Connected {
+			fmt.Fprintf(env.Stdout, "etcd: connected since %s\n", e.Since.Format(time.RFC3339))
+		} else {
+			fmt.Fprintf(env.Stdout, "etcd: unreachable since %s (%s); this instance serves its own devices and reaches its peers' through the links\n",
+				e.Since.Format(time.RFC3339), cmp.Or(e.Error, "no answer"))
+		}
+	}
 	rows := [][]string{{self.ID + " (this one)", self.Name, self.PeerAddr, self.Version, "-", "-", "-"}}
 	for _, p := range info.Peers {
 		state := "down"

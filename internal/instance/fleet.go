@@ -63,7 +63,17 @@ func (in *Instance) fleetView() api.Fleet {
 	if in.peers == nil {
 		return nil
 	}
-	return in.peers
+	return fleetView{in.peers, in}
+}
+
+// fleetView adds the etcd status to the peers, for the API.
+type fleetView struct {
+	*fleet.Peers
+	in *Instance
+}
+
+func (v fleetView) EtcdStatus() (configured, connected bool, since time.Time, err error) {
+	return v.in.EtcdStatus()
 }
 
 // startFleet opens the peer listener and links to the configured peers.

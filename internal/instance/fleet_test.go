@@ -184,6 +184,17 @@ func TestFleetThroughEtcd(t *testing.T) {
 	if configured, connected, _, err := a.EtcdStatus(); !configured || !connected || err != nil {
 		t.Fatalf("A's etcd status: %v %v %v", configured, connected, err)
 	}
+	// While etcd is down, A says so, and still serves its own devices
+	// and reaches B's through the link.
+	etcd.Stop()
+	waitUntil(t, "A to notice etcd is gone", func() bool { _, connected, _, _ := a.EtcdStatus(); return !connected })
+	c, err = socks.(xproxy.ContextDialer).DialContext(context.Background(), "tcp", guid+":7")
+	if err != nil {
+		t.Fatalf("B's device through A without etcd: %v", err)
+	}
+	c.Close()
+	etcd.Restart()
+	waitUntil(t, "A to see etcd again", func() bool { _, connected, _, _ := a.EtcdStatus(); return connected })
 }
 
 // A console account added on A, and one removed there, reach B within

@@ -315,10 +315,26 @@ type Fleet interface {
 	Owners() []fleet.Owner
 }
 
-// FleetInfo is GET /api/v1/fleet: this instance and its peer links.
+// EtcdStatus is implemented by a Fleet that keeps its table in etcd.
+type EtcdStatus interface {
+	EtcdStatus() (configured, connected bool, since time.Time, err error)
+}
+
+// FleetInfo is GET /api/v1/fleet: this instance, its peer links, and
+// the fleet's etcd, if it has one.
 type FleetInfo struct {
 	Self  fleet.Member      `json:"self"`
 	Peers []fleet.LinkState `json:"peers"`
+	Etcd  *EtcdInfo         `json:"etcd,omitempty"`
+}
+
+// EtcdInfo says whether the fleet's etcd answers. While it does not, the
+// instance serves its own devices and reaches its peers' through the
+// links' tables.
+type EtcdInfo struct {
+	Connected bool      `json:"connected"`
+	Since     time.Time `json:"since"`
+	Error     string    `json:"error,omitempty"`
 }
 
 type DeviceInfo struct {
@@ -410,7 +426,16 @@ func (a *API) fleetInfo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "this instance is in no fleet (presence fleet invite or join)")
 		return
 	}
-	writeJSON(w, FleetInfo{Self: a.cfg.Fleet.Self(), Peers: a.cfg.Fleet.Links()})
+	info := FleetInfo{Self: a.cfg.Fleet.Self(), Peers: a.cfg.Fleet.Links()}
+	if es, ok := a.cfg.Fleet.(EtcdStatus); ok {
+		if configured, connected, since, err := es.EtcdStatus(); configured {
+			info.Etcd = &EtcdInfo{Connected: connected, Since: since}
+			if err != nil {
+				info.Etcd.Error = err.Error()
+			}
+		}
+	}
+	writeJSON(w, info)
 }
 
 func (a *API) device(w http.ResponseWriter, r *http.Request) {
