@@ -42,15 +42,6 @@ type FleetConfig struct {
 	EtcdTTL time.Duration
 }
 
-// owners is where the fleet's ownership is kept: the peers' pushed
-// tables, and etcd when the fleet has one.
-type owners interface {
-	Claim(fleet.Owner)
-	Release(fleet.Owner)
-	Lookup(guid string) (fleet.Owner, bool)
-	LookupHost(name string) (fleet.Owner, bool)
-}
-
 // Accounts returns the instance's account store.
 func (in *Instance) Accounts() *vault.Accounts { return in.cfg.Accounts }
 
