@@ -310,7 +310,13 @@ func TestTunnelsHookAndCloseTunnel(t *testing.T) {
 	}
 	notes := make(chan note, 16)
 	e := newEnvWith(t, tunnel.Config{}, func(c *mps.Config) {
-		c.Tunnels = func(up bool, d mps.Device, conn uint64) { notes <- note{up, d, conn} }
+		c.Tunnels = func(up bool, d mps.Device, conn uint64) {
+			select { // the hook must never block a tunnel
+			case notes <- note{up, d, conn}:
+			default:
+				t.Errorf("more tunnel notes than expected: %v %s %d", up, d.UUID, conn)
+			}
+		}
 	})
 	cfg := e.device(0, nil)
 	d, _ := e.run(cfg)
