@@ -22,7 +22,7 @@ func advertiser(log *slog.Logger, loopbackOnly bool) func(instance.Announcement)
 			return func() {}, nil // nothing to advertise without the proxy
 		}
 		cfg := discovery.AdvertiseConfig{
-			ProxyPort: a.ProxyPort, APIPort: a.APIPort, ID: a.InstanceID,
+			ProxyPort: a.ProxyPort, APIPort: a.APIPort, PeerPort: a.PeerPort, ID: a.InstanceID,
 			Version: a.Version, Fingerprint: a.Fingerprint,
 		}
 		if loopbackOnly {

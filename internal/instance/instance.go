@@ -83,8 +83,10 @@ type Config struct {
 // Announcement is what an instance advertises about itself.
 type Announcement struct {
 	ProxyPort, APIPort, CIRAPort int
-	InstanceID, Version          string
-	Fingerprint                  string // SHA-256 of the MPS root certificate, lowercase hex
+	// PeerPort is the fleet's peer-link port (0 outside a fleet).
+	PeerPort            int
+	InstanceID, Version string
+	Fingerprint         string // SHA-256 of the MPS root certificate, lowercase hex
 }
 
 // Instance is a running Presence.

@@ -179,7 +179,7 @@ func (in *Instance) advertiseLocked() {
 		return
 	}
 	a := Announcement{
-		ProxyPort: port(in.proxyNow), APIPort: port(in.APIAddr), CIRAPort: port(in.ciraNow),
+		ProxyPort: port(in.proxyNow), APIPort: port(in.APIAddr), CIRAPort: port(in.ciraNow), PeerPort: port(in.PeerAddr),
 		InstanceID: in.cfg.InstanceID, Version: in.cfg.Version, Fingerprint: fmt.Sprintf("%x", sha256.Sum256(in.cfg.CA.Root().Raw)),
 	}
 	withdraw, err := in.cfg.Advertise(a)

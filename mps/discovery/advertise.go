@@ -43,6 +43,9 @@ type AdvertiseConfig struct {
 	ProxyPort int
 	// APIPort is the REST API port; 0 leaves the api key out.
 	APIPort int
+	// PeerPort is the fleet's peer-link port; 0 (outside a fleet) leaves
+	// the peer key out.
+	PeerPort int
 	// ID identifies this instance, so that it can skip itself when browsing
 	// (see [NewID]): 1 to 64 ASCII letters, digits, '.', '_', ':' or '-'.
 	ID string
@@ -86,6 +89,7 @@ func Advertise(cfg AdvertiseConfig) (*Advertiser, error) {
 	f := txtFields{
 		ProxyPort: cfg.ProxyPort,
 		APIPort:   cfg.APIPort,
+		PeerPort:  cfg.PeerPort,
 		ID:        cfg.ID,
 		Version:   cfg.Version,
 	}
@@ -94,6 +98,9 @@ func Advertise(cfg AdvertiseConfig) (*Advertiser, error) {
 	}
 	if f.APIPort != 0 && !validPort(f.APIPort) {
 		return nil, fmt.Errorf("discovery: API port %d out of range", f.APIPort)
+	}
+	if f.PeerPort != 0 && !validPort(f.PeerPort) {
+		return nil, fmt.Errorf("discovery: peer port %d out of range", f.PeerPort)
 	}
 	if !validID(f.ID) {
 		return nil, fmt.Errorf("discovery: invalid instance ID %q", f.ID)

@@ -47,6 +47,8 @@ type Instance struct {
 	ProxyPort int `json:"proxy_port"`
 	// APIPort is the REST API port, or 0 if absent or malformed.
 	APIPort int `json:"api_port,omitempty"`
+	// PeerPort is the fleet's peer-link port, or 0 if absent or malformed.
+	PeerPort int `json:"peer_port,omitempty"`
 	// ID is the instance ID.
 	ID string `json:"id"`
 	// Version is the Presence version, or "" if absent or malformed.
@@ -361,7 +363,7 @@ func (c *collector) parse(name, host string, port int, txt []string, ips []net.I
 	if err != nil || f.ProxyPort != port {
 		return Instance{}, false
 	}
-	inst.ProxyPort, inst.APIPort = f.ProxyPort, f.APIPort
+	inst.ProxyPort, inst.APIPort, inst.PeerPort = f.ProxyPort, f.APIPort, f.PeerPort
 	inst.ID, inst.Version, inst.Fingerprint = f.ID, f.Version, f.Fingerprint
 
 	if h, ok := unescape(strings.TrimSuffix(host, "."), true); ok && hostLabelsOK(h) {

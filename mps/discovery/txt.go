@@ -17,6 +17,7 @@ const (
 	keyTXTVers     = "txtvers"
 	keyProxy       = "proxy"
 	keyAPI         = "api"
+	keyPeer        = "peer" // the fleet's peer-link port (a hint: trust comes from the handshake)
 	keyID          = "id"
 	keyVersion     = "version"
 	keyFingerprint = "fp"
@@ -129,6 +130,7 @@ func isHex(c byte) bool {
 type txtFields struct {
 	ProxyPort   int
 	APIPort     int
+	PeerPort    int
 	ID          string
 	Version     string
 	Fingerprint string
@@ -144,6 +146,9 @@ func encodeTXT(f txtFields) []string {
 	}
 	if f.APIPort != 0 {
 		txt = append(txt, keyAPI+"="+strconv.Itoa(f.APIPort))
+	}
+	if f.PeerPort != 0 {
+		txt = append(txt, keyPeer+"="+strconv.Itoa(f.PeerPort))
 	}
 	txt = append(txt, keyID+"="+f.ID)
 	if f.Version != "" {
@@ -198,6 +203,9 @@ func parseTXT(txt []string) (txtFields, error) {
 	}
 	if v, ok := kv[keyAPI]; ok {
 		f.APIPort, _ = parsePort(v)
+	}
+	if v, ok := kv[keyPeer]; ok {
+		f.PeerPort, _ = parsePort(v)
 	}
 	if v := kv[keyVersion]; validVersion(v) {
 		f.Version = v

@@ -34,12 +34,12 @@ func TestParseTXT(t *testing.T) {
 		txt  []string
 		want txtFields // zero: rejected
 	}{
-		{"good", goodTXT(), txtFields{1080, 16990, "ABC123", "1.0.0", goodFP}},
+		{"good", goodTXT(), txtFields{ProxyPort: 1080, APIPort: 16990, ID: "ABC123", Version: "1.0.0", Fingerprint: goodFP}},
 		{"minimal", []string{"txtvers=1", "proxy=1", "id=x"}, txtFields{ProxyPort: 1, ID: "x"}},
 		{"keys are case-insensitive", []string{"TxtVers=1", "PROXY=65535", "Id=x"}, txtFields{ProxyPort: 65535, ID: "x"}},
-		{"first occurrence wins", with("proxy=99", "id=first"), txtFields{99, 16990, "first", "1.0.0", goodFP}},
+		{"first occurrence wins", with("proxy=99", "id=first"), txtFields{ProxyPort: 99, APIPort: 16990, ID: "first", Version: "1.0.0", Fingerprint: goodFP}},
 		{"first occurrence wins even if malformed", with("proxy=x"), txtFields{}},
-		{"empty and '=' strings ignored", with("", "=proxy=1", "="), txtFields{1080, 16990, "ABC123", "1.0.0", goodFP}},
+		{"empty and '=' strings ignored", with("", "=proxy=1", "="), txtFields{ProxyPort: 1080, APIPort: 16990, ID: "ABC123", Version: "1.0.0", Fingerprint: goodFP}},
 		{"uppercase fingerprint lowered", []string{"txtvers=1", "proxy=1", "id=x", "fp=" + strings.ToUpper(goodFP)}, txtFields{ProxyPort: 1, ID: "x", Fingerprint: goodFP}},
 
 		{"no txtvers", without("txtvers"), txtFields{}},
@@ -65,6 +65,8 @@ func TestParseTXT(t *testing.T) {
 		{"id control", with("id=a\x00"), txtFields{}},
 
 		{"api malformed", with("api=http"), txtFields{ProxyPort: 1080, ID: "ABC123", Version: "1.0.0", Fingerprint: goodFP}},
+		{"peer malformed", with("peer=99999"), txtFields{ProxyPort: 1080, APIPort: 16990, ID: "ABC123", Version: "1.0.0", Fingerprint: goodFP}},
+		{"peer", with("peer=16991"), txtFields{ProxyPort: 1080, APIPort: 16990, PeerPort: 16991, ID: "ABC123", Version: "1.0.0", Fingerprint: goodFP}},
 		{"version with control", with("version=1\x1b[2J"), txtFields{ProxyPort: 1080, APIPort: 16990, ID: "ABC123", Fingerprint: goodFP}},
 		{"version too long", with("version=" + strings.Repeat("1", 65)), txtFields{ProxyPort: 1080, APIPort: 16990, ID: "ABC123", Fingerprint: goodFP}},
 		{"fp short", with("fp=abc"), txtFields{ProxyPort: 1080, APIPort: 16990, ID: "ABC123", Version: "1.0.0"}},
@@ -89,7 +91,8 @@ func TestParseTXT(t *testing.T) {
 
 func TestEncodeParseTXT(t *testing.T) {
 	for _, f := range []txtFields{
-		{1080, 16990, "ABC123", "1.0.0", goodFP},
+		{ProxyPort: 1080, APIPort: 16990, ID: "ABC123", Version: "1.0.0", Fingerprint: goodFP},
+		{ProxyPort: 1080, APIPort: 16990, PeerPort: 16991, ID: "ABC123", Fingerprint: goodFP},
 		{ProxyPort: 65535, ID: "a.b:c_d-e"},
 	} {
 		got, err := parseTXT(encodeTXT(f))

@@ -135,6 +135,6 @@ func (t *table) list() []Instance {
 
 func sameInstance(a, b Instance) bool {
 	return a.Name == b.Name && a.Host == b.Host && a.ProxyPort == b.ProxyPort &&
-		a.APIPort == b.APIPort && a.ID == b.ID && a.Version == b.Version &&
+		a.APIPort == b.APIPort && a.PeerPort == b.PeerPort && a.ID == b.ID && a.Version == b.Version &&
 		a.Fingerprint == b.Fingerprint && slices.Equal(a.Addrs, b.Addrs) && slices.Equal(a.Text, b.Text)
 }
