@@ -220,9 +220,6 @@ func runWindow(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 	}
-	if _, err := sv.c.logger(env.Stderr); err != nil {
-		return err
-	}
 	// The window keeps the latest log lines for its Log screen, at a level
 	// its Settings can change.
 	var level slog.LevelVar

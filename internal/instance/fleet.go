@@ -75,7 +75,12 @@ func (in *Instance) startFleet() error {
 		return fmt.Errorf("peer listener: %w", err)
 	}
 	in.PeerAddr = ln.Addr()
-	announce := reachable(ln.Addr(), fc.Name)
+	// A wildcard listener is announced under the instance's name (its
+	// MPS address), which peers on other machines can reach.
+	announce := ln.Addr().String()
+	if fc.Name != "" {
+		announce, _ = fleet.WithHost(announce, fc.Name)
+	}
 	in.peers.SetPeerAddr(announce)
 	in.serve(func() error { return in.peers.Serve(ln) })
 	for _, a := range fc.Peers {
@@ -102,20 +107,6 @@ func (in *Instance) startFleet() error {
 		}
 	}
 	return nil
-}
-
-// reachable is the address peers can dial a listener on: a wildcard
-// host is replaced by name (the instance's MPS address), which peers on
-// other machines can reach.
-func reachable(a net.Addr, name string) string {
-	host, port, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() && name != "" {
-		host = name
-	}
-	return net.JoinHostPort(host, port)
 }
 
 // linkMembers links to every member etcd names (once each: Add ignores

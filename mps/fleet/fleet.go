@@ -9,6 +9,7 @@
 package fleet
 
 import (
+	"net"
 	"strings"
 	"time"
 )
@@ -64,3 +65,18 @@ type Member struct {
 
 // NormalizeGUID returns guid lower-case, as Owner keeps it.
 func NormalizeGUID(guid string) string { return strings.ToLower(guid) }
+
+// WithHost returns addr (HOST:PORT) with an empty or wildcard host
+// (":16991", "0.0.0.0:16991", "[::]:16991") replaced by host, so that a
+// peer elsewhere can dial it; an address with a host of its own is
+// returned as it is. ok is false for an address that does not parse.
+func WithHost(addr, host string) (_ string, ok bool) {
+	h, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, false
+	}
+	if ip := net.ParseIP(h); h == "" || ip != nil && ip.IsUnspecified() {
+		h = host
+	}
+	return net.JoinHostPort(h, port), true
+}

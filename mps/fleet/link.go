@@ -349,16 +349,15 @@ func (p *Peers) Down(o Owner) {
 // says it listens on, at the host it says, or, when that is a wildcard,
 // at the address it came from.
 func backAddr(said, remote string) string {
-	host, port, err := net.SplitHostPort(said)
-	if err != nil || port == "" || port == "0" {
+	if _, port, err := net.SplitHostPort(said); err != nil || port == "" || port == "0" {
 		return ""
 	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		if host, _, err = net.SplitHostPort(remote); err != nil {
-			return ""
-		}
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return ""
 	}
-	return net.JoinHostPort(host, port)
+	back, _ := WithHost(said, host)
+	return back
 }
 
 // linkedTo reports whether a link to instance id exists, up or not.
