@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/presence-mps/presence/internal/settings"
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/apf"
 	"github.com/presence-mps/presence/mps/api"
@@ -66,6 +67,14 @@ type fleetView struct {
 func (v fleetView) EtcdStatus() (configured, connected bool, since time.Time, err error) {
 	return v.in.EtcdStatus()
 }
+
+func (v fleetView) Lookup(name string) (fleet.Owner, bool) { return v.in.lookupOwner(name) }
+
+func (v fleetView) Disconnect(ctx context.Context, name, user string) (string, string, error) {
+	return v.in.Disconnect(ctx, name, user)
+}
+
+func (v fleetView) SendHome(rate float64) (int, error) { return v.in.SendHome(rate) }
 
 // startFleet opens the peer listener and links to the configured peers.
 func (in *Instance) startFleet() error {
@@ -152,6 +161,9 @@ func (in *Instance) newPeers() error {
 	fc := in.cfg.Fleet
 	self := fleet.Member{ID: in.cfg.InstanceID, Name: fc.Name, PeerAddr: fc.PeerAddr, Version: in.cfg.Version,
 		ProxyAddr: in.cfg.Settings.ProxyAddr, APIAddr: in.cfg.Settings.APIAddr}
+	if in.cfg.Settings.CIRAAddr != settings.Off && fc.Name != "" {
+		self.CIRAAddr, _ = fleet.WithHost(in.cfg.Settings.CIRAAddr, fc.Name)
+	}
 	p, err := fleet.New(fleet.Config{
 		Self: self, Local: fleetLocal{in}, ServerTLS: fc.ServerTLS, ClientTLS: fc.ClientTLS, PeerID: fc.PeerID,
 		Moved: in.moved,

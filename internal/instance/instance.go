@@ -119,6 +119,7 @@ type Instance struct {
 	etcd     atomic.Pointer[etcdstore.Store] // nil without etcd; set once
 	accts    atomic.Pointer[accountSync]     // nil outside a fleet; set once
 	stop     chan struct{}                   // closed by Shutdown
+	home     sendHome                        // Send devices home in progress
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error
@@ -435,6 +436,7 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 		if in.stop != nil {
 			close(in.stop)
 		}
+		in.stopSendHome()
 		in.sessions.Close()
 		if err := in.Server.Shutdown(ctx); err != nil {
 			errs = append(errs, err)

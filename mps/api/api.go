@@ -15,7 +15,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -128,6 +130,7 @@ func (a *API) routes() {
 	a.mux.HandleFunc("GET /api/v1/devices/{guid}", a.auth(a.device))
 	a.mux.HandleFunc("DELETE /api/v1/devices/disconnect/{guid}", a.auth(a.disconnect))
 	a.mux.HandleFunc("GET /api/v1/fleet", a.auth(a.fleetInfo))
+	a.mux.HandleFunc("POST /api/v1/fleet/send-home", a.auth(a.sendHome))
 	a.mux.HandleFunc("GET /api/v1/sessions", a.auth(a.sessions))
 	a.mux.HandleFunc("DELETE /api/v1/sessions/{id}", a.auth(a.killSession))
 	a.mux.HandleFunc("GET /api/v1/mappings", a.auth(a.mappings))
@@ -307,12 +310,28 @@ func (a *API) health(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// DeviceInfo is a connected device as the API shows it.
 // Fleet is what the API shows of the instance's fleet (mps/fleet.Peers).
 type Fleet interface {
 	Self() fleet.Member
 	Links() []fleet.LinkState
 	Owners() []fleet.Owner
+	Away() []fleet.Away
+}
+
+// FleetActions is implemented by a Fleet whose instance acts on its
+// peers' devices: the API's disconnect, port mappings and Send devices
+// home use it.
+type FleetActions interface {
+	// Lookup finds the peer that holds the device named name (GUID or
+	// host name).
+	Lookup(name string) (fleet.Owner, bool)
+	// Disconnect closes the tunnel of the device named name wherever in
+	// the fleet it is, for the administrator user.
+	Disconnect(ctx context.Context, name, user string) (guid, instance string, err error)
+	// SendHome closes, rate per second (0: the default), the tunnels of
+	// the devices away from a home instance that is up again, and
+	// returns how many.
+	SendHome(rate float64) (int, error)
 }
 
 // EtcdStatus is implemented by a Fleet that keeps its table in etcd.
@@ -326,6 +345,22 @@ type FleetInfo struct {
 	Self  fleet.Member      `json:"self"`
 	Peers []fleet.LinkState `json:"peers"`
 	Etcd  *EtcdInfo         `json:"etcd,omitempty"`
+	// AwayFromHome counts the devices here whose home instance (the peer
+	// that held them until its link dropped) is up again: what Send
+	// devices home would close.
+	AwayFromHome int `json:"away_from_home"`
+}
+
+// SendHomeRequest is the body of POST /api/v1/fleet/send-home (it may be
+// empty).
+type SendHomeRequest struct {
+	// Rate is tunnels closed per second; 0 means the instance's default.
+	Rate float64 `json:"rate,omitempty"`
+}
+
+// SendHomeResult is its answer.
+type SendHomeResult struct {
+	Devices int `json:"devices"`
 }
 
 // EtcdInfo says whether the fleet's etcd answers. While it does not, the
@@ -426,7 +461,7 @@ func (a *API) fleetInfo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "this instance is in no fleet (presence fleet invite or join)")
 		return
 	}
-	info := FleetInfo{Self: a.cfg.Fleet.Self(), Peers: a.cfg.Fleet.Links()}
+	info := FleetInfo{Self: a.cfg.Fleet.Self(), Peers: a.cfg.Fleet.Links(), AwayFromHome: len(a.cfg.Fleet.Away())}
 	if es, ok := a.cfg.Fleet.(EtcdStatus); ok {
 		if configured, connected, since, err := es.EtcdStatus(); configured {
 			info.Etcd = &EtcdInfo{Connected: connected, Since: since}
@@ -451,12 +486,47 @@ func (a *API) device(w http.ResponseWriter, r *http.Request) {
 func (a *API) disconnect(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("guid")
 	d, ok := a.cfg.Server.Device(name)
-	if !ok || a.cfg.Server.Disconnect(d.UUID) != nil {
-		writeError(w, http.StatusNotFound, "no connected device is named "+strconv.Quote(name))
+	if ok && a.cfg.Server.Disconnect(d.UUID) == nil {
+		a.log.Info("api: device disconnected by an administrator", "device", d.UUID, "user", userOf(r))
+		writeJSON(w, map[string]string{"disconnected": d.UUID})
 		return
 	}
-	a.log.Info("api: device disconnected by an administrator", "device", d.UUID, "user", userOf(r))
-	writeJSON(w, map[string]string{"disconnected": d.UUID})
+	if fa, isFleet := a.cfg.Fleet.(FleetActions); isFleet {
+		guid, inst, err := fa.Disconnect(r.Context(), name, userOf(r))
+		if err == nil {
+			a.log.Info("api: device on a peer disconnected by an administrator", "device", guid, "instance", inst, "user", userOf(r))
+			writeJSON(w, map[string]string{"disconnected": guid, "instance": inst})
+			return
+		}
+		if !errors.Is(err, mps.ErrUnknownDevice) {
+			writeError(w, http.StatusBadGateway, err.Error())
+			return
+		}
+	}
+	writeError(w, http.StatusNotFound, "no connected device is named "+strconv.Quote(name))
+}
+
+// sendHome is POST /api/v1/fleet/send-home.
+func (a *API) sendHome(w http.ResponseWriter, r *http.Request) {
+	fa, ok := a.cfg.Fleet.(FleetActions)
+	if !ok {
+		writeError(w, http.StatusNotFound, "this instance is in no fleet (presence fleet invite or join)")
+		return
+	}
+	var req SendHomeRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) || req.Rate < 0 || math.IsNaN(req.Rate) {
+		writeError(w, http.StatusBadRequest, "body must be empty or JSON like {\"rate\":20} (tunnels closed per second)")
+		return
+	}
+	n, err := fa.SendHome(req.Rate)
+	if err != nil {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	a.log.Info("api: devices sent home", "devices", n, "user", userOf(r))
+	writeJSON(w, SendHomeResult{Devices: n})
 }
 
 func (a *API) sessions(w http.ResponseWriter, r *http.Request) {
@@ -494,13 +564,13 @@ func (a *API) createMapping(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "body must be JSON like {\"device\":\"GUID\",\"port\":16994}")
 		return
 	}
-	d, ok := a.cfg.Server.Device(req.Device)
+	guid, ok := a.mappable(req.Device, req.Port)
 	if !ok {
 		writeError(w, http.StatusNotFound, "no connected device is named "+strconv.Quote(req.Device))
 		return
 	}
-	if !hasPort(d, req.Port) {
-		writeError(w, http.StatusForbidden, fmt.Sprintf("device %s does not offer port %d", d.UUID, req.Port))
+	if guid == "" {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("device %s does not offer port %d", req.Device, req.Port))
 		return
 	}
 	if req.Listen != "" && !loopbackListen(req.Listen) && !remoteIP(r).IsLoopback() {
@@ -508,16 +578,38 @@ func (a *API) createMapping(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m, err := a.cfg.Proxy.Map(proxy.MapConfig{
-		Listen: req.Listen, Device: d.UUID, Port: req.Port, User: userOf(r),
+		Listen: req.Listen, Device: guid, Port: req.Port, User: userOf(r),
 		IdleTimeout: time.Duration(req.IdleTimeout) * time.Second,
 	})
 	if err != nil {
 		writeError(w, http.StatusConflict, err.Error())
 		return
 	}
-	a.log.Info("api: port mapping created", "id", m.ID, "listen", m.Listen, "device", d.UUID, "port", req.Port, "user", userOf(r))
+	a.log.Info("api: port mapping created", "id", m.ID, "listen", m.Listen, "device", guid, "port", req.Port, "user", userOf(r))
 	w.Header().Set("Location", "/api/v1/mappings/"+strconv.FormatUint(m.ID, 10))
 	writeJSONStatus(w, http.StatusCreated, m)
+}
+
+// mappable resolves a mapping's device: one of ours, which must offer
+// port (guid "" if not), or one a peer holds, whose ports the owner checks
+// when a connection comes. The mapping dials by GUID, through the fleet
+// when the device is a peer's.
+func (a *API) mappable(name string, port uint32) (guid string, ok bool) {
+	if d, ok := a.cfg.Server.Device(name); ok {
+		if !hasPort(d, port) {
+			return "", true
+		}
+		return d.UUID, true
+	}
+	fa, isFleet := a.cfg.Fleet.(FleetActions)
+	if !isFleet {
+		return "", false
+	}
+	if g, ok := a.cfg.Server.Aliases()[strings.ToLower(strings.TrimSuffix(name, ".amt"))]; ok {
+		name = g
+	}
+	o, ok := fa.Lookup(name)
+	return o.GUID, ok
 }
 
 func hasPort(d mps.Device, port uint32) bool {

@@ -154,6 +154,9 @@ func (p *Peers) runLink(ctx context.Context, l *link) {
 		err := p.subscribe(ctx, l)
 		p.mu.Lock()
 		wasUp := l.up
+		if wasUp && ctx.Err() == nil {
+			p.strandLocked(l.member.ID, l.table)
+		}
 		l.up, l.lastErr, l.since = false, err, time.Now()
 		clear(l.table)
 		p.mu.Unlock()
@@ -260,6 +263,7 @@ func (p *Peers) apply(l *link, peer string, ev Event, staged *[]Owner, synced *b
 		clear(l.table)
 		for _, o := range *staged {
 			l.table[o.GUID] = o
+			delete(p.stranded, o.GUID) // it is somewhere by choice now
 		}
 		l.up, l.since, l.contact, l.lastErr = true, now, now, nil
 		mine := p.newerThanMineLocked(*staged)
@@ -295,6 +299,7 @@ func (p *Peers) apply(l *link, peer string, ev Event, staged *[]Owner, synced *b
 			return fmt.Errorf("fleet: peer %s pushed more than %d devices", peer, maxPeerDevices)
 		}
 		l.table[o.GUID] = o
+		delete(p.stranded, o.GUID)
 		mine = p.newerThanMineLocked([]Owner{o})
 	} else if cur, ok := l.table[o.GUID]; ok && cur.Same(o) {
 		delete(l.table, o.GUID)

@@ -60,7 +60,12 @@ type Member struct {
 	PeerAddr  string `json:"peer_addr"`
 	ProxyAddr string `json:"proxy_addr,omitempty"`
 	APIAddr   string `json:"api_addr,omitempty"`
-	Version   string `json:"version,omitempty"`
+	// CIRAAddr is the address and port AMT devices are configured with
+	// to reach it (its MPS entry: Name and its CIRA port), "" when its
+	// CIRA listener is off. It is what an admin enters for the backup
+	// MPS of a policy whose primary is another instance.
+	CIRAAddr string `json:"cira_addr,omitempty"`
+	Version  string `json:"version,omitempty"`
 }
 
 // NormalizeGUID returns guid lower-case, as Owner keeps it.

@@ -32,6 +32,8 @@ import (
 //     peer is the one the TLS handshake named. The owner dials only its
 //     own tunnels: a device it does not hold is 404 with Presence-Error
 //     "not-here", never a second hop.
+//   - DELETE /fleet/v1/devices/<guid>: an administrator on the peer
+//     disconnects a device this instance holds (disconnect.go).
 const (
 	eventsPath = "/fleet/v1/events"
 
@@ -164,6 +166,10 @@ type Local interface {
 	// DialLocal) until either ends, then closes both; it is where the
 	// instance records the session.
 	Relay(stream, dc net.Conn, f Forward)
+	// Disconnect closes the tunnel of a device this instance holds, for
+	// an administrator on a peer (c.Via); a device it does not hold is an
+	// error wrapping ErrNotHere.
+	Disconnect(guid string, c Console) error
 }
 
 // Forward is a console connection forwarded by a peer: for whom, to
@@ -217,6 +223,9 @@ type Peers struct {
 	links  map[string]*link         // by the address dialled
 	subs   map[*subscriber]struct{} // streams peers read from us
 	owners map[string]Owner         // our own devices, by GUID
+	// stranded are devices a peer held when its link dropped: GUID to
+	// that peer's id (home.go).
+	stranded map[string]string
 	accts  *AccountSet              // our account set, sent to subscribers
 	closed bool
 }
@@ -231,7 +240,7 @@ func New(cfg Config) (*Peers, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Peers{cfg: cfg, log: cfg.Logger.With("part", "fleet"), links: map[string]*link{},
-		subs: map[*subscriber]struct{}{}, owners: map[string]Owner{}}
+		subs: map[*subscriber]struct{}{}, owners: map[string]Owner{}, stranded: map[string]string{}}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 
 	var protos http.Protocols
@@ -317,6 +326,8 @@ func (p *Peers) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveForward(w, r, peer)
 	case r.Method == http.MethodGet && r.URL.Path == eventsPath:
 		p.serveEvents(w, r, peer)
+	case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, devicesPath):
+		p.serveDisconnect(w, r, peer)
 	default:
 		http.Error(w, "no such peer request", http.StatusNotFound)
 	}

@@ -23,6 +23,18 @@ type echoLocal struct {
 	owners  map[string]fleet.Owner
 	echo    string // the echo server's address
 	console []fleet.Console
+	closed  []fleet.Console // administrators who disconnected a device
+}
+
+func (e *echoLocal) Disconnect(guid string, c fleet.Console) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.owners[guid]; !ok {
+		return fmt.Errorf("%w: %s", fleet.ErrNotHere, guid)
+	}
+	delete(e.owners, guid)
+	e.closed = append(e.closed, c)
+	return nil
 }
 
 func (e *echoLocal) Relay(stream, dc net.Conn, _ fleet.Forward) { fleet.Relay(stream, dc) }
