@@ -50,7 +50,7 @@ Usage:
   presence demo    [--devices N]     the server plus N simulated AMT devices on loopback
   presence cert    init --cn ADDRESS [--force] | show | export-root | renew [--cn ADDRESS] | doctor
                    | import --root-cert F --root-key F | backup --out F | restore --in F   (passphrase on stdin)
-  presence fleet   invite --out F | join --in F --cn ADDRESS [--force] | status   (passphrase on stdin)
+  presence fleet   invite --out F | join --in F --cn ADDRESS [--force] | status | send-home [--rate N]   (passphrase on stdin)
   presence account add|list|remove --kind cira|console|amt [NAME]   (password on stdin)
   presence devices  [--csv | --format table|json|csv]  devices connected to the running instance
   presence sessions [--format ...] [--kill ID]       console sessions of the running instance

@@ -11,11 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/mps/api"
 	"github.com/presence-mps/presence/vault"
 )
 
-const fleetUsage = "want a subcommand: invite, join or status"
+const fleetUsage = "want a subcommand: invite, join, status or send-home"
 
 // runFleet is `presence fleet invite|join`: a join bundle written on an
 // instance of a fleet makes a new instance one of its members.
@@ -23,8 +24,11 @@ func runFleet(ctx context.Context, args []string, env Env) error {
 	if len(args) == 0 {
 		return usageError{fleetUsage}
 	}
-	if args[0] == "status" {
+	switch args[0] {
+	case "status":
 		return runFleetStatus(ctx, args[1:], env)
+	case "send-home":
+		return runFleetSendHome(ctx, args[1:], env)
 	}
 	var c common
 	fs := flag.NewFlagSet("fleet "+args[0], flag.ContinueOnError)
@@ -183,5 +187,45 @@ func runFleetStatus(ctx context.Context, args []string, env Env) error {
 		}
 		rows = append(rows, []string{cmp.Or(p.Member.ID, "?"), p.Member.Name, p.Addr, p.Member.Version, strconv.Itoa(p.Devices), state, contact})
 	}
-	return printRows(env.Stdout, f.format, []string{"INSTANCE", "NAME", "PEER ADDRESS", "VERSION", "DEVICES", "LINK", "LAST CONTACT"}, rows)
+	if err := printRows(env.Stdout, f.format, []string{"INSTANCE", "NAME", "PEER ADDRESS", "VERSION", "DEVICES", "LINK", "LAST CONTACT"}, rows); err != nil {
+		return err
+	}
+	if n := info.AwayFromHome; n > 0 && f.format == "table" {
+		fmt.Fprintf(env.Stdout, "\n%d device(s) here came while their home instance was down, and it is up again: presence fleet send-home closes their tunnels, paced, so that they reconnect to it.\n", n)
+	}
+	return nil
+}
+
+// runFleetSendHome is `presence fleet send-home [--rate N]`: the running
+// instance closes, paced, the tunnels of devices away from a home
+// instance that is up again.
+func runFleetSendHome(ctx context.Context, args []string, env Env) error {
+	var f clientFlags
+	fs := flag.NewFlagSet("fleet send-home", flag.ContinueOnError)
+	f.register(fs, false)
+	rate := fs.Float64("rate", instance.DefaultSendHomeRate, fmt.Sprintf("tunnels closed per second (at most %d)", instance.MaxSendHomeRate))
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"fleet send-home takes no arguments"}
+	}
+	if *rate <= 0 || *rate > instance.MaxSendHomeRate {
+		return usageError{fmt.Sprintf("--rate must be above 0 and at most %d", instance.MaxSendHomeRate)}
+	}
+	c, err := f.client(env)
+	if err != nil {
+		return err
+	}
+	var res api.SendHomeResult
+	if err := c.do(ctx, "POST", "/api/v1/fleet/send-home", api.SendHomeRequest{Rate: *rate}, &res); err != nil {
+		return err
+	}
+	if res.Devices == 0 {
+		fmt.Fprintln(env.Stdout, "No device here is away from a home instance that is up.")
+		return nil
+	}
+	fmt.Fprintf(env.Stdout, "Sending %d device(s) home at %g per second (about %s): each tunnel is closed, and AMT reconnects to its first MPS entry.\n",
+		res.Devices, *rate, (time.Duration(float64(res.Devices) / *rate * float64(time.Second))).Round(time.Second))
+	return nil
 }

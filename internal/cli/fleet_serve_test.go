@@ -108,4 +108,15 @@ func TestFleetServeTwoInstances(t *testing.T) {
 		len(fi.Peers) != 1 || !fi.Peers[0].Up || fi.Peers[0].Devices != 1 {
 		t.Fatalf("fleet status json: %+v", fi)
 	}
+	// Each instance's entry is what AMT is given: B announces its own.
+	if fi.Peers[0].Member.CIRAAddr != "127.0.0.1:"+strings.Split(ciraB, ":")[1] {
+		t.Fatalf("B's MPS entry as A sees it: %+v", fi.Peers[0].Member)
+	}
+	// Nothing is away from home: B's device chose B.
+	if r := run(t, "", "fleet", "send-home", "--data-dir", dirA); r.code != 0 || !strings.Contains(r.stdout, "No device here is away") {
+		t.Fatalf("send-home: %+v", r)
+	}
+	if r := run(t, "", "fleet", "send-home", "--data-dir", dirA, "--rate", "0"); r.code != 2 {
+		t.Fatalf("send-home --rate 0: %+v", r)
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/presence-mps/presence/internal/settings"
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/apf"
 	"github.com/presence-mps/presence/mps/api"
@@ -91,6 +90,16 @@ func (in *Instance) startFleet() error {
 		announce, _ = fleet.WithHost(announce, fc.Name)
 	}
 	in.peers.SetPeerAddr(announce)
+	if in.CIRAAddr != nil {
+		// What AMT is given for this instance's MPS entry: the name its
+		// certificate carries (AMT checks the CN against the entry), and
+		// the port it listens on.
+		cira := in.CIRAAddr.String()
+		if _, p, err := net.SplitHostPort(cira); err == nil && fc.Name != "" {
+			cira = net.JoinHostPort(fc.Name, p)
+		}
+		in.peers.SetCIRAAddr(cira)
+	}
 	in.serve(func() error { return in.peers.Serve(ln) })
 	for _, a := range fc.Peers {
 		in.peers.Add(a)
@@ -161,9 +170,6 @@ func (in *Instance) newPeers() error {
 	fc := in.cfg.Fleet
 	self := fleet.Member{ID: in.cfg.InstanceID, Name: fc.Name, PeerAddr: fc.PeerAddr, Version: in.cfg.Version,
 		ProxyAddr: in.cfg.Settings.ProxyAddr, APIAddr: in.cfg.Settings.APIAddr}
-	if in.cfg.Settings.CIRAAddr != settings.Off && fc.Name != "" {
-		self.CIRAAddr, _ = fleet.WithHost(in.cfg.Settings.CIRAAddr, fc.Name)
-	}
 	p, err := fleet.New(fleet.Config{
 		Self: self, Local: fleetLocal{in}, ServerTLS: fc.ServerTLS, ClientTLS: fc.ClientTLS, PeerID: fc.PeerID,
 		Moved: in.moved,

@@ -398,6 +398,14 @@ func (p *Peers) SetPeerAddr(addr string) {
 	p.mu.Unlock()
 }
 
+// SetCIRAAddr says where AMT devices reach this instance (its MPS entry),
+// once its CIRA listener is open; peers learn it in the hello.
+func (p *Peers) SetCIRAAddr(addr string) {
+	p.mu.Lock()
+	p.cfg.Self.CIRAAddr = addr
+	p.mu.Unlock()
+}
+
 // SetAccounts makes set the account set this instance sends its peers,
 // now and to every peer that subscribes later.
 func (p *Peers) SetAccounts(set AccountSet) {
