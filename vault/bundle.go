@@ -14,8 +14,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -77,6 +79,10 @@ type bundlePayload struct {
 	RootCert []byte          `json:"root_cert"` // DER
 	RootKey  []byte          `json:"root_key"`  // PKCS#8 DER
 	Accounts []bundleAccount `json:"accounts"`
+	// Inviter is the inviting instance's MPS entry (HOST:PORT), the
+	// backup a new instance's devices can be given; absent in bundles of
+	// older versions.
+	Inviter string `json:"inviter,omitempty"`
 }
 
 type bundleAccount struct {
@@ -98,6 +104,7 @@ type Bundle struct {
 	root     *x509.Certificate
 	rootKey  *rsa.PrivateKey
 	accounts []bundleAccount // sorted by kind (bundleKinds order), then name
+	inviter  string          // HOST:PORT or ""
 }
 
 // FleetID returns the id of the fleet s belongs to: made by its first
@@ -195,7 +202,7 @@ func (b Bundle) Seal(passphrase string) ([]byte, error) {
 		return nil, fmt.Errorf("vault: encode the root key: %w", err)
 	}
 	defer clear(keyDER)
-	plain, err := json.Marshal(bundlePayload{Fleet: b.fleetID, RootCert: b.root.Raw, RootKey: keyDER, Accounts: b.accounts})
+	plain, err := json.Marshal(bundlePayload{Fleet: b.fleetID, RootCert: b.root.Raw, RootKey: keyDER, Accounts: b.accounts, Inviter: b.inviter})
 	if err != nil {
 		return nil, err
 	}
@@ -282,11 +289,44 @@ func parseBundle(plain []byte) (*Bundle, error) {
 		}
 		seen[k] = true
 	}
+	if p.Inviter != "" && !validEntry(p.Inviter) {
+		return nil, bad("the inviting instance's address %q is not HOST:PORT", p.Inviter)
+	}
 	slices.SortFunc(p.Accounts, func(a, b bundleAccount) int {
 		return cmp.Or(cmp.Compare(slices.Index(bundleKinds, a.Kind), slices.Index(bundleKinds, b.Kind)), cmp.Compare(a.Name, b.Name))
 	})
-	return &Bundle{fleetID: p.Fleet, root: root, rootKey: key, accounts: p.Accounts}, nil
+	return &Bundle{fleetID: p.Fleet, root: root, rootKey: key, accounts: p.Accounts, inviter: p.Inviter}, nil
 }
+
+// validEntry reports whether addr is a printable HOST:PORT of at most 261
+// bytes, with a port from 1 to 65535.
+func validEntry(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || len(addr) > 261 {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return false
+	}
+	return !strings.ContainsFunc(host, func(r rune) bool { return r <= ' ' || r == 0x7f })
+}
+
+// WithInviter returns a copy of b that names the inviting instance's MPS
+// entry, addr (HOST:PORT: the address AMT reaches it at and its CIRA
+// port), so that the joining instance can show it as its devices' backup
+// MPS. An invalid addr is an error.
+func (b Bundle) WithInviter(addr string) (*Bundle, error) {
+	if !validEntry(addr) {
+		return nil, fmt.Errorf("vault: the inviting instance's MPS entry %q is not HOST:PORT", addr)
+	}
+	b.inviter = addr
+	return &b, nil
+}
+
+// Inviter returns the inviting instance's MPS entry (HOST:PORT), or "" for
+// a bundle that does not name it.
+func (b Bundle) Inviter() string { return b.inviter }
 
 // FleetID returns the id of the bundle's fleet.
 func (b Bundle) FleetID() string { return b.fleetID }

@@ -93,6 +93,23 @@ func TestBundleInviteJoin(t *testing.T) {
 		!slices.Equal(opened.AccountNames(vault.KindConsole), []string{"alice", "bob"}) {
 		t.Fatalf("opened %v; want the invite's %v", opened, b)
 	}
+	if opened.Inviter() != "" {
+		t.Fatalf("a bundle that names no inviter opened with %q", opened.Inviter())
+	}
+	if _, err := b.WithInviter("a.example.test"); err == nil {
+		t.Fatal("WithInviter took an address without a port")
+	}
+	named, err := b.WithInviter("a.example.test:4433")
+	if err != nil || b.Inviter() != "" {
+		t.Fatalf("WithInviter: %v; the original now names %q", err, b.Inviter())
+	}
+	sealedNamed, err := named.Seal(bundlePass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, err := vault.OpenBundle(sealedNamed, bundlePass); err != nil || o.Inviter() != "a.example.test:4433" {
+		t.Fatalf("the inviter after a round trip: %v, %v", o, err)
+	}
 
 	dst := vault.NewMemory(vault.ItemLimit)
 	now := time.Now()
@@ -223,6 +240,8 @@ func TestBundleContentsChecked(t *testing.T) {
 		mod  func(m map[string]any)
 	}{
 		{"short fleet id", func(m map[string]any) { m["fleet"] = "0123" }},
+		{"an inviter without a port", func(m map[string]any) { m["inviter"] = "a.example.test" }},
+		{"an inviter with a newline", func(m map[string]any) { m["inviter"] = "a.example\n.test:4433" }},
 		{"upper-case fleet id", func(m map[string]any) { m["fleet"] = "0123456789ABCDEF0123456789ABCDEF" }},
 		{"no root", func(m map[string]any) { delete(m, "root_cert") }},
 		{"the server certificate as root", func(m map[string]any) { m["root_cert"] = ca.Server().Raw }},

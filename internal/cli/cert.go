@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"time"
 
@@ -40,7 +41,7 @@ func runCert(ctx context.Context, args []string, env Env) error {
 		if err != nil {
 			return err
 		}
-		printAMTSettings(env, ca, *cn, *port)
+		printAMTSettings(env, ca, *cn, *port, "")
 		return nil
 	case "show", "export-root":
 		if err := parse(fs, args[1:], env); err != nil {
@@ -195,21 +196,39 @@ func runCert(ctx context.Context, args []string, env Env) error {
 	return usageError{fmt.Sprintf("unknown subcommand %q: %s", args[0], certUsage)}
 }
 
-// printAMTSettings tells the admin what to enter in AMT to reach this MPS.
-func printAMTSettings(env Env, ca *vault.CA, cn string, port int) {
+// printAMTSettings tells the admin what to enter in AMT to reach this MPS:
+// the policy's first MPS entry (this instance), and its second, the
+// backup (another instance of the fleet at backup, HOST:PORT, or "" when
+// there is none yet).
+func printAMTSettings(env Env, ca *vault.CA, cn string, port int, backup string) {
 	in := ca.Info()
 	fmt.Fprintf(env.Stdout, `MPS certificates created.
 
-Set in AMT (CIRA / Management Presence Server):
+Set in AMT (CIRA / Management Presence Server), the remote-access policy's first MPS entry (primary):
   MPS address:       %s
   Port:              %d
   Common name (CN):  %s
   Username:          a CIRA account: presence account add --kind cira NAME
   Trusted root:      presence cert export-root > presence-root.pem
   Root SHA-256:      %s
-
+`, cn, port, cn, in.Root.SHA256)
+	if host, bport, err := net.SplitHostPort(backup); err == nil {
+		fmt.Fprintf(env.Stdout, `
+Its second MPS entry (backup), another instance of this fleet, which AMT tries when the first cannot be reached:
+  MPS address:       %s
+  Port:              %s
+  Common name (CN):  %s
+  Username:          the same CIRA account (the fleet shares its accounts)
+  Trusted root:      the same root
+`, host, bport, host)
+	} else {
+		fmt.Fprintln(env.Stdout, `
+Backup MPS entry: none yet. A second instance (presence fleet invite here, presence fleet join there) is
+the backup; presence fleet status lists each instance's address and CIRA port.`)
+	}
+	fmt.Fprintf(env.Stdout, `
 Server certificate valid until %s.
 
 The root certificate to install in AMT (PEM):
-%s`, cn, port, cn, in.Root.SHA256, in.Server.NotAfter.UTC().Format("2006-01-02"), ca.RootPEM())
+%s`, in.Server.NotAfter.UTC().Format("2006-01-02"), ca.RootPEM())
 }

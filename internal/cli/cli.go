@@ -12,12 +12,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/presence-mps/presence/internal/launch"
+	"github.com/presence-mps/presence/internal/settings"
 	"github.com/presence-mps/presence/vault"
 )
 
@@ -153,6 +156,22 @@ func (c *common) register(fs *flag.FlagSet) {
 func (c *common) registerDir(fs *flag.FlagSet) {
 	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "where Presence keeps its settings, secrets (file vault) and history")
 	fs.StringVar(&c.vault, "vault", "", "secret store: keychain (the OS keychain: desktops), file (0600 files in the data dir: headless servers) or memory (gone at exit); default: the data dir's setting (presence vault migrate sets it), else file")
+}
+
+// ciraPort is the CIRA port the data dir's saved settings name, else the
+// default.
+func (c *common) ciraPort() int {
+	def := settings.Defaults().CIRAAddr
+	saved, err := launch.Dir(c.dataDir).Load()
+	if err == nil && saved.Server != nil && saved.Server.CIRAAddr != settings.Off {
+		def = saved.Server.CIRAAddr
+	}
+	_, p, _ := net.SplitHostPort(def)
+	n, err := strconv.Atoi(p)
+	if err != nil || n <= 0 {
+		return 4433
+	}
+	return n
 }
 
 func (c *common) store() (vault.Store, error) {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -53,6 +54,13 @@ func runFleet(ctx context.Context, args []string, env Env) error {
 		b, err := vault.Invite(ctx, st)
 		if err != nil {
 			return err
+		}
+		// The bundle names this instance's MPS entry, the new instance's
+		// devices' backup.
+		if ca, err := vault.LoadCA(ctx, st); err == nil {
+			if named, err := b.WithInviter(net.JoinHostPort(ca.Address(), strconv.Itoa(c.ciraPort()))); err == nil {
+				b = named
+			}
 		}
 		sealed, err := b.Seal(pass.Reveal())
 		if err != nil {
@@ -106,7 +114,7 @@ On the new instance: presence fleet join --in %s --cn ADDRESS (the passphrase on
 		}
 		fmt.Fprintf(env.Stdout, "Joined fleet %s: its root (SHA-256 %s) and accounts (%s) are in this instance's vault.\n\n",
 			b.FleetID(), b.RootFingerprintSHA256(), accountCounts(b))
-		printAMTSettings(env, ca, *cn, *port)
+		printAMTSettings(env, ca, *cn, *port, b.Inviter())
 		fmt.Fprintln(env.Stdout, "\nIf presence serve runs here, restart it to present the new certificate.")
 		return nil
 	}

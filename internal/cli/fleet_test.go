@@ -141,6 +141,12 @@ func TestFleetInviteJoin(t *testing.T) {
 		!strings.Contains(r.stdout, string(caA.RootPEM())) || strings.Contains(r.stdout+r.stderr, pass) {
 		t.Fatalf("join: %+v", r)
 	}
+	// A, the inviter, is the backup entry of B's devices' policy, with
+	// its own address and CN (the default CIRA port: A saved no settings).
+	if _, back, ok := strings.Cut(r.stdout, "second MPS entry (backup)"); !ok || !strings.Contains(back, "MPS address:       "+caA.Address()) ||
+		!strings.Contains(back, "Port:              4433") || !strings.Contains(back, "Common name (CN):  "+caA.Address()) {
+		t.Fatalf("join's backup entry:\n%s", r.stdout)
+	}
 	stB := fileStore(t, dirB)
 	caB, err := vault.LoadCA(ctx, stB)
 	if err != nil {
@@ -261,7 +267,7 @@ func TestFleetUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"fleet"}, "invite, join or status"},
+		{[]string{"fleet"}, "invite, join, status or send-home"},
 		{[]string{"fleet", "status", "extra"}, "takes no arguments"},
 		{[]string{"fleet", "frobnicate"}, `unknown subcommand "frobnicate"`},
 		{[]string{"fleet", "invite", "--data-dir", dir}, "--out FILE is required"},
