@@ -43,6 +43,21 @@ func advertiser(log *slog.Logger, loopbackOnly bool) func(instance.Announcement)
 	}
 }
 
+// peerFinder returns the fleet's mDNS browse: one round on every
+// multicast interface, where serve advertises.
+func peerFinder() func(context.Context) ([]instance.FoundPeer, error) {
+	return func(ctx context.Context) ([]instance.FoundPeer, error) {
+		found, err := discovery.Browse(ctx, discovery.BrowseConfig{})
+		out := make([]instance.FoundPeer, 0, len(found))
+		for _, f := range found {
+			if f.PeerPort > 0 {
+				out = append(out, instance.FoundPeer{ID: f.ID, Fingerprint: f.Fingerprint, Addrs: f.Addrs, PeerPort: f.PeerPort})
+			}
+		}
+		return out, err
+	}
+}
+
 func loopbackInterface() (net.Interface, error) {
 	ifs, err := net.Interfaces()
 	if err != nil {

@@ -162,7 +162,7 @@ func (sv *server) starter(st vault.Store, ca *vault.CA, log *slog.Logger) *launc
 		Dir: launch.Dir(sv.c.dataDir), Vault: sv.c.vault, Store: st, CA: ca, Settings: sv.s,
 		HandshakeTimeout: sv.f.handshake, MaxTunnels: sv.f.maxTunnels, AllowLoopbackNoAuth: sv.f.noAuthLocal,
 		ShutdownTimeout: sv.f.shutdownMax, HistoryMaxAge: sv.f.historyAge, HistoryMaxBytes: sv.f.historyMiB << 20,
-		DebugAddr: sv.f.debugAddr, Advertise: advertiser(log, false), Version: Version, Logger: log,
+		DebugAddr: sv.f.debugAddr, Advertise: advertiser(log, false), Discover: peerFinder(), Version: Version, Logger: log,
 		PeerAddr: sv.f.peerAddr, Peers: sv.f.peers, Etcd: sv.f.etcdEndpoints(), EtcdPrefix: sv.f.etcdPrefix,
 	})
 }

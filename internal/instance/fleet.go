@@ -40,6 +40,10 @@ type FleetConfig struct {
 	EtcdPrefix string
 	// EtcdTTL is the instance's lease (default 10 s; tests use less).
 	EtcdTTL time.Duration
+	// Discover, if set, browses the LAN (mDNS) for other instances; the
+	// instance links to those of its fleet while Settings.MDNS is on
+	// (discover.go). One call is one browse round.
+	Discover func(context.Context) ([]FoundPeer, error)
 }
 
 // Accounts returns the instance's account store.

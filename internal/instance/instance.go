@@ -256,6 +256,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 	in.refreshAccounts()
 	if in.peers != nil {
 		in.startAccountSync()
+		in.startDiscovery()
 	}
 	in.live.Lock()
 	in.advertiseLocked()

@@ -61,8 +61,11 @@ type Config struct {
 	// Advertise, if set, announces the instance over mDNS (the settings'
 	// MDNS says whether it starts on).
 	Advertise func(instance.Announcement) (withdraw func(), err error)
-	Version   string
-	Logger    *slog.Logger
+	// Discover, if set, browses for peers of the fleet over mDNS (see
+	// instance.FleetConfig.Discover).
+	Discover func(context.Context) ([]instance.FoundPeer, error)
+	Version  string
+	Logger   *slog.Logger
 }
 
 // ErrClosed is returned by [Starter.Start] once the Starter is closed.
@@ -304,7 +307,7 @@ func (s *Starter) fleet(ctx context.Context, ca *vault.CA) (*instance.FleetConfi
 	}
 	cfg.Logger.Info("in a fleet", "fleet", fleetID, "instance", id, "peer_addr", cfg.PeerAddr, "peers", len(cfg.Peers))
 	return &instance.FleetConfig{PeerAddr: cfg.PeerAddr, Peers: cfg.Peers, ServerTLS: stls, ClientTLS: ctls,
-		PeerID: pid.PeerID, Name: name, Etcd: cfg.Etcd, EtcdPrefix: cfg.EtcdPrefix}, id, nil
+		PeerID: pid.PeerID, Name: name, Etcd: cfg.Etcd, EtcdPrefix: cfg.EtcdPrefix, Discover: cfg.Discover}, id, nil
 }
 
 // close closes what the start opened, last first: the debug server, the
