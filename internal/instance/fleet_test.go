@@ -25,7 +25,7 @@ import (
 
 // startPeer starts an instance named id that is one of root's fleet,
 // linking to the peer listeners in peers.
-func startPeer(t *testing.T, root *fleettest.Root, id string, peers ...string) (*instance.Instance, *vault.CA) {
+func startPeer(t testing.TB, root *fleettest.Root, id string, peers ...string) (*instance.Instance, *vault.CA) {
 	t.Helper()
 	stls, ctls := root.TLS(root.Peer(t, id))
 	return instancetest.Start(t, func(c *instance.Config) {
@@ -37,7 +37,7 @@ func startPeer(t *testing.T, root *fleettest.Root, id string, peers ...string) (
 
 // runDevice connects a simulated device with uuid to the instance in,
 // whose CA is ca, until the test ends.
-func runDevice(t *testing.T, in *instance.Instance, ca *vault.CA, n int, host string) *amtsim.Device {
+func runDevice(t testing.TB, in *instance.Instance, ca *vault.CA, n int, host string) *amtsim.Device {
 	t.Helper()
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Root())
