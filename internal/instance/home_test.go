@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/presence-mps/presence/internal/instance/instancetest"
 	"github.com/presence-mps/presence/mps/amtsim"
 	"github.com/presence-mps/presence/mps/api"
+	"github.com/presence-mps/presence/mps/fleet"
 	"github.com/presence-mps/presence/mps/fleet/fleettest"
 	"github.com/presence-mps/presence/vault"
 	"github.com/presence-mps/presence/vault/vaulttest"
@@ -187,4 +189,30 @@ func loopDevice(t *testing.T, ca *vault.CA, n int, mps []string) string {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	return d.UUID().String()
+}
+
+// A peer that asks an owner to forward again is refused: the device is on
+// C, and B, which could reach it, answers A's forward with not-here
+// rather than making a second hop.
+func TestNoSecondHop(t *testing.T) {
+	root := fleettest.NewRoot(t, "fleet")
+	c, caC := startPeer(t, root, "inst-c")
+	b, _ := startPeer(t, root, "inst-b", c.PeerAddr.String())
+	a, _ := startPeer(t, root, "inst-a", b.PeerAddr.String())
+	d := runDevice(t, c, caC, 0, "laptop-0")
+	guid := d.UUID().String()
+	waitUntil(t, "B to learn C's device", func() bool { _, ok := b.Fleet().Lookup(guid); return ok })
+	waitUntil(t, "A to link to B", func() bool { l := a.Fleet().Links(); return len(l) == 1 && l[0].Up })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := a.Fleet().Dial(ctx, fleet.Owner{GUID: guid, Instance: "inst-b"}, 7, fleet.Console{User: "alice"})
+	if !errors.Is(err, fleet.ErrNotHere) {
+		t.Fatalf("A asking B for C's device: %v; want not-here", err)
+	}
+	// B itself reaches it in one hop.
+	conn, err := b.Fleet().Dial(ctx, fleet.Owner{GUID: guid, Instance: "inst-c"}, 7, fleet.Console{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
 }
