@@ -246,6 +246,15 @@ func (p *Peers) apply(l *link, peer string, ev Event, staged *[]Owner, synced *b
 		l.contact = now
 		p.mu.Unlock()
 		return nil
+	case EventMembers:
+		p.mu.Lock()
+		l.contact = now
+		p.mu.Unlock()
+		if len(ev.Members) > maxMembers {
+			return fmt.Errorf("fleet: peer %s named more than %d members", peer, maxMembers)
+		}
+		p.linkMembers(ev.Members)
+		return nil
 	case EventAccounts:
 		p.mu.Lock()
 		l.contact = now
@@ -330,6 +339,35 @@ func (p *Peers) moved(pairs []movedPair) {
 	}
 	for _, m := range pairs {
 		p.cfg.Moved(m.mine, m.newer)
+	}
+}
+
+// upMembers returns the instances this instance has an up link to, other
+// than peer (whom they are for), at most maxMembers.
+func (p *Peers) upMembers(peer string) []Member {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Member
+	for _, l := range p.links {
+		if l.up && l.member.ID != peer && l.member.PeerAddr != "" && len(out) < maxMembers {
+			out = append(out, Member{ID: l.member.ID, PeerAddr: l.member.PeerAddr})
+		}
+	}
+	return out
+}
+
+// linkMembers links to the members a peer named that no link of ours
+// reaches. The address is the one each member announces; trust still
+// comes from the handshake.
+func (p *Peers) linkMembers(ms []Member) {
+	for _, m := range ms {
+		if m.ID == "" || m.ID == p.cfg.Self.ID || p.linkedTo(m.ID) {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(m.PeerAddr); err != nil || len(m.PeerAddr) > 261 {
+			continue
+		}
+		p.Add(m.PeerAddr)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/presence-mps/presence/mps/fleet"
 	"github.com/presence-mps/presence/mps/fleet/fleettest"
@@ -70,4 +71,38 @@ func TestAwayFromHome(t *testing.T) {
 	// It goes home.
 	back.hold(guidA, "laptop-1")
 	waitFor(t, "laptop-1 home", func() bool { return len(a.peers.Away()) == 0 })
+}
+
+// Instances each told of one peer end linked to every other: B names its
+// peers to its subscribers, so A and C, told only of B, find each other
+// and reach each other's devices.
+func TestMembersLinkTheWholeFleet(t *testing.T) {
+	root := fleettest.NewRoot(t, "fleet")
+	a := start(t, root, "inst-a", root.Peer(t, "inst-a"))
+	b := start(t, root, "inst-b", root.Peer(t, "inst-b"))
+	c := start(t, root, "inst-c", root.Peer(t, "inst-c"))
+	c.hold(guidA, "laptop-1")
+	a.peers.Add(b.addr)
+	c.peers.Add(b.addr)
+	waitForLong(t, "A to learn C's device through a link of its own", func() bool {
+		o, ok := a.peers.Lookup(guidA)
+		return ok && o.Instance == "inst-c"
+	})
+	conn, err := a.peers.Dial(context.Background(), fleet.Owner{GUID: guidA, Instance: "inst-c"}, 7, fleet.Console{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+}
+
+// waitForLong is waitFor with room for a few heartbeats.
+func waitForLong(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(4 * fleet.HeartbeatEvery)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

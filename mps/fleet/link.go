@@ -34,6 +34,9 @@ import (
 //     "not-here", never a second hop.
 //   - DELETE /fleet/v1/devices/<guid>: an administrator on the peer
 //     disconnects a device this instance holds (disconnect.go).
+//
+// Every HeartbeatEvery an idle stream carries a members event (the
+// instances the sender is linked to) in place of a heartbeat.
 const (
 	eventsPath = "/fleet/v1/events"
 
@@ -75,6 +78,11 @@ type Event struct {
 	// after the table and whenever it changes. It holds passwords: it
 	// travels only over the mutual-TLS link and is never logged.
 	Accounts *AccountSet `json:"accounts,omitempty"`
+	// Members are the instances the sender has an up link to (members),
+	// sent in place of a heartbeat: a subscriber links to those it does
+	// not know, so that a fleet whose instances were each told of one
+	// peer (--peer) still links every instance to every other.
+	Members []Member `json:"members,omitempty"`
 }
 
 // AccountSet is a fleet's CIRA and console accounts, as one instance has
@@ -121,7 +129,11 @@ const (
 	EventSynced    = "synced" // the table sent at the start is complete
 	EventHeartbeat = "heartbeat"
 	EventAccounts  = "accounts"
+	EventMembers   = "members"
 )
+
+// maxMembers caps the members one event may name.
+const maxMembers = 64
 
 // Refusals of a forwarded connection, in Presence-Error and as errors.
 var (
@@ -510,6 +522,9 @@ func (p *Peers) serveEvents(w http.ResponseWriter, r *http.Request, peer string)
 			return
 		case <-beat.C:
 			ev = Event{Type: EventHeartbeat}
+			if m := p.upMembers(peer); len(m) > 0 {
+				ev = Event{Type: EventMembers, Members: m}
+			}
 		case ev = <-s.ch:
 		}
 		if enc.Encode(ev) != nil {
