@@ -235,11 +235,11 @@ type Peers struct {
 	links  map[string]*link         // by the address dialled
 	subs   map[*subscriber]struct{} // streams peers read from us
 	owners map[string]Owner         // our own devices, by GUID
+	accts  *AccountSet              // our account set, sent to subscribers
+	closed bool
 	// stranded are devices a peer held when its link dropped: GUID to
 	// that peer's id (home.go).
 	stranded map[string]string
-	accts  *AccountSet              // our account set, sent to subscribers
-	closed bool
 }
 
 // New returns a Peers for cfg. Nothing listens or dials until Serve and
