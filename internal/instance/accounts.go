@@ -24,6 +24,13 @@ import (
 // instance (they belong to devices, not to the fleet).
 const accountsEvery = time.Second
 
+// passwordsEvery is how often a look reads the passwords too when no
+// account was added or removed: with the OS keychain each password is a
+// call to it, so a look that finds the same names reads only them
+// (presence account add of a new account reaches the peers within a
+// second; a changed password within passwordsEvery).
+const passwordsEvery = 10 * time.Second
+
 // fleetKinds are the account kinds a fleet shares.
 var fleetKinds = []string{vault.KindCIRA, vault.KindConsole}
 
@@ -42,6 +49,25 @@ type accountSync struct {
 	mu      sync.Mutex // serialises looks and adoptions
 	version int64
 	digest  string
+	// names and read are the account names at the last full read, and
+	// when it was.
+	names string
+	read  time.Time
+}
+
+// namesOf lists the fleet accounts' names, without their passwords.
+func (a *accountSync) namesOf(ctx context.Context) (string, error) {
+	var b strings.Builder
+	for _, kind := range fleetKinds {
+		names, err := a.in.cfg.Accounts.List(ctx, kind)
+		if err != nil {
+			return "", err
+		}
+		for _, n := range names {
+			b.WriteString(kind + "/" + n + "\n")
+		}
+	}
+	return b.String(), nil
 }
 
 // readSet reads this instance's fleet accounts, sorted, with their digest.
@@ -105,11 +131,22 @@ func (a *accountSync) rememberLocked(ctx context.Context) {
 func (a *accountSync) look(ctx context.Context, send bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if !send && time.Since(a.read) < passwordsEvery {
+		if names, err := a.namesOf(ctx); err == nil && names == a.names {
+			return
+		}
+	}
+	names, err := a.namesOf(ctx)
+	if err != nil {
+		a.in.log.Debug("fleet accounts: cannot read them", "err", err)
+		return
+	}
 	set, err := a.readSet(ctx)
 	if err != nil {
 		a.in.log.Debug("fleet accounts: cannot read them", "err", err)
 		return
 	}
+	a.names, a.read = names, time.Now()
 	switch {
 	case set.Digest == a.digest:
 	case a.digest == "" && a.version == 0:

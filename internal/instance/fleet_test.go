@@ -233,6 +233,15 @@ func TestFleetAccountsReachPeers(t *testing.T) {
 	if names, _ := b.Accounts().List(ctx, vault.KindAMT); slices.Contains(names, "local-amt") {
 		t.Fatal("an AMT account travelled to the peer")
 	}
+	// A changed password (the same names) travels too, within the
+	// passwords' read interval (10 s).
+	if err := a.Accounts().Add(ctx, vault.KindConsole, "bob", "Bob-N3w-Password"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "bob's new password on B", func() bool {
+		ok, _ := b.Accounts().Verify(ctx, vault.KindConsole, "bob", []byte("Bob-N3w-Password"))
+		return ok
+	})
 	if err := a.Accounts().Remove(ctx, vault.KindConsole, "bob"); err != nil {
 		t.Fatal(err)
 	}
