@@ -344,27 +344,61 @@ func (s *Store) lose(h *holding, newer fleet.Owner) {
 }
 
 // commitReleases deletes keys that still hold our value (or, for stale
-// keys found by reconcile, are unchanged since read): one Txn for the
-// batch, and key by key if some key no longer matches.
+// keys found by reconcile, are unchanged since read). The first Txn
+// deletes the whole batch if every key matches; if one does not, its Else
+// branch reads them all, and the next round deletes, guarded again, only
+// those that still matched. So a batch costs two Txns however many of its
+// keys have moved on, not one per key: in a reconnect storm many releases
+// are of claims that never reached etcd, and a Txn per key would stall the
+// worker and every claim queued behind it.
 func (s *Store) commitReleases(ctx context.Context, rs []guarded) error {
-	if len(rs) == 0 {
-		return nil
-	}
-	ok, err := s.deleteGuarded(ctx, rs)
-	if err != nil || ok || len(rs) == 1 {
-		return err
-	}
-	for _, r := range rs {
-		if _, err := s.deleteGuarded(ctx, []guarded{r}); err != nil {
+	for round := 0; round < claimRounds && len(rs) > 0; round++ {
+		resp, err := s.deleteGuarded(ctx, rs)
+		if err != nil {
 			return err
 		}
+		if resp.Succeeded {
+			return nil
+		}
+		if len(resp.Responses) != len(rs) {
+			return fmt.Errorf("release: %d responses to %d reads", len(resp.Responses), len(rs))
+		}
+		next := rs[:0:0]
+		for i, r := range rs {
+			var kv *mvccpb.KeyValue
+			if rr := resp.Responses[i].GetResponseRange(); rr != nil && len(rr.Kvs) > 0 {
+				kv = rr.Kvs[0]
+			}
+			if r.still(kv) {
+				next = append(next, r)
+			}
+		}
+		rs = next
 	}
+	// What is left changed between every read and delete: it is no
+	// longer ours to delete.
 	return nil
 }
 
-func (s *Store) deleteGuarded(ctx context.Context, rs []guarded) (bool, error) {
+// still reports whether the key, now kv (nil when absent), is still the
+// one r may delete.
+func (r guarded) still(kv *mvccpb.KeyValue) bool {
+	switch {
+	case kv == nil:
+		return false
+	case r.r.val != nil:
+		return bytes.Equal(kv.Value, r.r.val)
+	default:
+		return kv.ModRevision == r.r.modRev
+	}
+}
+
+// deleteGuarded deletes every key of rs if each still matches its guard,
+// and otherwise reads them all.
+func (s *Store) deleteGuarded(ctx context.Context, rs []guarded) (*clientv3.TxnResponse, error) {
 	cmps := make([]clientv3.Cmp, len(rs))
 	dels := make([]clientv3.Op, len(rs))
+	gets := make([]clientv3.Op, len(rs))
 	for i, r := range rs {
 		key := s.k.device(r.guid)
 		if r.r.val != nil {
@@ -373,15 +407,16 @@ func (s *Store) deleteGuarded(ctx context.Context, rs []guarded) (bool, error) {
 			cmps[i] = clientv3.Compare(clientv3.ModRevision(key), "=", r.r.modRev)
 		}
 		dels[i] = clientv3.OpDelete(key)
+		gets[i] = clientv3.OpGet(key)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	defer cancel()
-	resp, err := s.cli.Txn(ctx).If(cmps...).Then(dels...).Commit()
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(dels...).Else(gets...).Commit()
 	if err != nil {
-		return false, fmt.Errorf("release: %w", err)
+		return nil, fmt.Errorf("release: %w", err)
 	}
 	s.txns.Add(1)
-	return resp.Succeeded, nil
+	return resp, nil
 }
 
 // reconcile runs every TTL while the worker is idle. It queues held
