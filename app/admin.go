@@ -24,7 +24,7 @@ type screen struct {
 // instance's vault, accounts and history file. A renewed certificate is
 // presented at once.
 func adminScreens(w fyne.Window, r *launch.Running, log *slog.Logger) []screen {
-	a := &adapter.Admin{Vault: r.Store, Accounts: r.Accounts, History: r.History, Logger: log,
+	a := &adapter.Admin{Vault: r.Store, Accounts: r.Accounts, History: r.History, Logger: log, In: r.Instance,
 		OnRenew: func(ca *vault.CA) error { r.UseCA(ca); return nil }}
 	h, c, acc := admin.NewHistory(a), admin.NewCertificates(a), admin.NewAccounts(a)
 	h.Window, c.Window, acc.Window = w, w, w

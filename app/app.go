@@ -9,7 +9,10 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -86,7 +89,7 @@ func Run(ctx context.Context, l launch.Window) error {
 		}()
 	}
 	if l.Setup != nil {
-		setup := ui.NewSetup(setupBackend{l.Setup}, ui.SuggestAddresses(), func(ui.SetupResult) { startServer() })
+		setup := ui.NewSetup(setupBackend{l.Setup, l.Join}, ui.SuggestAddresses(), func(ui.SetupResult) { startServer() })
 		setup.Window = w
 		w.SetContent(setup.Root)
 	} else {
@@ -102,14 +105,34 @@ func Run(ctx context.Context, l launch.Window) error {
 	return nil
 }
 
-// setupBackend adapts the first run to the setup screen.
+// setupBackend adapts the first run to the setup screen. Its calls block
+// (RSA keys, the keychain, the bundle file); the screen makes them off
+// the Fyne goroutine.
 type setupBackend struct {
 	create func(address, user, password string) (launch.FirstRun, error)
+	join   func(bundle io.Reader, passphrase, address string) (launch.FirstRun, error)
 }
 
 func (s setupBackend) Create(address, user, password string) (ui.SetupResult, error) {
-	r, err := s.create(address, user, password)
-	return ui.SetupResult{Address: r.Address, User: r.User, Port: r.Port, RootSHA256: r.RootSHA256, RootPEM: r.RootPEM}, err
+	return setupResult(s.create(address, user, password))
+}
+
+// Join reads the bundle file at path and joins its fleet.
+func (s setupBackend) Join(path, passphrase, address string) (ui.SetupResult, error) {
+	if s.join == nil {
+		return ui.SetupResult{}, errors.New("this window cannot join a fleet: use presence fleet join")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return ui.SetupResult{}, err
+	}
+	defer f.Close()
+	return setupResult(s.join(f, passphrase, address))
+}
+
+func setupResult(r launch.FirstRun, err error) (ui.SetupResult, error) {
+	return ui.SetupResult{Address: r.Address, User: r.User, Port: r.Port, RootSHA256: r.RootSHA256, RootPEM: r.RootPEM,
+		Backup: r.Backup, Fleet: r.Fleet, CIRAUsers: r.CIRAUsers}, err
 }
 
 // show puts the screens of a running instance in the window, refreshes
@@ -137,6 +160,7 @@ func show(a fyne.App, w fyne.Window, t *tray, r *launch.Running, l launch.Window
 		}
 	}
 	u := ui.New(b)
+	u.Window = w
 	for _, s := range adminScreens(w, r, l.Logger) {
 		u.AddScreen(s.name, s.root, s.shown)
 	}

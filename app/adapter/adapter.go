@@ -120,12 +120,23 @@ func (b *Backend) KillSession(id uint64) error {
 	return nil
 }
 
-// Disconnect closes a device's tunnel.
-func (b *Backend) Disconnect(guid string) error { return b.In.Server.Disconnect(guid) }
+// Disconnect closes a device's tunnel: here, or, for a device another
+// instance of the fleet holds, on that instance.
+func (b *Backend) Disconnect(guid string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), disconnectTimeout)
+	defer cancel()
+	_, _, err := b.In.Disconnect(ctx, guid, desktopUser)
+	return err
+}
 
-// Map opens a loopback port mapping to a device port.
+// Map opens a loopback port mapping to a device port. A peer's device is
+// reached through the fleet at each connection (the proxy's dial looks
+// it up fleet-wide), and its owner checks the port then.
 func (b *Backend) Map(guid string, port uint32) (string, error) {
-	m, err := b.In.Proxy.Map(proxy.MapConfig{Device: guid, Port: port, User: "(desktop)"})
+	if b.In.Proxy == nil {
+		return "", errors.New("the proxy is off: turn it on in Settings to map ports")
+	}
+	m, err := b.In.Proxy.Map(proxy.MapConfig{Device: guid, Port: port, User: desktopUser})
 	return m.Listen, err
 }
 
@@ -164,6 +175,7 @@ func (b *Backend) Snapshot() ui.Snapshot {
 		s.BytesFromDevices += x.BytesFromDevice
 	}
 	s.Recent, s.Samples = b.rec.read()
+	s.Fleet = fleetOf(b.In)
 	b.mu.Lock()
 	s.Problems = append(s.Problems, b.problems...)
 	for _, k := range slices.Sorted(maps.Keys(b.keyed)) {

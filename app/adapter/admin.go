@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/presence-mps/presence/app/ui/admin"
+	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/vault"
 )
@@ -49,6 +50,9 @@ type Admin struct {
 	// from now on; a nil error means the running server does. Without it,
 	// or when it fails, the new certificate is presented after a restart.
 	OnRenew func(*vault.CA) error
+	// In, if set, is the running instance: its CIRA port is the primary
+	// MPS entry's, and its fleet's other instances are the backups.
+	In *instance.Instance
 	// Timeout bounds each vault call (zero: DefaultAdminTimeout).
 	Timeout time.Duration
 	// Now is the clock of the doctor and of availability windows (nil:
@@ -313,6 +317,10 @@ func (a *Admin) Certificates() (admin.CertStatus, error) {
 	st := admin.CertStatus{Root: cert(info.Root), Server: cert(info.Server), Address: cmp.Or(a.Address, ca.Address())}
 	for _, p := range ca.Doctor(a.Address, a.now()) {
 		st.Problems = append(st.Problems, admin.Problem{Severe: p.Severe, Text: p.Text})
+	}
+	st.Primary.Address = st.Address
+	if a.In != nil {
+		st.Primary, st.Backups, st.InFleet = entries(a.In, st.Address)
 	}
 	return st, nil
 }

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"slices"
@@ -26,13 +27,34 @@ const (
 // maxGone is how many devices that left the window remembers.
 const maxGone = 1000
 
-var deviceColumns = []string{"Status", "Host name", "GUID", "Remote", "TLS", "Connected", "Ports"}
+// deviceColumns are the device table's columns, by the number cell
+// knows them by; colInstance is shown only in a fleet.
+var deviceColumns = []string{"Status", "Host name", "GUID", "Remote", "TLS", "Connected", "Ports", "Instance"}
+
+// deviceWidths are the columns' widths, in the same order.
+var deviceWidths = []float32{110, 140, 300, 150, 70, 160, 160, 150}
+
+const colInstance = 7
+
+// The columns the table shows, in order: outside a fleet, and in one
+// (where the instance that holds the device follows its host name).
+var (
+	soloColumns  = []int{0, 1, 2, 3, 4, 5, 6}
+	fleetColumns = []int{0, 1, colInstance, 2, 3, 4, 5, 6}
+)
 
 // row is a device as the table lists it.
 type row struct {
 	mps.Device
 	gone time.Time // zero while connected
+	// holder is what the window calls the instance of the fleet that
+	// holds the device, and holderID its id; both "" for this instance.
+	// A peer's device has no tunnel details here (Info.ConnectedAt only).
+	holder, holderID string
 }
+
+// elsewhere reports whether another instance of the fleet holds r.
+func (r *row) elsewhere() bool { return r.holder != "" }
 
 // DeviceScreen is the Devices screen: a virtualised table with search and a
 // status filter, and a pane for the selected device.
@@ -42,6 +64,9 @@ type DeviceScreen struct {
 	Search *widget.Entry
 	Status *widget.Select
 	Table  *widget.Table
+	// cols are the logical columns the table shows (soloColumns or
+	// fleetColumns).
+	cols []int
 
 	// On the Fyne goroutine: the rows of the last prepared snapshot, and
 	// what the table shows of them.
@@ -74,10 +99,12 @@ func (d *DeviceScreen) build(u *UI) fyne.CanvasObject {
 	d.Search.OnChanged = func(string) { d.filter() }
 	d.Status = widget.NewSelect([]string{StatusConnected, StatusDisconnected, StatusAll}, func(string) { d.filter() })
 	d.Status.SetSelected(StatusConnected)
-	d.Table = newTable(deviceColumns, func() int { return len(d.shown) }, func(r, col int) string { return cell(d.shown[r], col) })
-	for i, w := range []float32{110, 140, 300, 150, 70, 160, 160} {
-		d.Table.SetColumnWidth(i, w)
-	}
+	d.Table = newColumnsTable(
+		func() int { return len(d.cols) },
+		func(col int) string { return deviceColumns[d.cols[col]] },
+		func() int { return len(d.shown) },
+		func(r, col int) string { return cell(d.shown[r], d.cols[col]) })
+	d.setColumns(soloColumns)
 	// The pane's texts are lines of their own and do not wrap: a wrapped
 	// label in a box reports the height of its first layout, and the
 	// buttons below would be drawn over it. The pane scrolls both ways.
@@ -101,13 +128,30 @@ func (d *DeviceScreen) build(u *UI) fyne.CanvasObject {
 	return container.NewBorder(top, nil, nil, nil, split)
 }
 
+// setColumns shows cols (and their widths).
+func (d *DeviceScreen) setColumns(cols []int) {
+	d.cols = cols
+	for i, c := range cols {
+		d.Table.SetColumnWidth(i, deviceWidths[c])
+	}
+}
+
+// Columns returns the headers of the columns the table shows.
+func (d *DeviceScreen) Columns() []string {
+	out := make([]string, len(d.cols))
+	for i, c := range d.cols {
+		out[i] = deviceColumns[c]
+	}
+	return out
+}
+
 func cell(d *row, col int) string {
 	switch col {
 	case 0:
 		if !d.gone.IsZero() {
 			return "left " + d.gone.Local().Format(time.TimeOnly)
 		}
-		if !d.Info.Ready {
+		if !d.Info.Ready && !d.elsewhere() {
 			return "starting"
 		}
 		return "connected"
@@ -130,6 +174,11 @@ func cell(d *row, col int) string {
 			ps[i] = strconv.FormatUint(uint64(f.Port), 10)
 		}
 		return strings.Join(ps, ",")
+	case colInstance:
+		if d.elsewhere() {
+			return d.holder
+		}
+		return "this one"
 	}
 	return ""
 }
@@ -139,6 +188,7 @@ func cell(d *row, col int) string {
 type preparedDevices struct {
 	byName, gone, shown []*row
 	query, status       string // the filter shown was made with
+	fleet               bool   // the snapshot is of an instance in a fleet
 }
 
 // prepare does the work of a snapshot that does not touch widgets: the
@@ -151,9 +201,33 @@ func (d *DeviceScreen) prepare(s Snapshot) preparedDevices {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	seen := make(map[string]bool, len(s.Devices))
+	var peers []PeerDevice
+	if s.Fleet != nil {
+		peers = s.Fleet.Devices
+	}
+	seen := make(map[string]bool, len(s.Devices)+len(peers))
 	for _, x := range s.Devices {
 		seen[x.UUID] = true
+	}
+	// A device a peer holds that is also here (it is moving) is listed
+	// once, as this instance's.
+	rows := make([]row, len(s.Devices), len(s.Devices)+len(peers))
+	for i, x := range s.Devices {
+		rows[i] = row{Device: x}
+	}
+	if len(peers) > 0 {
+		names := make(map[string]string, len(s.Fleet.Peers))
+		for _, p := range s.Fleet.Peers {
+			names[p.ID] = p.Label()
+		}
+		for _, o := range peers {
+			if seen[o.GUID] {
+				continue
+			}
+			seen[o.GUID] = true
+			rows = append(rows, row{Device: mps.Device{UUID: o.GUID, Hostname: o.Host}, holder: cmp.Or(names[o.Instance], o.Instance, "?"), holderID: o.Instance})
+			rows[len(rows)-1].Info.ConnectedAt = o.Since
+		}
 	}
 	for _, old := range d.prev {
 		if !seen[old.UUID] {
@@ -178,10 +252,8 @@ func (d *DeviceScreen) prepare(s Snapshot) preparedDevices {
 	}
 	byHost := func(a, b *row) int { return strings.Compare(a.Hostname, b.Hostname) }
 	slices.SortFunc(gone, byHost)
-	rows := make([]row, len(s.Devices))
-	byName := make([]*row, len(s.Devices))
-	for i, x := range s.Devices {
-		rows[i] = row{Device: x}
+	byName := make([]*row, len(rows))
+	for i := range rows {
 		byName[i] = &rows[i]
 	}
 	slices.SortFunc(byName, byHost)
@@ -189,13 +261,19 @@ func (d *DeviceScreen) prepare(s Snapshot) preparedDevices {
 	d.fmu.Lock()
 	q, status := d.query, d.statusSeen
 	d.fmu.Unlock()
-	return preparedDevices{byName: byName, gone: gone, shown: filterRows(byName, gone, q, status), query: q, status: status}
+	return preparedDevices{byName: byName, gone: gone, shown: filterRows(byName, gone, q, status), query: q, status: status, fleet: s.Fleet != nil}
 }
 
 // apply shows prepared devices: a slice swap and a table refresh, unless
 // the search changed meanwhile.
 func (d *DeviceScreen) apply(s Snapshot, p preparedDevices) {
 	d.proxyAddr = s.Proxy
+	if cols := soloColumns; p.fleet != (len(d.cols) == len(fleetColumns)) {
+		if p.fleet {
+			cols = fleetColumns
+		}
+		d.setColumns(cols)
+	}
 	d.byName, d.gone = p.byName, p.gone
 	if q, status := d.filterParams(); q == p.query && status == p.status {
 		d.shown = p.shown
@@ -240,7 +318,8 @@ func (d *DeviceScreen) filter() {
 // filterRows returns the rows that match q (lower case) with status.
 func filterRows(byName, gone []*row, q, status string) []*row {
 	match := func(r *row) bool {
-		return q == "" || strings.Contains(strings.ToLower(r.Hostname), q) || strings.Contains(r.UUID, q) || strings.Contains(r.Remote, q)
+		return q == "" || strings.Contains(strings.ToLower(r.Hostname), q) || strings.Contains(r.UUID, q) || strings.Contains(r.Remote, q) ||
+			r.holder != "" && strings.Contains(strings.ToLower(r.holder), q)
 	}
 	var shown []*row
 	if status != StatusDisconnected {
@@ -286,6 +365,11 @@ func (d *DeviceScreen) selectDevice(r int) {
 			b.Disable()
 		}
 	}
+	if x.elsewhere() {
+		// Its history is kept where its tunnel is.
+		d.Timeline.SetText("Held by instance " + x.holder + ":\nits timeline is in that instance's history.")
+		return
+	}
 	d.loadTimeline(x.UUID)
 }
 
@@ -330,6 +414,10 @@ func timelineText(entries []TimelineEntry, err error) string {
 }
 
 func (d *DeviceScreen) showDetail(x *row) {
+	if x.elsewhere() {
+		d.showPeerDetail(x)
+		return
+	}
 	in := x.Info
 	ka := "none yet"
 	if !in.LastKeepalive.IsZero() {
@@ -347,6 +435,32 @@ func (d *DeviceScreen) showDetail(x *row) {
 	}
 	d.Detail.SetText(fmt.Sprintf("Host name: %s\nGUID: %s\nState: %s\nRemote: %s\nTLS: %s\nCipher: %s\nPorts: %s\nConnected since: %s\nLast keepalive: %s\nChannels open: %d\nConsole sessions: %d",
 		x.Hostname, x.UUID, state, x.Remote, in.TLSVersion, in.TLSCipher, cell(x, 6), cell(x, 5), ka, in.Channels, sessions))
+}
+
+// showPeerDetail describes a device another instance holds: what its
+// table row says; the tunnel's details are on that instance.
+func (d *DeviceScreen) showPeerDetail(x *row) {
+	state := "connected to instance " + x.holder
+	if !x.gone.IsZero() {
+		state = "disconnected at " + x.gone.Local().Format(time.DateTime)
+	}
+	since := "unknown"
+	if !x.Info.ConnectedAt.IsZero() {
+		since = x.Info.ConnectedAt.Local().Format(time.DateTime)
+	}
+	held := "held by instance " + x.holder
+	id := x.holder
+	if x.holderID != "" && x.holderID != x.holder {
+		id += " (" + x.holderID + ")"
+	}
+	sessions := 0
+	for _, s := range d.u.last.Sessions {
+		if strings.EqualFold(s.Device, x.UUID) || (x.Hostname != "" && strings.EqualFold(s.Host, x.Hostname)) {
+			sessions++
+		}
+	}
+	d.Detail.SetText(fmt.Sprintf("Host name: %s\nGUID: %s\nState: %s\nInstance: %s\nRemote: %s\nTLS: %s\nPorts: %s\nConnected since: %s\nLast keepalive: %s\nConsole sessions here: %d",
+		x.Hostname, x.UUID, state, id, held, held, held, since, held, sessions))
 }
 
 // consoleAddress is what a console names the device by through the proxy.
@@ -373,6 +487,10 @@ func (d *DeviceScreen) disconnectSelected() {
 	if guid == "" {
 		return
 	}
+	where := ""
+	if i := slices.IndexFunc(d.byName, func(r *row) bool { return r.UUID == guid }); i >= 0 && d.byName[i].elsewhere() {
+		where = " on instance " + d.byName[i].holder
+	}
 	d.u.Go(func() {
 		err := d.u.b.Disconnect(guid)
 		snap := d.u.b.Snapshot()
@@ -381,7 +499,7 @@ func (d *DeviceScreen) disconnectSelected() {
 				d.deviceMsg.SetText("The device could not be disconnected:\n" + err.Error())
 				return
 			}
-			d.deviceMsg.SetText("Disconnected " + guid + ".\nAMT will reconnect on its own schedule.")
+			d.deviceMsg.SetText("Disconnected " + guid + where + ".\nAMT will reconnect on its own schedule.")
 			d.u.Apply(snap)
 		})
 	})

@@ -38,6 +38,23 @@ func TestGoldenScreens(t *testing.T) {
 	test.AssertRendersToMarkup(t, "sessions.xml", w.Canvas())
 }
 
+// The Overview and Devices of an instance in a fleet: its peers and etcd,
+// Send devices home, and the devices of the fleet with their instance.
+func TestGoldenFleetScreens(t *testing.T) {
+	pinLocal(t)
+	test.NewTempApp(t)
+	b := &fakeBackend{snap: fleetSnapshot(2, 2)}
+	b.snap.Fleet.Away = 2
+	u := newTestUI(b)
+	w := test.NewWindow(u.Root)
+	defer w.Close()
+	w.Resize(fyne.NewSize(1100, 500))
+	u.Refresh()
+	test.AssertRendersToMarkup(t, "overview-fleet.xml", w.Canvas())
+	u.Tabs.SelectIndex(1)
+	test.AssertRendersToMarkup(t, "devices-fleet.xml", w.Canvas())
+}
+
 func TestGoldenFirstRun(t *testing.T) {
 	test.NewTempApp(t)
 	s := NewSetup(&fakeSetup{}, []string{"mps.example.com"}, nil)
@@ -49,6 +66,13 @@ func TestGoldenFirstRun(t *testing.T) {
 	s.Password.SetText("Cira-P@ss1")
 	test.Tap(s.Create)
 	test.AssertRendersToMarkup(t, "firstrun-amt.xml", w.Canvas())
+
+	j := NewSetup(&fakeSetup{}, []string{"mps-b.example.com"}, nil)
+	wj := test.NewWindow(j.Root)
+	defer wj.Close()
+	wj.Resize(fyne.NewSize(800, 400))
+	j.Mode.SetSelected(ModeJoin)
+	test.AssertRendersToMarkup(t, "firstrun-join.xml", wj.Canvas())
 }
 
 func TestGoldenSettingsAndLog(t *testing.T) {

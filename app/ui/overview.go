@@ -12,14 +12,16 @@ import (
 	"fyne.io/fyne/v2/widget"
 )
 
-// Overview is the first screen: listeners, counts, a chart of connected
-// devices and the latest events.
+// Overview is the first screen: listeners, counts, the fleet (its peers,
+// etcd, Send devices home), a chart of connected devices and the latest
+// events.
 type Overview struct {
 	Status, Counts, Events *widget.Label
 	Chart                  *Chart
+	Fleet                  fleetView
 }
 
-func (o *Overview) build() fyne.CanvasObject {
+func (o *Overview) build(u *UI) fyne.CanvasObject {
 	o.Status = widget.NewLabel("")
 	o.Status.Wrapping = fyne.TextWrapWord
 	o.Counts = widget.NewLabel("")
@@ -29,10 +31,13 @@ func (o *Overview) build() fyne.CanvasObject {
 	head := container.NewVBox(
 		widget.NewLabelWithStyle("Presence", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 		o.Status, o.Counts,
+		o.Fleet.build(u),
 		widget.NewLabelWithStyle("Devices connected", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 		o.Chart,
 		widget.NewLabelWithStyle("Latest events", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}))
-	return container.NewBorder(head, nil, nil, nil, container.NewVScroll(o.Events))
+	root := container.NewBorder(head, nil, nil, nil, container.NewVScroll(o.Events))
+	o.Fleet.relayout = root.Refresh
+	return root
 }
 
 func (o *Overview) apply(s Snapshot) {
@@ -43,6 +48,7 @@ func (o *Overview) apply(s Snapshot) {
 	setText(o.Status, state)
 	setText(o.Counts, fmt.Sprintf("%d devices connected · %d console sessions · %s to devices, %s from devices · %d tunnels accepted, %d refused since start",
 		len(s.Devices), len(s.Sessions), bytesText(s.BytesToDevices), bytesText(s.BytesFromDevices), s.Accepted, s.Failures))
+	o.Fleet.apply(s)
 	o.Chart.SetSamples(s.Samples)
 	var b strings.Builder
 	for i, e := range s.Recent {

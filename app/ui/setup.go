@@ -1,8 +1,10 @@
 package ui
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"strconv"
@@ -12,6 +14,9 @@ import (
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/widget"
+
+	"github.com/presence-mps/presence/app/ui/admin"
+	"github.com/presence-mps/presence/vault"
 )
 
 // SetupResult is what the first-run setup made, for the page that tells
@@ -21,25 +26,58 @@ type SetupResult struct {
 	Port          int
 	RootSHA256    string
 	RootPEM       string
+	// Backup is another instance's MPS entry (HOST:PORT), the policy's
+	// backup; "" when there is none yet.
+	Backup string
+	// Fleet is the id of the fleet joined ("" for a new Presence), and
+	// CIRAUsers the CIRA accounts that came with it.
+	Fleet     string
+	CIRAUsers []string
 }
 
-// SetupBackend creates the MPS identity on first run.
+// SetupBackend creates the MPS identity on first run, or joins an
+// existing Presence's fleet.
 type SetupBackend interface {
 	// Create makes the certificate authority for address and a CIRA
 	// account user with password.
 	Create(address, user, password string) (SetupResult, error)
+	// Join makes this instance one of a fleet with the join bundle file
+	// at path (presence fleet invite writes it), sealed with passphrase:
+	// the fleet's root, a server certificate of its own for address, and
+	// the fleet's accounts.
+	Join(path, passphrase, address string) (SetupResult, error)
 }
 
-// Setup is the first-run flow: the address AMT devices will use, a CIRA
-// account, then everything to enter in AMT.
+// The first run's two ways, as Mode offers them.
+const (
+	ModeNew  = "New Presence"
+	ModeJoin = "Join an existing Presence"
+)
+
+// Setup is the first-run flow: a new Presence (the address AMT devices
+// will use and a CIRA account) or joining an existing one (its join
+// bundle, the passphrase and this instance's address), then everything
+// to enter in AMT.
 type Setup struct {
 	Root fyne.CanvasObject
+
+	// Mode chooses between ModeNew and ModeJoin.
+	Mode *widget.RadioGroup
 
 	Address  *widget.SelectEntry
 	User     *widget.Entry
 	Password *widget.Entry
 	Create   *widget.Button
-	Message  *widget.Label
+
+	// Joining: the bundle file (typed, or chosen with ChooseBundle), its
+	// passphrase and this instance's address.
+	BundlePath   *widget.Entry
+	ChooseBundle *widget.Button
+	Passphrase   *widget.Entry
+	JoinAddress  *widget.SelectEntry
+	JoinBtn      *widget.Button
+
+	Message *widget.Label
 	// Result is filled once Create succeeded; Done is then enabled.
 	Result *widget.Entry
 	Done   *widget.Button
@@ -57,6 +95,8 @@ type Setup struct {
 	onEnd func(SetupResult)
 	res   SetupResult
 	pages *fyne.Container
+	intro *widget.Label
+	forms *fyne.Container // the new and the join form
 }
 
 // MinPasswordLen is the shortest CIRA password the setup accepts (AMT
@@ -67,10 +107,14 @@ const MinPasswordLen = 8
 // presses Start.
 func NewSetup(b SetupBackend, suggestions []string, done func(SetupResult)) *Setup {
 	s := &Setup{b: b, onEnd: done, Go: func(f func()) { go f() }}
-	s.Address = widget.NewSelectEntry(suggestions)
-	if len(suggestions) > 0 {
-		s.Address.SetText(suggestions[0])
+	address := func() *widget.SelectEntry {
+		e := widget.NewSelectEntry(suggestions)
+		if len(suggestions) > 0 {
+			e.SetText(suggestions[0])
+		}
+		return e
 	}
+	s.Address, s.JoinAddress = address(), address()
 	s.User = widget.NewEntry()
 	s.User.SetText("admin")
 	s.Password = widget.NewPasswordEntry()
@@ -82,10 +126,29 @@ func NewSetup(b SetupBackend, suggestions []string, done func(SetupResult)) *Set
 		widget.NewFormItem("CIRA user", s.User),
 		widget.NewFormItem("CIRA password", s.Password),
 	)
+	newForm := container.NewVBox(form, s.Create)
+
+	s.BundlePath = widget.NewEntry()
+	s.BundlePath.SetPlaceHolder("the file presence fleet invite wrote")
+	s.ChooseBundle = widget.NewButton("Choose…", s.chooseBundleDialog)
+	s.Passphrase = widget.NewPasswordEntry()
+	s.JoinBtn = widget.NewButton("Join the fleet", s.join)
+	joinForm := container.NewVBox(widget.NewForm(
+		widget.NewFormItem("Join bundle", container.NewBorder(nil, nil, nil, s.ChooseBundle, s.BundlePath)),
+		widget.NewFormItem("Passphrase", s.Passphrase),
+		widget.NewFormItem("MPS address", s.JoinAddress),
+	), s.JoinBtn)
+	joinForm.Hide()
+	s.forms = container.NewStack(newForm, joinForm)
+
+	s.intro = widget.NewLabel(introNew)
+	s.Mode = widget.NewRadioGroup([]string{ModeNew, ModeJoin}, s.setMode)
+	s.Mode.Horizontal = true
+	s.Mode.Required = true
+	s.Mode.SetSelected(ModeNew)
 	first := container.NewVBox(
 		widget.NewLabelWithStyle("Welcome to Presence", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
-		widget.NewLabel("AMT devices outside the office will connect to this machine. Choose the address\nthey will use to reach it (a name or an IP address that reaches this machine from\nthe internet), and the account they will log in with."),
-		form, s.Create, s.Message)
+		s.Mode, s.intro, s.forms, s.Message)
 
 	s.Result = widget.NewMultiLineEntry()
 	s.Result.Wrapping = fyne.TextWrapOff
@@ -114,15 +177,55 @@ func NewSetup(b SetupBackend, suggestions []string, done func(SetupResult)) *Set
 	return s
 }
 
-// Problem checks the form and returns a sentence for the first problem,
-// or "" when there is none.
-func (s *Setup) Problem() string {
-	addr := strings.TrimSpace(s.Address.Text)
+// What the first page says above each form.
+const (
+	introNew  = "AMT devices outside the office will connect to this machine. Choose the address\nthey will use to reach it (a name or an IP address that reaches this machine from\nthe internet), and the account they will log in with."
+	introJoin = "This machine becomes another instance of an existing Presence: the same root (devices\ntrust it already) and accounts. Choose the join bundle (presence fleet invite --out FILE on\nthat Presence), its passphrase, and the address AMT devices will use to reach this machine."
+)
+
+// setMode shows the form of mode.
+func (s *Setup) setMode(mode string) {
+	if s.pages == nil {
+		return
+	}
+	join := mode == ModeJoin
+	for i, f := range s.forms.Objects {
+		if (i == 1) == join {
+			f.Show()
+		} else {
+			f.Hide()
+		}
+	}
+	if join {
+		s.intro.SetText(introJoin)
+	} else {
+		s.intro.SetText(introNew)
+	}
+	s.Message.SetText("")
+	s.pages.Refresh() // the intro and the form changed size
+}
+
+// addressProblem checks an MPS address, as the vault will.
+func addressProblem(addr string) string {
 	switch {
 	case addr == "":
 		return "Enter the address AMT devices will use to reach this machine."
 	case strings.ContainsAny(addr, " /:") && net.ParseIP(addr) == nil:
 		return fmt.Sprintf("%q is not a host name or an IP address.", addr)
+	}
+	return ""
+}
+
+// Problem checks the form and returns a sentence for the first problem,
+// or "" when there is none.
+func (s *Setup) Problem() string {
+	if s.Mode.Selected == ModeJoin {
+		return s.joinProblem()
+	}
+	if p := addressProblem(strings.TrimSpace(s.Address.Text)); p != "" {
+		return p
+	}
+	switch {
 	case strings.TrimSpace(s.User.Text) == "":
 		return "Enter the user name AMT devices will log in with."
 	case len(s.Password.Text) < MinPasswordLen:
@@ -151,12 +254,109 @@ func (s *Setup) created(res SetupResult, err error) {
 		s.Message.SetText("The certificates could not be created: " + err.Error())
 		return
 	}
-	s.res = res
 	s.Password.SetText("") // the password is not kept on screen
-	s.Result.SetText(fmt.Sprintf("MPS address:       %s\nPort:              %d\nCommon name (CN):  %s\nUsername:          %s\nPassword:          the one you chose\nRoot SHA-256:      %s\n\nTrusted root certificate:\n%s",
-		res.Address, res.Port, res.Address, res.User, res.RootSHA256, res.RootPEM))
+	s.showResult(res)
+}
+
+// joinProblem checks the join form.
+func (s *Setup) joinProblem() string {
+	switch {
+	case strings.TrimSpace(s.BundlePath.Text) == "":
+		return "Choose the join bundle file (presence fleet invite writes it on the Presence to join)."
+	case s.Passphrase.Text == "":
+		return "Enter the passphrase the join bundle was sealed with."
+	}
+	return addressProblem(strings.TrimSpace(s.JoinAddress.Text))
+}
+
+func (s *Setup) join() {
+	if p := s.joinProblem(); p != "" {
+		s.Message.SetText(p)
+		return
+	}
+	s.JoinBtn.Disable()
+	s.Message.SetText("Joining the fleet… (a few seconds)")
+	path, pass, addr := strings.TrimSpace(s.BundlePath.Text), s.Passphrase.Text, strings.TrimSpace(s.JoinAddress.Text)
+	s.Go(func() {
+		res, err := s.b.Join(path, pass, addr)
+		fyne.Do(func() { s.joined(res, err) })
+	})
+}
+
+func (s *Setup) joined(res SetupResult, err error) {
+	s.JoinBtn.Enable()
+	if err != nil {
+		s.Message.SetText(JoinSentence(err))
+		return
+	}
+	s.Passphrase.SetText("") // nor is the passphrase
+	s.showResult(res)
+}
+
+// JoinSentence is what the first run says when joining failed with err:
+// one sentence.
+func JoinSentence(err error) string {
+	switch {
+	case errors.Is(err, vault.ErrBadBundle):
+		return "The passphrase is wrong, or the join bundle is damaged: nothing was written."
+	case errors.Is(err, vault.ErrRootExists):
+		return "This machine already has a different MPS root, which its devices may trust: Presence keeps it (presence fleet join --force replaces it)."
+	case errors.Is(err, vault.ErrOtherFleet):
+		return "This machine already belongs to another fleet: Presence leaves it there (presence fleet join --force moves it)."
+	case errors.Is(err, vault.ErrLocked):
+		return "The keychain is locked: unlock it and join again."
+	case errors.Is(err, fs.ErrNotExist):
+		return "There is no join bundle at that path: choose the file presence fleet invite wrote."
+	}
+	return "Presence could not join the fleet: " + strings.TrimSuffix(strings.TrimPrefix(err.Error(), "vault: "), ".") + "."
+}
+
+// showResult shows what to enter in AMT for res: both MPS entries of
+// the policy, then the root.
+func (s *Setup) showResult(res SetupResult) {
+	s.res = res
+	p := admin.Policy{Primary: admin.MPSEntry{Address: res.Address, Port: res.Port}, InFleet: res.Fleet != ""}
+	var head string
+	if res.Fleet == "" {
+		p.Account = [][2]string{{"Username", res.User}, {"Password", "the one you chose"}, {"Root SHA-256", res.RootSHA256}}
+	} else {
+		users := "none in the fleet yet: add one under Accounts"
+		if len(res.CIRAUsers) > 0 {
+			users = "a CIRA account of the fleet: " + strings.Join(res.CIRAUsers, ", ")
+		}
+		p.Account = [][2]string{{"Username", users}, {"Password", "its password, as on the other instances"}, {"Root SHA-256", res.RootSHA256}}
+		head = fmt.Sprintf("Joined fleet %s:\nits root and its CIRA and console accounts are in this instance's vault.\n"+
+			"Presence links to the fleet's instances it finds on the LAN (mDNS); across\n"+
+			"networks, start it with --peer HOST:PORT naming another instance's peer address.\n\n", res.Fleet)
+	}
+	if e, ok := admin.ParseEntry(res.Backup, "the inviting one"); ok {
+		p.Backup = &e
+	}
+	s.Result.SetText(head + p.Text() + "\n\nTrusted root certificate:\n" + res.RootPEM)
 	s.pages.Objects[0].Hide()
 	s.pages.Objects[1].Show()
+}
+
+// chooseBundleDialog lets the admin pick the join bundle file.
+func (s *Setup) chooseBundleDialog() {
+	w := s.Window
+	if w == nil {
+		w = windowOf(s.Root)
+	}
+	if w == nil {
+		return
+	}
+	dialog.NewFileOpen(func(f fyne.URIReadCloser, err error) {
+		if err != nil {
+			s.Message.SetText("The join bundle could not be opened: " + err.Error())
+			return
+		}
+		if f == nil {
+			return // cancelled
+		}
+		s.BundlePath.SetText(f.URI().Path())
+		f.Close() // read later, off the Fyne goroutine
+	}, w).Show()
 }
 
 // copy puts text on the clipboard and says so.

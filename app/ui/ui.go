@@ -34,6 +34,8 @@ type Snapshot struct {
 	Samples                          []Sample // devices connected over time, oldest first
 	// Problems are things the admin should act on, in sentences.
 	Problems []string
+	// Fleet is the instance's fleet; nil outside one.
+	Fleet *Fleet
 }
 
 // Event is one engine event for the overview's list.
@@ -62,13 +64,17 @@ type Backend interface {
 	Snapshot() Snapshot
 	// KillSession ends a live console session.
 	KillSession(id uint64) error
-	// Disconnect closes a device's tunnel.
+	// Disconnect closes a device's tunnel, here or on the instance of the
+	// fleet that holds it.
 	Disconnect(guid string) error
 	// Map opens a loopback port mapping to a device port and returns its
-	// address.
+	// address; a peer's device is reached through the fleet.
 	Map(guid string, port uint32) (string, error)
 	// Timeline returns the device's latest history, newest first.
 	Timeline(guid string) ([]TimelineEntry, error)
+	// SendHome closes, paced, the tunnels of the devices here whose home
+	// instance is up again, and returns how many it will close.
+	SendHome() (int, error)
 }
 
 // UI is the window content.
@@ -82,6 +88,8 @@ type UI struct {
 	Go func(func())
 	// OpenURL opens a URL in the default browser (default: the app's).
 	OpenURL func(string) error
+	// Window is where dialogs open (nil: the window showing Root).
+	Window fyne.Window
 
 	problems *widget.Label
 	banner   fyne.CanvasObject
@@ -126,7 +134,7 @@ func New(b Backend) *UI {
 	sessionsScreen := container.NewBorder(nil, container.NewHBox(u.EndSession, u.message), nil, nil, u.SessionTable)
 
 	u.Tabs = container.NewAppTabs(
-		container.NewTabItem("Overview", u.Overview.build()),
+		container.NewTabItem("Overview", u.Overview.build(u)),
 		container.NewTabItem("Devices", u.Dev.build(u)),
 		container.NewTabItem("Sessions", sessionsScreen),
 	)
@@ -237,19 +245,25 @@ func (u *UI) Problems() string {
 // newTable is a table with a header row of columns, rows() rows and cells
 // from text.
 func newTable(columns []string, rows func() int, text func(row, col int) string) *widget.Table {
+	return newColumnsTable(func() int { return len(columns) }, func(col int) string { return columns[col] }, rows, text)
+}
+
+// newColumnsTable is a table of cols() columns headed by header(col),
+// rows() rows and cells from text.
+func newColumnsTable(cols func() int, header func(col int) string, rows func() int, text func(row, col int) string) *widget.Table {
 	t := widget.NewTableWithHeaders(
-		func() (int, int) { return rows(), len(columns) },
+		func() (int, int) { return rows(), cols() },
 		func() fyne.CanvasObject { return widget.NewLabel("00000000-0000-0000-0000-000000000000") },
 		func(id widget.TableCellID, o fyne.CanvasObject) {
-			if id.Row < rows() {
+			if id.Row < rows() && id.Col < cols() {
 				setText(o.(*widget.Label), text(id.Row, id.Col))
 			}
 		})
 	t.ShowHeaderColumn = false
 	t.CreateHeader = func() fyne.CanvasObject { return widget.NewLabel("") }
 	t.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
-		if id.Row < 0 && id.Col >= 0 && id.Col < len(columns) {
-			o.(*widget.Label).SetText(columns[id.Col])
+		if id.Row < 0 && id.Col >= 0 && id.Col < cols() {
+			o.(*widget.Label).SetText(header(id.Col))
 		}
 	}
 	return t

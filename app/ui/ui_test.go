@@ -23,10 +23,32 @@ type fakeBackend struct {
 	disconnected []string
 	mapped       []string
 	timelineErr  error
+	timelines    []string // the devices whose timeline was asked for
+	sentHome     int      // calls of SendHome
+	sendHomeErr  error
+}
+
+func (f *fakeBackend) SendHome() (int, error) {
+	f.sentHome++
+	if f.sendHomeErr != nil {
+		return 0, f.sendHomeErr
+	}
+	n := 0
+	if f.snap.Fleet != nil {
+		n, f.snap.Fleet.Away = f.snap.Fleet.Away, 0
+	}
+	return n, nil
 }
 
 func (f *fakeBackend) Disconnect(guid string) error {
 	i := slices.IndexFunc(f.snap.Devices, func(d mps.Device) bool { return d.UUID == guid })
+	if i < 0 && f.snap.Fleet != nil {
+		if j := slices.IndexFunc(f.snap.Fleet.Devices, func(d PeerDevice) bool { return d.GUID == guid }); j >= 0 {
+			f.disconnected = append(f.disconnected, guid)
+			f.snap.Fleet.Devices = slices.Delete(f.snap.Fleet.Devices, j, j+1)
+			return nil
+		}
+	}
 	if i < 0 {
 		return errors.New("no connected device is named " + guid)
 	}
@@ -43,6 +65,7 @@ func (f *fakeBackend) Map(guid string, port uint32) (string, error) {
 func (f *fakeBackend) Snapshot() Snapshot { return f.snap }
 
 func (f *fakeBackend) Timeline(guid string) ([]TimelineEntry, error) {
+	f.timelines = append(f.timelines, guid)
 	if f.timelineErr != nil {
 		return nil, f.timelineErr
 	}

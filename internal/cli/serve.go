@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -249,6 +250,9 @@ func runWindow(ctx context.Context, args []string, env Env) error {
 		acc := vault.NewAccounts(st)
 		w.Setup = func(address, user, password string) (launch.FirstRun, error) {
 			return launch.Setup(ctx, st, acc, address, user, password, port(sv.s.CIRAAddr))
+		}
+		w.Join = func(bundle io.Reader, passphrase, address string) (launch.FirstRun, error) {
+			return launch.Join(ctx, st, bundle, passphrase, address, port(sv.s.CIRAAddr))
 		}
 	}
 	return env.App(ctx, w)

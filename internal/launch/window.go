@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 
@@ -13,11 +14,14 @@ import (
 )
 
 // Window is what the desktop window gets from `presence`: the server to
-// start, and the first-run setup when the data dir has no certificate yet.
+// start, and the first run when the data dir has no certificate yet.
 type Window struct {
 	// Setup, if not nil, must be done first: it creates the certificate
-	// authority for address and the CIRA account (see [Setup]).
+	// authority for address and the CIRA account (see [Setup]), or Join
+	// (set with it) makes the data dir an instance of an existing fleet
+	// from a join bundle (see [Join]).
 	Setup func(address, user, password string) (FirstRun, error)
+	Join  func(bundle io.Reader, passphrase, address string) (FirstRun, error)
 	// Start starts the server (call it off the UI goroutine); it is
 	// stopped, a start in progress included, when the window's function
 	// returns.
@@ -38,12 +42,23 @@ type Window struct {
 // LogLines is how many log lines the window keeps.
 const LogLines = 5000
 
-// FirstRun is what to enter in AMT after the setup.
+// FirstRun is what to enter in AMT after the first run.
 type FirstRun struct {
+	// Address is this instance's MPS address and Port its CIRA port: the
+	// policy's first MPS entry. User is the CIRA account made (Setup), or
+	// the first of the fleet's (Join).
 	Address, User string
 	Port          int
 	RootSHA256    string
 	RootPEM       string
+	// Backup is the MPS entry (HOST:PORT) of the instance that invited
+	// this one, the policy's second entry; "" when there is none (Setup,
+	// or a bundle that does not name it).
+	Backup string
+	// Fleet is the id of the fleet joined ("" after Setup), and CIRAUsers
+	// the CIRA accounts that came with it.
+	Fleet     string
+	CIRAUsers []string
 }
 
 // MinCIRAPassword is the shortest CIRA password the first run accepts.

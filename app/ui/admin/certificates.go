@@ -39,6 +39,14 @@ type CertStatus struct {
 	// doctor checked the server certificate against.
 	Address  string
 	Problems []Problem
+	// Primary is this instance's MPS entry in AMT's remote-access
+	// policy; Backups are the other instances of its fleet that could be
+	// the second entry, the first of them shown as the backup (none
+	// outside a fleet, or before a peer has announced its entry). InFleet
+	// reports whether this instance is in a fleet.
+	Primary MPSEntry
+	Backups []MPSEntry
+	InFleet bool
 }
 
 // Renewed is the outcome of a renewal.
@@ -70,7 +78,10 @@ type Certificates struct {
 	Root fyne.CanvasObject
 
 	RootDetails, ServerDetails *widget.Label
-	RenewBtn, ExportBtn        *widget.Button
+	// Entries says what to enter in AMT for the policy's two MPS
+	// entries: this instance as primary, another as backup.
+	Entries             *widget.Label
+	RenewBtn, ExportBtn *widget.Button
 	// Findings holds one row per doctor finding: a severity icon and a
 	// label; FindingTexts returns the labels' text.
 	Findings *fyne.Container
@@ -102,7 +113,7 @@ func NewCertificates(b CertBackend) *Certificates {
 		l.TextStyle = fyne.TextStyle{Monospace: true}
 		return l
 	}
-	c.RootDetails, c.ServerDetails = details(), details()
+	c.RootDetails, c.ServerDetails, c.Entries = details(), details(), details()
 	c.RenewBtn = widget.NewButton("Renew…", c.confirmRenew)
 	c.ExportBtn = widget.NewButton("Export root certificate…", c.exportDialog)
 	c.RenewBtn.Disable()
@@ -119,6 +130,8 @@ func NewCertificates(b CertBackend) *Certificates {
 		c.Message,
 		heading("Doctor"),
 		c.Findings,
+		heading("MPS entries: enter them in AMT (CIRA / Management Presence Server)"),
+		c.Entries,
 	))
 	return c
 }
@@ -159,6 +172,7 @@ func (c *Certificates) show(st CertStatus, err error) {
 		msg := Sentence("The certificates could not be read", err)
 		c.RootDetails.SetText(msg)
 		c.ServerDetails.SetText("")
+		c.Entries.SetText("")
 		c.Findings.RemoveAll()
 		c.RenewBtn.Disable()
 		c.ExportBtn.Disable()
@@ -168,6 +182,7 @@ func (c *Certificates) show(st CertStatus, err error) {
 	now := c.now()
 	c.RootDetails.SetText(certText(st.Root, now))
 	c.ServerDetails.SetText(certText(st.Server, now))
+	c.Entries.SetText(st.Policy().Text())
 	c.RenewBtn.Enable()
 	c.ExportBtn.Enable()
 	c.Findings.RemoveAll()
@@ -199,6 +214,22 @@ func (c *Certificates) FindingTexts() []string {
 		}
 	}
 	return out
+}
+
+// Policy is what the screen says to enter in AMT: this instance as the
+// primary MPS entry, the first of Backups as the backup.
+func (st CertStatus) Policy() Policy {
+	p := Policy{Primary: st.Primary, InFleet: st.InFleet, Account: [][2]string{
+		{"Username", "a CIRA account (see Accounts)"},
+		{"Trusted root", "the root certificate above (Export root certificate…)"},
+	}}
+	if p.Primary.Address == "" {
+		p.Primary.Address = st.Address
+	}
+	if len(st.Backups) > 0 {
+		p.Backup, p.Others = &st.Backups[0], st.Backups[1:]
+	}
+	return p
 }
 
 // certText describes a certificate, one field a line.

@@ -138,3 +138,40 @@ func TestCertificatesLocked(t *testing.T) {
 		t.Error("Renew or Export enabled without certificates")
 	}
 }
+
+// The screen says what to enter in AMT for the policy's two MPS entries,
+// in the command line's words: this instance as primary and, in a fleet,
+// a peer's announced entry as backup (the others named as alternatives);
+// outside a fleet, none yet and how a backup comes about.
+func TestCertificatesMPSEntries(t *testing.T) {
+	b := sampleCerts()
+	c, _ := newTestCertificates(t, b)
+	for _, want := range []string{
+		"first MPS entry (primary), this instance:\n  MPS address:       mps.example.com\n  Port:              4433\n  Common name (CN):  mps.example.com\n  Username:          a CIRA account (see Accounts)",
+		"Backup MPS entry: none yet. A second instance (presence fleet invite here,\npresence fleet join there,",
+	} {
+		if !strings.Contains(c.Entries.Text, want) {
+			t.Errorf("entries lack %q:\n%s", want, c.Entries.Text)
+		}
+	}
+
+	b.st.InFleet = true
+	c.Refresh()
+	if !strings.Contains(c.Entries.Text, "Backup MPS entry: none yet. No other instance of this fleet is linked") {
+		t.Errorf("entries in a fleet with no peer:\n%s", c.Entries.Text)
+	}
+
+	b.st.Backups = []MPSEntry{{Address: "mps-b.example.com", Port: 4433, Instance: "mps-b.example.com"}, {Address: "10.0.0.3", Port: 14433, Instance: "inst-c"}}
+	c.Refresh()
+	for _, want := range []string{
+		"Its second MPS entry (backup), another instance of this fleet (mps-b.example.com),\nwhich AMT tries when the first cannot be reached:\n  MPS address:       mps-b.example.com\n  Port:              4433\n  Common name (CN):  mps-b.example.com\n  Username:          the same CIRA account (the fleet shares its accounts)\n  Trusted root:      the same root",
+		"Any other instance of the fleet can be the backup instead: 10.0.0.3:14433 (inst-c).",
+	} {
+		if !strings.Contains(c.Entries.Text, want) {
+			t.Errorf("entries lack %q:\n%s", want, c.Entries.Text)
+		}
+	}
+	if strings.Contains(c.Entries.Text, "none yet") {
+		t.Errorf("a backup and none yet:\n%s", c.Entries.Text)
+	}
+}

@@ -170,6 +170,7 @@ func sampleCerts() *fakeCerts {
 			Server: Cert{Subject: "CN=mps.example.com,O=Presence", Issuer: "CN=Presence MPS Root 1a2b3c4d,O=Presence", SANs: []string{"DNS:mps.example.com"},
 				SHA256: "9F:00:AB", NotBefore: now.AddDate(-1, 0, -1), NotAfter: now.Add(20 * 24 * time.Hour), Key: "RSA 2048", Signature: "SHA256-RSA"},
 			Address: "mps.example.com",
+			Primary: MPSEntry{Address: "mps.example.com", Port: 4433},
 			Problems: []Problem{
 				{Severe: false, Text: "The server certificate expires on 2026-05-21: renew it now (presence cert renew); devices keep trusting the root."},
 				{Severe: true, Text: "The server certificate's common name is \"mps.example.com\", but devices are configured to reach \"mps.example.org\"."},
