@@ -83,6 +83,10 @@ type bundlePayload struct {
 	// backup a new instance's devices can be given; absent in bundles of
 	// older versions.
 	Inviter string `json:"inviter,omitempty"`
+	// InviterPeer is the inviting instance's peer-link listener
+	// (HOST:PORT), which the new instance links to; absent in bundles of
+	// older versions.
+	InviterPeer string `json:"inviter_peer,omitempty"`
 }
 
 type bundleAccount struct {
@@ -105,6 +109,7 @@ type Bundle struct {
 	rootKey  *rsa.PrivateKey
 	accounts []bundleAccount // sorted by kind (bundleKinds order), then name
 	inviter  string          // HOST:PORT or ""
+	peer     string          // the inviter's peer listener, HOST:PORT or ""
 }
 
 // FleetID returns the id of the fleet s belongs to: made by its first
@@ -202,7 +207,7 @@ func (b Bundle) Seal(passphrase string) ([]byte, error) {
 		return nil, fmt.Errorf("vault: encode the root key: %w", err)
 	}
 	defer clear(keyDER)
-	plain, err := json.Marshal(bundlePayload{Fleet: b.fleetID, RootCert: b.root.Raw, RootKey: keyDER, Accounts: b.accounts, Inviter: b.inviter})
+	plain, err := json.Marshal(bundlePayload{Fleet: b.fleetID, RootCert: b.root.Raw, RootKey: keyDER, Accounts: b.accounts, Inviter: b.inviter, InviterPeer: b.peer})
 	if err != nil {
 		return nil, err
 	}
@@ -292,10 +297,13 @@ func parseBundle(plain []byte) (*Bundle, error) {
 	if p.Inviter != "" && !validEntry(p.Inviter) {
 		return nil, bad("the inviting instance's address %q is not HOST:PORT", p.Inviter)
 	}
+	if p.InviterPeer != "" && !validEntry(p.InviterPeer) {
+		return nil, bad("the inviting instance's peer address %q is not HOST:PORT", p.InviterPeer)
+	}
 	slices.SortFunc(p.Accounts, func(a, b bundleAccount) int {
 		return cmp.Or(cmp.Compare(slices.Index(bundleKinds, a.Kind), slices.Index(bundleKinds, b.Kind)), cmp.Compare(a.Name, b.Name))
 	})
-	return &Bundle{fleetID: p.Fleet, root: root, rootKey: key, accounts: p.Accounts, inviter: p.Inviter}, nil
+	return &Bundle{fleetID: p.Fleet, root: root, rootKey: key, accounts: p.Accounts, inviter: p.Inviter, peer: p.InviterPeer}, nil
 }
 
 // validEntry reports whether addr is a printable HOST:PORT of at most 261
@@ -327,6 +335,21 @@ func (b Bundle) WithInviter(addr string) (*Bundle, error) {
 // Inviter returns the inviting instance's MPS entry (HOST:PORT), or "" for
 // a bundle that does not name it.
 func (b Bundle) Inviter() string { return b.inviter }
+
+// WithInviterPeer returns a copy of b that names the inviting instance's
+// peer-link listener, addr (HOST:PORT), which the joining instance then
+// links to. An invalid addr is an error.
+func (b Bundle) WithInviterPeer(addr string) (*Bundle, error) {
+	if !validEntry(addr) {
+		return nil, fmt.Errorf("vault: the inviting instance's peer address %q is not HOST:PORT", addr)
+	}
+	b.peer = addr
+	return &b, nil
+}
+
+// InviterPeer returns the inviting instance's peer listener (HOST:PORT), or
+// "" for a bundle that does not name it.
+func (b Bundle) InviterPeer() string { return b.peer }
 
 // FleetID returns the id of the bundle's fleet.
 func (b Bundle) FleetID() string { return b.fleetID }

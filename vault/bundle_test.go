@@ -103,11 +103,14 @@ func TestBundleInviteJoin(t *testing.T) {
 	if err != nil || b.Inviter() != "" {
 		t.Fatalf("WithInviter: %v; the original now names %q", err, b.Inviter())
 	}
+	if named, err = named.WithInviterPeer("a.example.test:16991"); err != nil {
+		t.Fatal(err)
+	}
 	sealedNamed, err := named.Seal(bundlePass)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o, err := vault.OpenBundle(sealedNamed, bundlePass); err != nil || o.Inviter() != "a.example.test:4433" {
+	if o, err := vault.OpenBundle(sealedNamed, bundlePass); err != nil || o.Inviter() != "a.example.test:4433" || o.InviterPeer() != "a.example.test:16991" {
 		t.Fatalf("the inviter after a round trip: %v, %v", o, err)
 	}
 
@@ -241,6 +244,7 @@ func TestBundleContentsChecked(t *testing.T) {
 	}{
 		{"short fleet id", func(m map[string]any) { m["fleet"] = "0123" }},
 		{"an inviter without a port", func(m map[string]any) { m["inviter"] = "a.example.test" }},
+		{"an inviter's peer with port 0", func(m map[string]any) { m["inviter_peer"] = "a.example.test:0" }},
 		{"an inviter with a newline", func(m map[string]any) { m["inviter"] = "a.example\n.test:4433" }},
 		{"upper-case fleet id", func(m map[string]any) { m["fleet"] = "0123456789ABCDEF0123456789ABCDEF" }},
 		{"no root", func(m map[string]any) { delete(m, "root_cert") }},

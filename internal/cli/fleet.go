@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/presence-mps/presence/internal/instance"
+	"github.com/presence-mps/presence/internal/launch"
 	"github.com/presence-mps/presence/mps/api"
 	"github.com/presence-mps/presence/vault"
 )
@@ -59,6 +60,17 @@ func runFleet(ctx context.Context, args []string, env Env) error {
 		// devices' backup.
 		if ca, err := vault.LoadCA(ctx, st); err == nil {
 			if named, err := b.WithInviter(net.JoinHostPort(ca.Address(), strconv.Itoa(c.ciraPort()))); err == nil {
+				b = named
+			}
+			// And its peer listener, which the new instance links to: the
+			// running instance's port, else the default.
+			peerPort := "16991"
+			if info, err := launch.Dir(c.dataDir).RunInfo(); err == nil && info.Peer != "" {
+				if _, p, err := net.SplitHostPort(info.Peer); err == nil {
+					peerPort = p
+				}
+			}
+			if named, err := b.WithInviterPeer(net.JoinHostPort(ca.Address(), peerPort)); err == nil {
 				b = named
 			}
 		}
@@ -111,6 +123,11 @@ On the new instance: presence fleet join --in %s --cn ADDRESS (the passphrase on
 		ca, err := b.Join(ctx, st, vault.JoinOptions{Address: *cn, Force: *force})
 		if err != nil {
 			return err
+		}
+		if peer := b.InviterPeer(); peer != "" {
+			if err := launch.Dir(c.dataDir).AddPeer(peer); err != nil {
+				return fmt.Errorf("joined, but cannot keep the inviting instance's peer address %s (give it to serve with --peer): %w", peer, err)
+			}
 		}
 		fmt.Fprintf(env.Stdout, "Joined fleet %s: its root (SHA-256 %s) and accounts (%s) are in this instance's vault.\n\n",
 			b.FleetID(), b.RootFingerprintSHA256(), accountCounts(b))

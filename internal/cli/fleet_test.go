@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/presence-mps/presence/internal/launch"
 	"github.com/presence-mps/presence/vault"
 )
 
@@ -146,6 +148,11 @@ func TestFleetInviteJoin(t *testing.T) {
 	if _, back, ok := strings.Cut(r.stdout, "second MPS entry (backup)"); !ok || !strings.Contains(back, "MPS address:       "+caA.Address()) ||
 		!strings.Contains(back, "Port:              4433") || !strings.Contains(back, "Common name (CN):  "+caA.Address()) {
 		t.Fatalf("join's backup entry:\n%s", r.stdout)
+	}
+	// B links to A from its first start: the bundle named A's peer
+	// listener (A was not running: the default port).
+	if saved, err := launch.Dir(dirB).Load(); err != nil || !slices.Equal(saved.Peers, []string{net.JoinHostPort(caA.Address(), "16991")}) {
+		t.Fatalf("B's saved peers: %q, %v", saved.Peers, err)
 	}
 	stB := fileStore(t, dirB)
 	caB, err := vault.LoadCA(ctx, stB)

@@ -252,7 +252,13 @@ func runWindow(ctx context.Context, args []string, env Env) error {
 			return launch.Setup(ctx, st, acc, address, user, password, port(sv.s.CIRAAddr))
 		}
 		w.Join = func(bundle io.Reader, passphrase, address string) (launch.FirstRun, error) {
-			return launch.Join(ctx, st, bundle, passphrase, address, port(sv.s.CIRAAddr))
+			r, err := launch.Join(ctx, st, bundle, passphrase, address, port(sv.s.CIRAAddr))
+			if err == nil && r.Peer != "" {
+				if err := dir.AddPeer(r.Peer); err != nil {
+					log.Warn("cannot keep the inviting instance's peer address; give it with --peer", "peer", r.Peer, "err", err)
+				}
+			}
+			return r, err
 		}
 	}
 	return env.App(ctx, w)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/presence-mps/presence/internal/settings"
@@ -54,7 +55,10 @@ type Saved struct {
 	// Server are the server settings, nil when none were saved; their
 	// fields missing from the file have the built-in defaults.
 	Server *settings.Settings
-	rest   map[string]json.RawMessage
+	// Peers are peer listeners (HOST:PORT) this instance links to at
+	// every start, besides --peer: the inviting instance of a join.
+	Peers []string
+	rest  map[string]json.RawMessage
 }
 
 // Load reads settings.json; a missing file is no settings.
@@ -72,6 +76,11 @@ func (d Dir) Load() (Saved, error) {
 	if v, ok := s.rest["instance_id"]; ok {
 		if err := json.Unmarshal(v, &s.InstanceID); err != nil {
 			return s, fmt.Errorf("%s: instance_id: %v", name, err)
+		}
+	}
+	if v, ok := s.rest["peers"]; ok {
+		if err := json.Unmarshal(v, &s.Peers); err != nil {
+			return s, fmt.Errorf("%s: peers: %v", name, err)
 		}
 	}
 	if v, ok := s.rest["server"]; ok {
@@ -102,6 +111,10 @@ func (d Dir) Save(s Saved) error {
 	if s.Server != nil {
 		m["server"] = s.Server
 	}
+	delete(m, "peers")
+	if len(s.Peers) > 0 {
+		m["peers"] = s.Peers
+	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
@@ -110,6 +123,20 @@ func (d Dir) Save(s Saved) error {
 		return err
 	}
 	return WriteFileAtomic(d.Path(SettingsFile), append(b, '\n'))
+}
+
+// AddPeer keeps addr among the peers the instance links to at every start
+// (once: an address already there is not added again).
+func (d Dir) AddPeer(addr string) error {
+	saved, err := d.Load()
+	if err != nil {
+		return err
+	}
+	if slices.Contains(saved.Peers, addr) {
+		return nil
+	}
+	saved.Peers = append(saved.Peers, addr)
+	return d.Save(saved)
 }
 
 // SaveServer keeps s as the data dir's server settings, and the rest of

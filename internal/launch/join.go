@@ -41,7 +41,7 @@ func Join(ctx context.Context, st vault.Store, bundle io.Reader, passphrase, add
 	}
 	users := b.AccountNames(vault.KindCIRA)
 	r := FirstRun{Address: address, Port: cira, RootSHA256: ca.RootFingerprintSHA256(), RootPEM: string(ca.RootPEM()),
-		Backup: b.Inviter(), Fleet: b.FleetID(), CIRAUsers: users}
+		Backup: b.Inviter(), Peer: b.InviterPeer(), Fleet: b.FleetID(), CIRAUsers: users}
 	if len(users) > 0 {
 		r.User = users[0]
 	}

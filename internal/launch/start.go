@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -305,8 +306,16 @@ func (s *Starter) fleet(ctx context.Context, ca *vault.CA) (*instance.FleetConfi
 	if srv := ca.Server(); srv != nil {
 		name = srv.Subject.CommonName
 	}
-	cfg.Logger.Info("in a fleet", "fleet", fleetID, "instance", id, "peer_addr", cfg.PeerAddr, "peers", len(cfg.Peers))
-	return &instance.FleetConfig{PeerAddr: cfg.PeerAddr, Peers: cfg.Peers, ServerTLS: stls, ClientTLS: ctls,
+	peers := slices.Clone(cfg.Peers)
+	if saved, err := cfg.Dir.Load(); err == nil {
+		for _, a := range saved.Peers {
+			if !slices.Contains(peers, a) {
+				peers = append(peers, a)
+			}
+		}
+	}
+	cfg.Logger.Info("in a fleet", "fleet", fleetID, "instance", id, "peer_addr", cfg.PeerAddr, "peers", len(peers))
+	return &instance.FleetConfig{PeerAddr: cfg.PeerAddr, Peers: peers, ServerTLS: stls, ClientTLS: ctls,
 		PeerID: pid.PeerID, Name: name, Etcd: cfg.Etcd, EtcdPrefix: cfg.EtcdPrefix, Discover: cfg.Discover}, id, nil
 }
 

@@ -55,6 +55,10 @@ type FirstRun struct {
 	// this one, the policy's second entry; "" when there is none (Setup,
 	// or a bundle that does not name it).
 	Backup string
+	// Peer is the inviting instance's peer listener (HOST:PORT), which
+	// the instance links to from its first start ("" when the bundle does
+	// not name it: then mDNS or --peer finds the fleet).
+	Peer string
 	// Fleet is the id of the fleet joined ("" after Setup), and CIRAUsers
 	// the CIRA accounts that came with it.
 	Fleet     string
