@@ -174,7 +174,7 @@ type guard struct {
 }
 
 var (
-	errTooDeep      = errors.New("XML nested too deep")
+	errTooDeep       = errors.New("XML nested too deep")
 	errTooManyTokens = errors.New("XML has too many tokens")
 )
 

@@ -38,19 +38,19 @@ type fakeDevice struct {
 	closedCh   chan struct{}
 	inFlight   int
 	maxFlight  int
-	closeEach  bool                                                   // answer with Connection: close
-	hangUp     bool                                                   // close the connection instead of answering, once
-	block      chan struct{}                                          // answers wait for it to close
-	blocked    chan struct{}                                          // gets a value when an answer starts waiting
-	faults     map[string]string                                      // class → fault subcode for any request
-	rv         map[string]uint32                                      // method → ReturnValue
-	raw        func(w http.ResponseWriter, r *fakeReq) bool           // replaces the answer when it returns true
-	pullBatch  int                                                    // items per Pull (0: all)
-	noEnd      bool                                                   // Pull never says EndOfSequence
-	power      int                                                    // the power state
-	events     [][]byte                                               // event log records
-	audits     [][]byte                                               // audit log records
-	logPage    int                                                    // records per GetRecords (0: 390)
+	closeEach  bool                                                     // answer with Connection: close
+	hangUp     bool                                                     // close the connection instead of answering, once
+	block      chan struct{}                                            // answers wait for it to close
+	blocked    chan struct{}                                            // gets a value when an answer starts waiting
+	faults     map[string]string                                        // class → fault subcode for any request
+	rv         map[string]uint32                                        // method → ReturnValue
+	raw        func(w http.ResponseWriter, r *fakeReq) bool             // replaces the answer when it returns true
+	pullBatch  int                                                      // items per Pull (0: all)
+	noEnd      bool                                                     // Pull never says EndOfSequence
+	power      int                                                      // the power state
+	events     [][]byte                                                 // event log records
+	audits     [][]byte                                                 // audit log records
+	logPage    int                                                      // records per GetRecords (0: 390)
 	hook       func(w http.ResponseWriter, r *http.Request, f *fakeReq) // runs before the answer, if set
 }
 
@@ -506,9 +506,11 @@ func (f *fakeDevice) method(w http.ResponseWriter, fr *fakeReq) {
 func testClient(t testing.TB, f *fakeDevice, mod func(*Config)) *Client {
 	t.Helper()
 	cfg := Config{
-		Dial:        f.dial,
-		Credentials: func(context.Context, string) (Credentials, error) { return Credentials{User: testUser, Password: testPass}, nil },
-		Timeout:     10 * time.Second,
+		Dial: f.dial,
+		Credentials: func(context.Context, string) (Credentials, error) {
+			return Credentials{User: testUser, Password: testPass}, nil
+		},
+		Timeout: 10 * time.Second,
 	}
 	if mod != nil {
 		mod(&cfg)
