@@ -2,7 +2,10 @@
 # Installs the Linux packages packaging/build.sh made into temporary
 # prefixes, as a user would, checks what got installed, runs the installed
 # program headless (packaging/headless-test.sh: serve with no display, a
-# fleet of simulated devices, WS-Man through the proxy), and then runs the
+# fleet of simulated devices, WS-Man through the proxy), two installed
+# instances as one fleet (packaging/fleet-test.sh: invite and join, peer
+# links by --peer and by mDNS, consoles on one reaching devices on the
+# other, accounts in step, kill -9 and failover), and then runs the
 # installed window under Xvfb, started as its .desktop file starts it, with
 # simulated devices connected (packaging/screenshot.sh --bin --desktop):
 # the Devices screen goes to dist/screenshot-devices.png.
@@ -97,16 +100,18 @@ failed=0
 step "install the .deb (dpkg-deb -x)" deb || failed=1
 step "install the tar.xz (make)" tarxz || failed=1
 # The installed program headless: serve with no display under LANG=C, a
-# fleet of simulated devices, WS-Man through the proxy (needs root for its
-# private network namespace, as the window does).
+# fleet of simulated devices, WS-Man through the proxy; then two of it as
+# one fleet (both need root for their private network namespaces, as the
+# window does).
 if [ "$failed" -eq 0 ]; then
 	if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
 		step "serve from the .deb, headless" bash "$REPO_ROOT/packaging/headless-test.sh" --bin "$T/deb/usr/bin/presence" || failed=1
+		step "fleet of two from the .deb" bash "$REPO_ROOT/packaging/fleet-test.sh" --bin "$T/deb/usr/bin/presence" || failed=1
 	elif [ "${CI:-}" = true ]; then
-		echo "the headless test needs root and unshare" >&2
+		echo "the headless and fleet tests need root and unshare" >&2
 		failed=1
 	else
-		echo "skipped: serve from the .deb, headless (needs root and unshare)"
+		echo "skipped: serve from the .deb, headless, and two instances as one fleet (need root and unshare)"
 	fi
 fi
 if $screenshot && [ "$failed" -eq 0 ]; then
