@@ -91,7 +91,7 @@ func (p *Peers) Links() []LinkState {
 // case, or the host name AMT announced), and the row it pushed. The
 // newest connection wins when two peers claim one GUID.
 func (p *Peers) Lookup(name string) (Owner, bool) {
-	name = strings.ToLower(strings.TrimSuffix(name, ".amt"))
+	name = NormalizeGUID(strings.TrimSuffix(name, ".amt"))
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var best Owner

@@ -12,6 +12,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/presence-mps/presence/mps/apf"
 )
 
 // Owner says which instance holds a device's tunnel, and since when. It
@@ -68,8 +70,15 @@ type Member struct {
 	Version  string `json:"version,omitempty"`
 }
 
-// NormalizeGUID returns guid lower-case, as Owner keeps it.
-func NormalizeGUID(guid string) string { return strings.ToLower(guid) }
+// NormalizeGUID returns guid as Owner keeps it: a GUID, with or without
+// dashes, in any case, as lower-case text with dashes (the server's form);
+// anything else lower-case.
+func NormalizeGUID(guid string) string {
+	if u, err := apf.ParseUUID(guid); err == nil {
+		return u.String()
+	}
+	return strings.ToLower(guid)
+}
 
 // WithHost returns addr (HOST:PORT) with an empty or wildcard host
 // (":16991", "0.0.0.0:16991", "[::]:16991") replaced by host, so that a

@@ -25,3 +25,15 @@ func TestWithHost(t *testing.T) {
 		t.Errorf("backAddr to port 0 = %q; want none", got)
 	}
 }
+
+func TestNormalizeGUID(t *testing.T) {
+	const want = "fd7ceacc-93ab-493d-a2d4-c6ddef1da088"
+	for _, in := range []string{want, "FD7CEACC-93AB-493D-A2D4-C6DDEF1DA088", "FD7CEACC93AB493DA2D4C6DDEF1DA088", "fd7ceacc93ab493da2d4c6ddef1da088"} {
+		if got := NormalizeGUID(in); got != want {
+			t.Errorf("NormalizeGUID(%q) = %q; want %q", in, got, want)
+		}
+	}
+	if got := NormalizeGUID("Laptop-1"); got != "laptop-1" {
+		t.Errorf("a host name: %q", got)
+	}
+}

@@ -144,6 +144,9 @@ func TestLinkTableAndForward(t *testing.T) {
 	early := b.hold(guidA, "laptop-1")
 	a.peers.Add(b.addr)
 	waitFor(t, "B's table on A", func() bool { _, ok := a.peers.Lookup(guidA); return ok })
+	if o, ok := a.peers.Lookup("11111111222233334444555555555555"); !ok || o.GUID != guidA {
+		t.Fatalf("lookup by a GUID without dashes: %+v, %v", o, ok)
+	}
 	if o, _ := a.peers.Lookup("LAPTOP-1.amt"); o.Instance != "inst-b" || !o.Same(fleet.Owner{GUID: guidA, Instance: "inst-b", Conn: early.Conn}) {
 		t.Fatalf("lookup by host: %+v", o)
 	}
