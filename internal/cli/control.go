@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -239,9 +240,9 @@ func runSessions(ctx context.Context, args []string, env Env) error {
 	for _, s := range ss {
 		rows = append(rows, []string{strconv.FormatUint(s.ID, 10), s.Kind, s.Console, s.User, s.Device,
 			strconv.FormatUint(uint64(s.Port), 10), strconv.FormatInt(s.BytesToDevice, 10),
-			strconv.FormatInt(s.BytesFromDevice, 10), s.Start.Format(time.RFC3339)})
+			strconv.FormatInt(s.BytesFromDevice, 10), s.Start.Format(time.RFC3339), cmp.Or(s.Via, "-")})
 	}
-	return printRows(env.Stdout, f.format, []string{"ID", "KIND", "CONSOLE", "USER", "DEVICE", "PORT", "TO DEVICE", "FROM DEVICE", "START"}, rows)
+	return printRows(env.Stdout, f.format, []string{"ID", "KIND", "CONSOLE", "USER", "DEVICE", "PORT", "TO DEVICE", "FROM DEVICE", "START", "VIA"}, rows)
 }
 
 func runMap(ctx context.Context, args []string, env Env) error {

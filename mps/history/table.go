@@ -1,6 +1,7 @@
 package history
 
 import (
+	"cmp"
 	"strconv"
 	"strings"
 	"time"
@@ -31,7 +32,9 @@ func SessionTable(recs []SessionRecord) (header []string, rows [][]string) {
 			end = r.End.Local().Format(time.DateTime)
 		}
 		rows = append(rows, []string{r.Start.Local().Format(time.DateTime), end, r.Kind, r.User, r.Console, r.Device,
-			strconv.FormatUint(uint64(r.Port), 10), strconv.FormatInt(r.BytesToDevice, 10), strconv.FormatInt(r.BytesFromDevice, 10), r.EndReason})
+			strconv.FormatUint(uint64(r.Port), 10), strconv.FormatInt(r.BytesToDevice, 10), strconv.FormatInt(r.BytesFromDevice, 10), r.EndReason, cmp.Or(r.Via, "-")})
 	}
-	return []string{"START", "END", "KIND", "ACCOUNT", "CONSOLE", "DEVICE", "PORT", "TO DEVICE", "FROM DEVICE", "END REASON"}, rows
+	// VIA is last, so that CSV readers of the earlier columns are not
+	// moved: the fleet instance a forwarded session came through.
+	return []string{"START", "END", "KIND", "ACCOUNT", "CONSOLE", "DEVICE", "PORT", "TO DEVICE", "FROM DEVICE", "END REASON", "VIA"}, rows
 }
