@@ -333,22 +333,15 @@ func (c *Client) enqueue(name string, j *job) error {
 	return nil
 }
 
-// work serves the device's queue until it is empty.
+// work serves the device's queue until it is empty. The device's state is
+// settled before the last result is handed over, so a caller that sees its
+// call return sees the device idle.
 func (c *Client) work(d *device) {
 	defer c.wg.Done()
 	for {
 		c.mu.Lock()
 		if len(d.queue) == 0 {
-			d.running = false
-			if !c.closing && (d.conn != nil || d.auth.ch.nonce != "") {
-				// Keep the connection and the nonce for the next call, for
-				// a while.
-				d.idleGen++
-				gen := d.idleGen
-				d.idle = time.AfterFunc(c.cfg.IdleTimeout, func() { c.closeIdle(d, gen) })
-			} else {
-				c.drop(d)
-			}
+			c.idleLocked(d)
 			c.mu.Unlock()
 			return
 		}
@@ -356,10 +349,34 @@ func (c *Client) work(d *device) {
 		d.queue[0] = nil
 		d.queue = d.queue[1:]
 		c.mu.Unlock()
-		if j.state.CompareAndSwap(jobQueued, jobRunning) {
-			j.done <- c.run(d, j)
+		if !j.state.CompareAndSwap(jobQueued, jobRunning) {
+			continue // abandoned while queued
+		}
+		err := c.run(d, j)
+		c.mu.Lock()
+		last := len(d.queue) == 0
+		if last {
+			c.idleLocked(d)
+		}
+		c.mu.Unlock()
+		j.done <- err
+		if last {
+			return
 		}
 	}
+}
+
+// idleLocked ends the worker's hold on the device: it keeps the connection
+// and the nonce for IdleTimeout, or forgets the device. c.mu is held.
+func (c *Client) idleLocked(d *device) {
+	d.running = false
+	if !c.closing && (d.conn != nil || d.auth.ch.nonce != "") {
+		d.idleGen++
+		gen := d.idleGen
+		d.idle = time.AfterFunc(c.cfg.IdleTimeout, func() { c.closeIdle(d, gen) })
+		return
+	}
+	c.drop(d)
 }
 
 // drop forgets an idle device that holds nothing worth keeping (its nonce
