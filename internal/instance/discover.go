@@ -72,18 +72,22 @@ func (in *Instance) linkFound(found []FoundPeer, fp string, linked map[string]st
 	links := in.peers.Links()
 	reached := map[string]int{} // instance id → up links to it
 	byAddr := map[string]bool{}
+	up := map[string]bool{} // by address
 	for _, l := range links {
 		byAddr[l.Addr] = true
 		if l.Up && l.Member.ID != "" {
 			reached[l.Member.ID]++
+			up[l.Addr] = true
 		}
 	}
 	// A peer reached twice, at the address we found and at the one it
-	// announces (a name, say, through its link back to us): keep its own.
+	// announces (a name, say, through its link back to us), or reached at
+	// another address while ours stays down: keep the other.
 	for id, addr := range linked {
-		if reached[id] > 1 {
+		if reached[id] > 1 || reached[id] == 1 && !up[addr] {
 			in.peers.Remove(addr)
 			delete(linked, id)
+			delete(byAddr, addr)
 		}
 	}
 	for _, f := range found {
