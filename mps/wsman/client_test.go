@@ -837,3 +837,31 @@ func TestCredentialsString(t *testing.T) {
 		}
 	}
 }
+
+// TestSentence: every kind of error has its own sentence.
+func TestSentence(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{&CredentialsError{User: "admin", Refused: true}, "rejected this AMT user name or password before"},
+		{fmt.Errorf("x: %w", &CredentialsError{User: "admin"}), "rejected the AMT user name"},
+		{&TunnelError{Op: "read", Err: context.DeadlineExceeded}, "did not answer in time"},
+		{&TunnelError{Op: "dial", Err: errors.New("mps: no connected device")}, "not connected"},
+		{&StatusError{Class: classOptIn, Method: "StartOptIn", Value: 0x821}, "consent first"},
+		{&StatusError{Class: classOptIn, Method: "StartOptIn", Value: 2}, "refused: invalid state (2)"},
+		{&StatusError{Class: "X", Method: "Y", Value: 99999}, "code 99999"},
+		{&Fault{Subcode: "ActionNotSupported"}, "does not support"},
+		{&HTTPError{Status: 404}, "does not support"},
+		{&Fault{Subcode: "AccessDenied", Reason: "Access denied.\x1b[2J"}, "refused: Access denied"},
+		{fmt.Errorf("%w (3 queued)", ErrQueueFull), "busy"},
+		{ErrClosed, "shutting down"},
+		{malformed("x"), "cannot read"},
+		{context.Canceled, "cancelled"},
+		{&HTTPError{Status: 500}, "The request failed."},
+	} {
+		if got := Sentence(tc.err); !strings.Contains(got, tc.want) || strings.ContainsRune(got, 0x1b) {
+			t.Errorf("Sentence(%v) = %q; want it to contain %q", tc.err, got, tc.want)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
-	"fmt"
 	"io"
 	"strings"
 )
@@ -289,9 +288,4 @@ func nextStart(d *xml.Decoder) (xml.StartElement, error) {
 			return xml.StartElement{}, io.EOF
 		}
 	}
-}
-
-// String describes the request for an error message.
-func (r *request) String() string {
-	return fmt.Sprintf("%s %s", r.action[strings.LastIndexByte(r.action, '/')+1:], r.resource[strings.LastIndexByte(r.resource, '/')+1:])
 }

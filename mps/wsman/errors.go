@@ -218,3 +218,47 @@ var optInStatus = map[uint32]string{
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
 }
+
+// Sentence returns a plain sentence for a window, a command line or an API
+// answer that says what went wrong with a call, from the errors of this
+// package (the full error belongs in the log).
+func Sentence(err error) string {
+	var (
+		ce *CredentialsError
+		te *TunnelError
+		se *StatusError
+		fe *Fault
+	)
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &ce) && ce.Refused:
+		return "The device rejected this AMT user name or password before; Presence does not try it again until it is changed."
+	case errors.Is(err, ErrCredentials):
+		return "The device rejected the AMT user name or password."
+	case errors.As(err, &te) && te.Timeout():
+		return "The device did not answer in time."
+	case errors.Is(err, ErrTunnel):
+		return "The device is not connected, or its tunnel went away."
+	case errors.Is(err, ErrConsentRequired):
+		return "The user at the device has to consent first."
+	case errors.Is(err, ErrUnsupported):
+		return "This device's platform does not support that."
+	case errors.Is(err, ErrQueueFull):
+		return "The device is busy with other requests; try again in a moment."
+	case errors.Is(err, ErrClosed):
+		return "Presence is shutting down."
+	case errors.Is(err, ErrMalformed):
+		return "The device sent an answer Presence cannot read."
+	case errors.As(err, &se):
+		if n := se.Name(); n != "" {
+			return fmt.Sprintf("The device refused: %s (%d).", n, se.Value)
+		}
+		return fmt.Sprintf("The device refused with code %d.", se.Value)
+	case errors.As(err, &fe):
+		return fmt.Sprintf("The device refused: %s.", strings.TrimRight(cleanText(fe.Reason, 200), "."))
+	case errors.Is(err, context.Canceled):
+		return "The request was cancelled."
+	}
+	return "The request failed."
+}

@@ -243,7 +243,7 @@ func (s *Session) EventLog(ctx context.Context) ([]Event, error) {
 		if out.NoMoreRecords {
 			return events, nil
 		}
-		if out.IterationIdentifier <= next-1 || len(out.RecordArray) == 0 {
+		if out.IterationIdentifier <= next || len(out.RecordArray) == 0 {
 			return nil, malformed("GetRecords does not advance (IterationIdentifier %d after %d)", out.IterationIdentifier, next)
 		}
 		next = out.IterationIdentifier
