@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -37,6 +38,31 @@ func runSimulate(ctx context.Context, args []string, env Env) error {
 	resume := fs.Bool("resume", false, "resume TLS sessions on reconnect (tickets) instead of full handshakes")
 	noRetry := fs.Bool("no-retry", false, "do not reconnect after a connection ends")
 	amtLogin := fs.Bool("amt-login", false, "the devices' WS-Man and Serial-over-LAN accept AMT user admin with the password on the second line of standard input (default: they refuse every login)")
+	// The simulated platform (amtsim.AMTConfig).
+	amtVersion := fs.String("amt-version", "11.8", "AMT firmware version, e.g. 11.8, 12, 15, 16 or 16.1.27: 10 and later add sleep, hibernate and graceful actions (with --os-agent) and OS power saving, 16 and later UEFI HTTPS boot")
+	var mode amtsim.ControlMode
+	fs.TextVar(&mode, "control-mode", amtsim.ACM, "acm or ccm; in ccm, KVM, SOL, IDE-R and boot options always need user consent")
+	var consent amtsim.UserConsent
+	fs.TextVar(&consent, "consent", amtsim.ConsentNone, "in acm, what needs user consent: none, kvm or all")
+	osAgent := fs.Bool("os-agent", false, "an OS agent (LMS) runs on the host, which sleep, hibernate and graceful shutdown and reset need")
+	hardware := fs.String("hardware", "desktop", "hardware profile: "+strings.Join(amtsim.HardwareProfiles, ", ")+" (headless has no KVM)")
+	eventLog := fs.Int("event-log", 0, "pre-fill each device's event log with this many records of earlier boots (390 is a full AMT log)")
+	var screen amtsim.SOLScreen
+	fs.TextVar(&screen, "sol-screen", amtsim.SOLShell, "what the serial console shows: shell, or bios (a BIOS setup screen with cursor addressing, colours and line drawing)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `usage: presence simulate --mps HOST:PORT --ca FILE --user U [flags] (password on stdin)
+
+Runs simulated AMT devices that hold CIRA tunnels to the MPS. With
+--amt-login their WS-Man service (16992) answers power state and actions,
+boot settings, version and control mode, hardware inventory, event and
+audit logs, user consent and the redirection switches, with state; SOL
+(16994) serves a shell or a BIOS screen. A user consent code the devices
+show is logged to standard error and listed in the summary's
+consent_codes.
+
+`)
+		fs.PrintDefaults()
+	}
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
@@ -52,6 +78,20 @@ func runSimulate(ctx context.Context, args []string, env Env) error {
 	entries, err := mpsEntries(*mpsAddr, *serverName)
 	if err != nil {
 		return err
+	}
+	hw, ok := amtsim.HardwareProfile(*hardware)
+	if !ok {
+		return usageError{fmt.Sprintf("--hardware %q: want one of %s", *hardware, strings.Join(amtsim.HardwareProfiles, ", "))}
+	}
+	if consent != amtsim.ConsentNone && mode == amtsim.CCM {
+		return usageError{"--consent applies to --control-mode acm; ccm always needs consent"}
+	}
+	platform := &amtsim.AMTConfig{
+		Version: *amtVersion, ControlMode: mode, UserConsent: consent, OSAgent: *osAgent,
+		Hardware: &hw, EventLogRecords: *eventLog, SOLScreen: screen,
+	}
+	if _, err := amtsim.NewPlatform(platform, amtsim.DeviceUUID(*seed, *first), nil); err != nil {
+		return usageError{strings.TrimPrefix(err.Error(), "amtsim: ")}
 	}
 	maxVersion, ok := tlsVersions[*tlsMax]
 	if !ok {
@@ -82,6 +122,7 @@ func runSimulate(ctx context.Context, args []string, env Env) error {
 		RootCAs: roots, User: *user, Password: []byte(pw.Reveal()), AMTPassword: amtPW,
 		MaxVersion: maxVersion, MinVersion: tls.VersionTLS10, ResumeSessions: *resume,
 		EchoPort: uint32(*echo), Fault: fault, Hold: *hold, Window: uint32(*window),
+		AMT: platform,
 	}
 	if len(entries) == 1 {
 		device.MPSAddr, device.ServerName = entries[0].Addr, entries[0].ServerName
@@ -92,6 +133,8 @@ func runSimulate(ctx context.Context, args []string, env Env) error {
 		Device:  device,
 		Devices: *devices, First: *first, Seed: *seed,
 		StartRate: *rate, MaxHandshakes: *maxHS, NoRetry: *noRetry, RetryInterval: *retryInterval,
+		// Info and above: the consent codes the devices show.
+		Logger: slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {
 		return err

@@ -502,6 +502,11 @@ func (c *conn) channelOpen(m *apf.ChannelOpen) error {
 	if !c.isBound(m.ConnectedPort) {
 		return refuse(apf.OpenAdministrativelyProhibited)
 	}
+	if m.ConnectedPort == PortRedirect && c.cfg.EchoPort != PortRedirect && !c.d.Platform().listenerEnabled() {
+		// AMT_RedirectionService ListenerEnabled is false: nothing
+		// listens on 16994.
+		return refuse(apf.OpenConnectFailed)
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -593,17 +598,29 @@ func (c *conn) serveHTTP(ch *channel) {
 	}
 }
 
-func (d *Device) wsmanHandler() http.Handler {
+func (d *Device) wsmanHandler() *wsman {
 	d.wsmanOnce.Do(func() {
-		d.wsman = WSManHandler(WSManConfig{
+		// Config.AMT was checked by New or NewFleet.
+		plat, _ := NewPlatform(d.cfg.AMT, d.cfg.UUID, d.log)
+		d.wsman.Store(makeWSMan(WSManConfig{
 			UUID:       d.cfg.UUID,
 			Hostname:   d.cfg.Hostname,
 			DomainName: d.cfg.DomainName,
 			User:       d.cfg.AMTUser,
 			Password:   d.cfg.AMTPassword,
-		})
+			Platform:   plat,
+		}))
 	})
-	return d.wsman
+	return d.wsman.Load()
+}
+
+// platformIfMade returns the device's platform if something has used it,
+// else nil.
+func (d *Device) platformIfMade() *Platform {
+	if h := d.wsman.Load(); h != nil {
+		return h.plat
+	}
+	return nil
 }
 
 // writeMsg writes a handshake message: trickled with FaultTrickle.

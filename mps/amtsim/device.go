@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -154,6 +153,12 @@ type Config struct {
 	AMTPassword []byte
 	// DomainName is the WS-Man DomainName.
 	DomainName string
+	// AMT describes the platform behind WS-Man and SOL: AMT version,
+	// control mode, user consent policy, OS agent, hardware, pre-filled
+	// event log and SOL screen. nil means the defaults of [AMTConfig]. It
+	// is a pointer so that a fleet's devices share one and an idle device
+	// pays eight bytes; it must not change once given.
+	AMT *AMTConfig
 
 	// Fault selects a misbehaviour; see [Fault].
 	Fault Fault
@@ -333,7 +338,7 @@ type Device struct {
 	fleet *fleetStats
 
 	wsmanOnce sync.Once
-	wsman     http.Handler
+	wsman     atomic.Pointer[wsman] // and the platform, made on first use
 	redirOnce sync.Once
 	redir     *RedirServer
 
@@ -449,6 +454,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.AMTUser == "" {
 		c.AMTUser = DefaultAMTUser
+	}
+	if err := c.AMT.check(); err != nil {
+		return err
 	}
 	if c.Fault < FaultNone || c.Fault > FaultReconnectLoop {
 		return fmt.Errorf("amtsim: unknown fault %d", int(c.Fault))

@@ -274,19 +274,22 @@ type Summary struct {
 	HandshakesByMPS []int64 `json:"handshakes_by_mps,omitempty"`
 	// Failed counts connections that ended before their handshake
 	// completed, by [Reason]; Ended counts tunnels that ended after it.
-	Failed             map[string]int64 `json:"failed,omitempty"`
-	Ended              map[string]int64 `json:"ended,omitempty"`
-	HandshakeMS        Latency          `json:"handshake_ms"`
-	HandshakesPerSec   float64          `json:"handshakes_per_sec"` // over ElapsedSec
-	ElapsedSec         float64          `json:"elapsed_sec"`
-	KeepalivesSent     int64            `json:"keepalives_sent"`
-	KeepalivesAnswered int64            `json:"keepalives_answered"`
-	KeepaliveBad       int64            `json:"keepalive_bad_replies,omitempty"`
-	ServerKeepalives   int64            `json:"server_keepalives"`
-	ChannelsOpened     int64            `json:"channels_opened"`
-	ChannelsRefused    int64            `json:"channels_refused"`
-	BytesIn            int64            `json:"bytes_in"`
-	BytesOut           int64            `json:"bytes_out"`
+	Failed map[string]int64 `json:"failed,omitempty"`
+	Ended  map[string]int64 `json:"ended,omitempty"`
+	// ConsentCodes holds the user consent codes the devices' screens
+	// show now (IPS_OptInService StartOptIn), by device UUID.
+	ConsentCodes       map[string]string `json:"consent_codes,omitempty"`
+	HandshakeMS        Latency           `json:"handshake_ms"`
+	HandshakesPerSec   float64           `json:"handshakes_per_sec"` // over ElapsedSec
+	ElapsedSec         float64           `json:"elapsed_sec"`
+	KeepalivesSent     int64             `json:"keepalives_sent"`
+	KeepalivesAnswered int64             `json:"keepalives_answered"`
+	KeepaliveBad       int64             `json:"keepalive_bad_replies,omitempty"`
+	ServerKeepalives   int64             `json:"server_keepalives"`
+	ChannelsOpened     int64             `json:"channels_opened"`
+	ChannelsRefused    int64             `json:"channels_refused"`
+	BytesIn            int64             `json:"bytes_in"`
+	BytesOut           int64             `json:"bytes_out"`
 }
 
 // Latency summarises handshake durations in milliseconds. Percentiles are
@@ -338,6 +341,14 @@ func (f *Fleet) Summary() Summary {
 		s.ChannelsRefused += st.ChannelsRefused
 		s.BytesIn += st.BytesIn
 		s.BytesOut += st.BytesOut
+		if p := d.platformIfMade(); p != nil {
+			if code := p.ConsentCode(); code != "" {
+				if s.ConsentCodes == nil {
+					s.ConsentCodes = map[string]string{}
+				}
+				s.ConsentCodes[d.UUID().String()] = code
+			}
+		}
 	}
 	return s
 }

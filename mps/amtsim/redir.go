@@ -101,6 +101,17 @@ type RedirConfig struct {
 	// for a HeartbeatInterval of 0. Default [DefaultSOLHeartbeat]. A
 	// console's own interval is used otherwise, within 50 ms and 10 s.
 	Heartbeat time.Duration
+	// Platform, if set, is the simulated platform whose switches and
+	// consent gate the sessions: SOL must be enabled in
+	// AMT_RedirectionService (else 0x11 status 3), and where the consent
+	// policy asks for consent a SOL session needs it (else 0x21 status
+	// 0xFF, [ErrConsentRequired]). Sessions and wrong logins go to its
+	// audit log, and a host it booted into BIOS setup shows [SOLBIOS].
+	// The firmware version defaults to the platform's.
+	Platform *Platform
+	// Screen is what the host behind the serial port shows: [SOLShell]
+	// (default) or [SOLBIOS].
+	Screen SOLScreen
 	// Logger receives debug events; nil discards them.
 	Logger *slog.Logger
 }
@@ -109,10 +120,11 @@ type RedirConfig struct {
 // redirection.md): it serves Serial-over-LAN sessions to amtterm, web
 // consoles and [DialSOL]. IDE-R and KVM are refused with 0x11 status 3.
 //
-// The host behind the serial port prints a banner containing
-// "Presence simulated AMT" and the prompt "<hostname>$ ", echoes printable
-// characters, handles backspace, and answers every line with
-// "you typed: <line>\r\n" and a new prompt. Keystrokes are recorded for
+// The host behind the serial port shows the configured [SOLScreen]. The
+// shell prints a banner containing "Presence simulated AMT" and the prompt
+// "<hostname>$ ", echoes printable characters, handles backspace, and
+// answers every line with "you typed: <line>\r\n" and a new prompt. The
+// BIOS screen is described in bios.go. Keystrokes are recorded for
 // [RedirServer.SOLInput].
 //
 // At most one SOL session runs at a time; a second one gets 0x11 status 2
@@ -148,6 +160,10 @@ func NewRedirServer(cfg RedirConfig) *RedirServer {
 	}
 	if cfg.FWMajor == 0 && cfg.FWMinor == 0 {
 		cfg.FWMajor, cfg.FWMinor = 11, 8
+		if cfg.Platform != nil {
+			v := cfg.Platform.version
+			cfg.FWMajor, cfg.FWMinor = uint8(v.major), uint8(min(v.minor, 255))
+		}
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultRedirHandshakeTimeout
@@ -291,6 +307,9 @@ type redirSession struct {
 
 	nonce    string         // the digest nonce issued in this session, "" if none
 	nonceFor redir.AuthType // its auth type
+	user     string         // the user who logged in
+	admitted bool           // the platform admitted the SOL session
+	bios     *biosScreen    // the BIOS screen, nil for the shell
 
 	// The simulated host's line editor (reader goroutine).
 	line   []byte
@@ -304,8 +323,23 @@ type redirSession struct {
 }
 
 func (ss *redirSession) release() {
+	if ss.admitted {
+		ss.s.cfg.Platform.endRedirection(redirSOL, ss.user, ss.addr())
+	}
 	if ss.holdsSOL {
 		ss.s.releaseSOL()
+	}
+}
+
+func (ss *redirSession) addr() string { return ss.conn.RemoteAddr().String() }
+
+// failedLogin records a wrong login on the platform.
+func (ss *redirSession) failedLogin(user string) {
+	if p := ss.s.cfg.Platform; p != nil {
+		if user = sanitize(user); user == "" {
+			user = "?"
+		}
+		p.loginFailed(user, ss.addr())
 	}
 }
 
@@ -323,7 +357,11 @@ func (ss *redirSession) run() error {
 		return err
 	}
 	ss.s.log.Debug("amtsim: SOL session started", "remote", ss.conn.RemoteAddr().String(), "heartbeat", hb)
-	if err := ss.output(ss.s.bann); err != nil {
+	first := ss.s.bann
+	if ss.bios != nil {
+		first = ss.bios.paint()
+	}
+	if err := ss.output(first); err != nil {
 		return nil // the console left
 	}
 	done := make(chan struct{})
@@ -409,7 +447,9 @@ func (ss *redirSession) startSession() error {
 	status, fail := byte(redir.StatusOK), error(nil)
 	switch kind := start.Kind; kind {
 	case redir.KindSOL:
-		if ss.s.claimSOL() {
+		if p := ss.s.cfg.Platform; p != nil && !p.redirEnabled(redirSOL) {
+			status, fail = redir.StatusUnsupported, fmt.Errorf("%w: SOL is disabled in AMT_RedirectionService", ErrRedirDisabled)
+		} else if ss.s.claimSOL() {
 			ss.holdsSOL = true
 		} else {
 			status, fail = redir.StatusBusy, ErrRedirBusy
@@ -481,8 +521,12 @@ func (ss *redirSession) authStep(typ redir.AuthType, data []byte) (bool, error) 
 		a, err := redir.ParsePasswordAuth(data)
 		if err != nil || !ss.credentialsOK([]byte(a.User), a.Password) {
 			ss.authReply(redir.StatusAuthFailed, typ, nil)
+			if err == nil {
+				ss.failedLogin(a.User)
+			}
 			return false, fmt.Errorf("%w: wrong user name or password", ErrRedirAuth)
 		}
+		ss.user = a.User
 		return true, ss.authReply(redir.StatusOK, typ, nil)
 	case redir.AuthDigest, redir.AuthDigestRFC2069:
 		return ss.digest(typ, data)
@@ -533,8 +577,10 @@ func (ss *redirSession) digest(typ redir.AuthType, data []byte) (bool, error) {
 	}
 	if !ok {
 		ss.authReply(redir.StatusAuthFailed, typ, nil)
+		ss.failedLogin(f.User)
 		return false, fmt.Errorf("%w: wrong digest response", ErrRedirAuth)
 	}
+	ss.user = f.User
 	return true, ss.authReply(redir.StatusOK, typ, nil)
 }
 
@@ -554,6 +600,27 @@ func (ss *redirSession) startSOL() (time.Duration, error) {
 		hb = ss.s.cfg.Heartbeat
 	}
 	hb = min(max(hb, minSOLHeartbeat), maxSOLHeartbeat)
+	screen := ss.s.cfg.Screen
+	if p := ss.s.cfg.Platform; p != nil {
+		if err := p.startRedirection(redirSOL, ss.user, ss.addr()); err != nil {
+			// Refused after the login: no consent (or SOL was switched
+			// off meanwhile). What AMT sends here is not documented;
+			// 0x21 with status 0xFF (error) stops every console.
+			ss.sendSOL(&redir.SOLStartReply{SOLHeader: redir.SOLHeader{Status: redir.StatusError}, Settings: start.Settings}, true)
+			return 0, err
+		}
+		ss.admitted = true
+		if p.solScreen() == SOLBIOS {
+			screen = SOLBIOS
+		}
+	}
+	if screen == SOLBIOS {
+		hw := Hardware{BIOSVendor: "SimBIOS", Manufacturer: "Presence", Model: "simulated AMT"}
+		if p := ss.s.cfg.Platform; p != nil {
+			hw = p.hw
+		}
+		ss.bios = newBIOSScreen(ss.s.cfg.Hostname, hw)
+	}
 	// Status 0, the six settings echoed, three zero bytes. The sequence
 	// number is 1, the 0x01 at [4] that 9front's client checks.
 	if err := ss.sendSOL(&redir.SOLStartReply{Settings: start.Settings}, true); err != nil {
@@ -614,7 +681,11 @@ func (ss *redirSession) console() error {
 				continue // amtterm sends its ^] after 0x22
 			}
 			ss.s.recordInput(m.Data)
-			if err := ss.output(ss.host(m.Data)); err != nil {
+			out := ss.host
+			if ss.bios != nil {
+				out = ss.bios.input
+			}
+			if err := ss.output(out(m.Data)); err != nil {
 				return nil
 			}
 		case *redir.SOLEnd:
@@ -674,15 +745,19 @@ func (ss *redirSession) host(in []byte) []byte {
 
 // Redirection returns the device's redirection service, which serves the
 // channels the MPS opens to [PortRedirect]: SOL with the device's AMTUser
-// and AMTPassword, the digest realm of its WS-Man service, and its host
-// name in the console banner.
+// and AMTPassword, the digest realm of its WS-Man service, its host name
+// in the console banner, and its [Platform]'s switches, consent and SOL
+// screen.
 func (d *Device) Redirection() *RedirServer {
 	d.redirOnce.Do(func() {
+		p := d.Platform()
 		d.redir = NewRedirServer(RedirConfig{
 			User:     d.cfg.AMTUser,
 			Password: d.cfg.AMTPassword,
 			Hostname: d.cfg.Hostname,
 			Realm:    "Digest:" + PlatformGUID(d.cfg.UUID),
+			Platform: p,
+			Screen:   p.screen,
 			Logger:   d.log,
 		})
 	})

@@ -41,7 +41,9 @@ const (
 
 // RedirStatusError reports a reply of the device with a non-zero status.
 // errors.Is maps it to [ErrRedirBusy] (0x11 status 2),
-// [ErrRedirUnsupported] (0x11 status 1 or 3) and [ErrRedirAuth] (0x14).
+// [ErrRedirUnsupported] (0x11 status 1 or 3), [ErrRedirAuth] (0x14) and
+// [ErrConsentRequired] (0x21 status 0xFF, the simulator's refusal of a
+// session without consent).
 type RedirStatusError struct {
 	Code   byte // the reply: 0x11, 0x14 or 0x21
 	Status byte
@@ -60,6 +62,8 @@ func (e *RedirStatusError) Is(target error) bool {
 		return e.Code == redir.MsgStartSessionReply && (e.Status == redir.StatusUnknownType || e.Status == redir.StatusUnsupported)
 	case ErrRedirAuth:
 		return e.Code == redir.MsgAuthenticateReply
+	case ErrConsentRequired:
+		return e.Code == redir.MsgSOLStartReply && e.Status == redir.StatusError
 	}
 	return false
 }

@@ -24,20 +24,52 @@ import (
 const (
 	ActionGet                     = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Get"
 	ActionGetResponse             = "http://schemas.xmlsoap.org/ws/2004/09/transfer/GetResponse"
+	ActionPut                     = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Put"
+	ActionPutResponse             = "http://schemas.xmlsoap.org/ws/2004/09/transfer/PutResponse"
+	ActionEnumerate               = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/Enumerate"
+	ActionEnumerateResponse       = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/EnumerateResponse"
+	ActionPull                    = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/Pull"
+	ActionPullResponse            = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/PullResponse"
+	ActionRelease                 = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/Release"
+	ActionReleaseResponse         = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/ReleaseResponse"
 	ResourceGeneralSettings       = "http://intel.com/wbem/wscim/1/amt-schema/1/AMT_GeneralSettings"
 	ResourceComputerSystemPackage = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ComputerSystemPackage"
 )
 
+// Resource URI bases (amt-toolbox.md §1.0): a class's resource URI is its
+// base and its name.
 const (
-	nsSOAP       = "http://www.w3.org/2003/05/soap-envelope"
-	nsAddressing = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
-	nsWSMan      = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"
-	anonymous    = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
-	actionFault  = "http://schemas.xmlsoap.org/ws/2004/08/addressing/fault"
+	ResourceBaseAMT = "http://intel.com/wbem/wscim/1/amt-schema/1/"
+	ResourceBaseCIM = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/"
+	ResourceBaseIPS = "http://intel.com/wbem/wscim/1/ips-schema/1/"
+)
+
+// ResourceURI returns the resource URI of an AMT_, CIM_ or IPS_ class.
+func ResourceURI(class string) string {
+	switch {
+	case strings.HasPrefix(class, "AMT_"):
+		return ResourceBaseAMT + class
+	case strings.HasPrefix(class, "IPS_"):
+		return ResourceBaseIPS + class
+	}
+	return ResourceBaseCIM + class
+}
+
+const (
+	nsSOAP        = "http://www.w3.org/2003/05/soap-envelope"
+	nsAddressing  = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
+	nsWSMan       = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"
+	nsEnumeration = "http://schemas.xmlsoap.org/ws/2004/09/enumeration"
+	nsTransfer    = "http://schemas.xmlsoap.org/ws/2004/09/transfer"
+	nsCommon      = "http://schemas.dmtf.org/wbem/wscim/1/common"
+	anonymous     = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
+	actionFault   = "http://schemas.xmlsoap.org/ws/2004/08/addressing/fault"
 
 	defaultNonceLifetime = 5 * time.Minute
 	defaultMaxBody       = 64 << 10
 	maxAuthHeader        = 4 << 10
+	maxEnumContexts      = 32  // open enumerations per handler; the oldest goes first
+	maxPullElements      = 999 // GWM's default MaxElements
 )
 
 // WSManConfig configures [WSManHandler].
@@ -54,6 +86,10 @@ type WSManConfig struct {
 	NonceLifetime time.Duration
 	// MaxBody caps the request body; default 64 KiB.
 	MaxBody int64
+	// Platform is the simulated platform the calls read and change; nil
+	// means one of its own with the defaults ([NewPlatform] with a nil
+	// [AMTConfig]).
+	Platform *Platform
 }
 
 // PlatformGUID renders a device UUID the way AMT's
@@ -63,15 +99,24 @@ func PlatformGUID(u apf.UUID) string { return strings.ToUpper(hex.EncodeToString
 
 // WSManHandler returns the WS-Man service of a simulated AMT: POST /wsman
 // with HTTP digest authentication (RFC 7616 with MD5 and qop="auth", the
-// realm "Digest:" and the PlatformGUID, like real AMT's realm). It answers a
-// transfer Get of [ResourceGeneralSettings] and
-// [ResourceComputerSystemPackage]; any other resource gets a
-// wsa:DestinationUnreachable fault with status 400.
+// realm "Digest:" and the PlatformGUID, like real AMT's realm). Every reply
+// carries AMT's Server header with the platform's version.
+//
+// It answers the calls of amt-toolbox.md §1.1 (see toolbox.go for the
+// classes, their methods and the state rules): transfer Get and, where a
+// class allows it, Put; Enumerate, Pull (with MaxElements) and Release;
+// and the classes' methods, whose ReturnValue carries AMT's status codes.
+// A resource the platform does not have (an unknown class, or one its AMT
+// version or hardware lacks) gets a wsa:DestinationUnreachable fault with
+// the InvalidResourceURI detail, and an action a class does not support a
+// wsa:ActionNotSupported fault, both with status 400, as AMT answers.
 //
 // Nonces are stateless (an HMAC over an expiry time) and nonce counts are
 // not tracked, so a captured request can be replayed while its nonce lives:
 // acceptable for a simulator, not for a real service.
-func WSManHandler(cfg WSManConfig) http.Handler {
+func WSManHandler(cfg WSManConfig) http.Handler { return makeWSMan(cfg) }
+
+func makeWSMan(cfg WSManConfig) *wsman {
 	if cfg.User == "" {
 		cfg.User = DefaultAMTUser
 	}
@@ -82,21 +127,41 @@ func WSManHandler(cfg WSManConfig) http.Handler {
 		cfg.MaxBody = defaultMaxBody
 	}
 	cfg.Password = append([]byte(nil), cfg.Password...)
-	h := &wsman{cfg: cfg, guid: PlatformGUID(cfg.UUID)}
+	h := &wsman{cfg: cfg, guid: PlatformGUID(cfg.UUID), plat: cfg.Platform}
+	if h.plat == nil {
+		h.plat, _ = NewPlatform(nil, cfg.UUID, nil) // the defaults are valid
+	}
 	h.realm = "Digest:" + h.guid
+	h.server = "Intel(R) Active Management Technology " + h.plat.Version()
 	rand.Read(h.key[:])
 	return h
 }
 
 type wsman struct {
-	cfg   WSManConfig
-	guid  string
-	realm string
-	key   [32]byte
-	msgID atomic.Uint64
+	cfg    WSManConfig
+	guid   string
+	realm  string
+	server string
+	key    [32]byte
+	msgID  atomic.Uint64
+	plat   *Platform
+
+	// Open enumerations, guarded by plat.mu.
+	enums     map[string]*enumeration
+	enumOrder []string
+	enumNext  uint32
+}
+
+// enumeration is an open Enumerate: a snapshot of the instances, and how
+// many Pulls have taken.
+type enumeration struct {
+	class string
+	items []*instance
+	pos   int
 }
 
 func (h *wsman) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Server", h.server)
 	if r.URL.Path != "/wsman" {
 		http.NotFound(w, r)
 		return
@@ -106,7 +171,10 @@ func (h *wsman) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if ok, stale := h.authorized(r, time.Now()); !ok {
+	if ok, stale, failedUser := h.authorized(r, time.Now()); !ok {
+		if failedUser != "" {
+			h.plat.loginFailed(failedUser, r.RemoteAddr)
+		}
 		h.challenge(w, stale)
 		return
 	}
@@ -120,40 +188,18 @@ func (h *wsman) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot read the request body", http.StatusBadRequest)
 		return
 	}
-	var env envelope
-	if err := xml.Unmarshal(body, &env); err != nil || env.XMLName.Local != "Envelope" {
-		h.fault(w, "", "b:InvalidMessageInformationHeader", "The request is not a SOAP envelope.", "")
-		return
-	}
-	hd := env.Header
-	action, resource, id := strings.TrimSpace(hd.Action), strings.TrimSpace(hd.ResourceURI), strings.TrimSpace(hd.MessageID)
-	if action != ActionGet {
-		h.fault(w, id, "b:ActionNotSupported", "The action is not supported by the service.", "")
-		return
-	}
-	var out strings.Builder
-	switch resource {
-	case ResourceGeneralSettings:
-		h.generalSettings(&out, id)
-	case ResourceComputerSystemPackage:
-		h.computerSystemPackage(&out, id)
-	default:
-		h.fault(w, id, "b:DestinationUnreachable",
-			"No route can be determined to reach the destination role defined by the WS-Addressing To.",
-			"http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/InvalidResourceURI")
-		return
-	}
-	writeSOAP(w, http.StatusOK, out.String())
+	status, out := h.serve(body, r.RemoteAddr)
+	writeSOAP(w, status, out)
 }
 
-// envelope is the part of a request the handler reads.
-type envelope struct {
-	XMLName xml.Name
-	Header  struct {
-		Action      string `xml:"Action"`
-		ResourceURI string `xml:"ResourceURI"`
-		MessageID   string `xml:"MessageID"`
-	} `xml:"Header"`
+// serve answers an authenticated request body from the console at addr.
+func (h *wsman) serve(body []byte, addr string) (int, string) {
+	rq, err := parseRequest(body)
+	if err != nil {
+		return http.StatusBadRequest, h.faultBody("", "b:InvalidMessageInformationHeader", "The request is not a SOAP envelope.", "")
+	}
+	rq.action, rq.resource, rq.messageID = strings.TrimSpace(rq.action), strings.TrimSpace(rq.resource), strings.TrimSpace(rq.messageID)
+	return h.dispatch(rq, addr)
 }
 
 func writeSOAP(w http.ResponseWriter, status int, body string) {
@@ -169,80 +215,101 @@ func (h *wsman) header(b *strings.Builder, action, relatesTo, resource, extraNS 
 	b.WriteString(` xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"` + extraNS + `>`)
 	b.WriteString(`<a:Header><b:To>` + anonymous + `</b:To><b:RelatesTo>`)
 	esc(b, relatesTo)
-	b.WriteString(`</b:RelatesTo><b:Action a:mustUnderstand="true">` + action + `</b:Action>`)
+	b.WriteString(`</b:RelatesTo><b:Action a:mustUnderstand="true">`)
+	esc(b, action)
+	b.WriteString(`</b:Action>`)
 	fmt.Fprintf(b, `<b:MessageID>uuid:00000000-8086-8086-8086-%012X</b:MessageID>`, h.msgID.Add(1))
 	if resource != "" {
-		b.WriteString(`<c:ResourceURI>` + resource + `</c:ResourceURI>`)
+		b.WriteString(`<c:ResourceURI>`)
+		esc(b, resource)
+		b.WriteString(`</c:ResourceURI>`)
 	}
 	b.WriteString(`</a:Header>`)
 }
 
-func (h *wsman) generalSettings(b *strings.Builder, relatesTo string) {
-	h.header(b, ActionGetResponse, relatesTo, ResourceGeneralSettings, ` xmlns:g="`+ResourceGeneralSettings+`"`)
-	b.WriteString(`<a:Body><g:AMT_GeneralSettings>`)
-	field := func(name, value string) {
-		b.WriteString("<g:" + name + ">")
-		esc(b, value)
-		b.WriteString("</g:" + name + ">")
-	}
-	field("AMTNetworkEnabled", "1")
-	field("DDNSPeriodicUpdateInterval", "1440")
-	field("DDNSTTL", "900")
-	field("DDNSUpdateByDHCPServerEnabled", "true")
-	field("DDNSUpdateEnabled", "false")
-	field("DHCPv6ConfigurationTimeout", "0")
-	field("DigestRealm", h.realm)
-	field("DomainName", h.cfg.DomainName)
-	field("ElementName", "Intel(r) AMT: General Settings")
-	field("HostName", h.cfg.Hostname)
+// generalSettings is AMT_GeneralSettings (amt-toolbox.md §1.1 row 8).
+func (h *wsman) generalSettings() *instance {
+	in := newInstance("AMT_GeneralSettings")
+	in.set("AMTNetworkEnabled", "1")
+	in.set("DDNSPeriodicUpdateInterval", "1440")
+	in.set("DDNSTTL", "900")
+	in.set("DDNSUpdateByDHCPServerEnabled", "true")
+	in.set("DDNSUpdateEnabled", "false")
+	in.set("DHCPv6ConfigurationTimeout", "0")
+	in.set("DigestRealm", h.realm)
+	in.set("DomainName", h.cfg.DomainName)
+	in.set("ElementName", "Intel(r) AMT: General Settings")
+	in.set("HostName", h.cfg.Hostname)
 	fqdn := h.cfg.Hostname
 	if h.cfg.DomainName != "" {
 		fqdn += "." + h.cfg.DomainName
 	}
-	field("HostOSFQDN", fqdn)
-	field("IdleWakeTimeout", "65535")
-	field("InstanceID", "Intel(r) AMT: General Settings")
-	field("NetworkInterfaceEnabled", "true")
-	field("PingResponseEnabled", "true")
-	field("PowerSource", "0")
-	field("PreferredAddressFamily", "0")
-	field("PresenceNotificationInterval", "0")
-	field("PrivacyLevel", "0")
-	field("RmcpPingResponseEnabled", "true")
-	field("SharedFQDN", "true")
-	field("ThunderboltDockEnabled", "0")
-	field("WsmanOnlyMode", "false")
-	b.WriteString(`</g:AMT_GeneralSettings></a:Body></a:Envelope>`)
+	in.set("HostOSFQDN", fqdn)
+	in.set("IdleWakeTimeout", "65535")
+	in.set("InstanceID", "Intel(r) AMT: General Settings")
+	in.set("NetworkInterfaceEnabled", "true")
+	in.set("PingResponseEnabled", "true")
+	in.set("PowerSource", "0")
+	in.set("PreferredAddressFamily", "0")
+	in.set("PresenceNotificationInterval", "0")
+	in.set("PrivacyLevel", "0")
+	in.set("RmcpPingResponseEnabled", "true")
+	in.set("SharedFQDN", "true")
+	in.set("ThunderboltDockEnabled", "0")
+	in.set("WsmanOnlyMode", "false")
+	return in
 }
 
-func (h *wsman) computerSystemPackage(b *strings.Builder, relatesTo string) {
-	h.header(b, ActionGetResponse, relatesTo, ResourceComputerSystemPackage, ` xmlns:h="`+ResourceComputerSystemPackage+`"`)
-	ref := func(elem, class string, selectors ...string) {
-		b.WriteString(`<h:` + elem + `><b:Address>` + anonymous + `</b:Address><b:ReferenceParameters>`)
-		b.WriteString(`<c:ResourceURI>http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/` + class + `</c:ResourceURI><c:SelectorSet>`)
-		for i := 0; i+1 < len(selectors); i += 2 {
-			b.WriteString(`<c:Selector Name="` + selectors[i] + `">` + selectors[i+1] + `</c:Selector>`)
-		}
-		b.WriteString(`</c:SelectorSet></b:ReferenceParameters></h:` + elem + `>`)
+// computerSystemPackage is CIM_ComputerSystemPackage, which carries the
+// PlatformGUID.
+func (h *wsman) computerSystemPackage() *instance {
+	in := newInstance("CIM_ComputerSystemPackage")
+	in.raw("Antecedent", eprXML("CIM_Chassis", "CreationClassName", "CIM_Chassis", "Tag", "CIM_Chassis"))
+	in.raw("Dependent", eprXML("CIM_ComputerSystem", "CreationClassName", "CIM_ComputerSystem", "Name", "ManagedSystem"))
+	in.set("PlatformGUID", h.guid)
+	return in
+}
+
+// eprXML renders an endpoint reference to class with selectors given as
+// name, value pairs, for the inside of a reference property.
+func eprXML(class string, selectors ...string) string {
+	var b strings.Builder
+	b.WriteString(`<b:Address>` + anonymous + `</b:Address><b:ReferenceParameters><c:ResourceURI>`)
+	esc(&b, ResourceURI(class))
+	b.WriteString(`</c:ResourceURI><c:SelectorSet>`)
+	for i := 0; i+1 < len(selectors); i += 2 {
+		b.WriteString(`<c:Selector Name="`)
+		esc(&b, selectors[i])
+		b.WriteString(`">`)
+		esc(&b, selectors[i+1])
+		b.WriteString(`</c:Selector>`)
 	}
-	b.WriteString(`<a:Body><h:CIM_ComputerSystemPackage>`)
-	ref("Antecedent", "CIM_Chassis", "CreationClassName", "CIM_Chassis", "Tag", "CIM_Chassis")
-	ref("Dependent", "CIM_ComputerSystem", "CreationClassName", "CIM_ComputerSystem", "Name", "ManagedSystem")
-	b.WriteString(`<h:PlatformGUID>` + h.guid + `</h:PlatformGUID>`)
-	b.WriteString(`</h:CIM_ComputerSystemPackage></a:Body></a:Envelope>`)
+	b.WriteString(`</c:SelectorSet></b:ReferenceParameters>`)
+	return b.String()
 }
 
-// fault writes a SOAP fault with status 400, as AMT does.
-func (h *wsman) fault(w http.ResponseWriter, relatesTo, subcode, reason, detail string) {
+// faultBody renders a SOAP fault, which AMT sends with status 400. A
+// subcode's prefix is a, b or c (SOAP, addressing, WS-Man), or g
+// (enumeration) or t (transfer), declared where it is used.
+func (h *wsman) faultBody(relatesTo, subcode, reason, detail string) string {
 	var b strings.Builder
 	h.header(&b, actionFault, relatesTo, "", "")
-	b.WriteString(`<a:Body><a:Fault><a:Code><a:Value>a:Sender</a:Value><a:Subcode><a:Value>` + subcode + `</a:Value></a:Subcode></a:Code>`)
-	b.WriteString(`<a:Reason><a:Text xml:lang="en-US">` + reason + `</a:Text></a:Reason>`)
+	b.WriteString(`<a:Body><a:Fault><a:Code><a:Value>a:Sender</a:Value><a:Subcode><a:Value`)
+	switch {
+	case strings.HasPrefix(subcode, "g:"):
+		b.WriteString(` xmlns:g="` + nsEnumeration + `"`)
+	case strings.HasPrefix(subcode, "t:"):
+		b.WriteString(` xmlns:t="` + nsTransfer + `"`)
+	}
+	b.WriteString(`>` + subcode + `</a:Value></a:Subcode></a:Code>`)
+	b.WriteString(`<a:Reason><a:Text xml:lang="en-US">`)
+	esc(&b, reason)
+	b.WriteString(`</a:Text></a:Reason>`)
 	if detail != "" {
 		b.WriteString(`<a:Detail><c:FaultDetail>` + detail + `</c:FaultDetail></a:Detail>`)
 	}
 	b.WriteString(`</a:Fault></a:Body></a:Envelope>`)
-	writeSOAP(w, http.StatusBadRequest, b.String())
+	return b.String()
 }
 
 func esc(b *strings.Builder, s string) {
@@ -283,24 +350,26 @@ func (h *wsman) checkNonce(n string, now time.Time) (ours, expired bool) {
 }
 
 // authorized verifies the request's digest credentials. stale reports a
-// correct response computed with an expired nonce.
-func (h *wsman) authorized(r *http.Request, now time.Time) (ok, stale bool) {
+// correct response computed with an expired nonce; failedUser names the
+// user of a wrong response to a live nonce of ours, a failed login that
+// AMT records (a request without credentials is not one).
+func (h *wsman) authorized(r *http.Request, now time.Time) (ok, stale bool, failedUser string) {
 	hdr := r.Header.Get("Authorization")
 	if hdr == "" || len(hdr) > maxAuthHeader || len(h.cfg.Password) == 0 {
-		return false, false
+		return false, false, ""
 	}
 	p, isDigest := parseDigest(hdr)
 	if !isDigest {
-		return false, false
+		return false, false, ""
 	}
 	if p["realm"] != h.realm || p["uri"] != r.RequestURI || p["qop"] != "auth" ||
 		p["cnonce"] == "" || len(p["nc"]) != 8 ||
 		(p["algorithm"] != "" && !strings.EqualFold(p["algorithm"], "MD5")) {
-		return false, false
+		return false, false, ""
 	}
 	ours, expired := h.checkNonce(p["nonce"], now)
 	if !ours {
-		return false, false
+		return false, false, ""
 	}
 	ha1 := md5.New()
 	io.WriteString(ha1, h.cfg.User+":"+h.realm+":")
@@ -310,12 +379,19 @@ func (h *wsman) authorized(r *http.Request, now time.Time) (ok, stale bool) {
 	userOK := subtle.ConstantTimeCompare([]byte(p["username"]), []byte(h.cfg.User))
 	respOK := subtle.ConstantTimeCompare([]byte(strings.ToLower(p["response"])), []byte(want))
 	if userOK&respOK != 1 {
-		return false, false
+		if expired {
+			return false, false, ""
+		}
+		u := sanitize(p["username"])
+		if u == "" {
+			u = "?"
+		}
+		return false, false, u
 	}
 	if expired {
-		return false, true
+		return false, true, ""
 	}
-	return true, false
+	return true, false, ""
 }
 
 func md5hex(s string) string {
