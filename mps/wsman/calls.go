@@ -1,14 +1,28 @@
 package wsman
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // The Client methods below each run one [Session] operation as a call on
 // the device's queue ([Client.Do]); see the Session method of the same name.
+// A context without a deadline gets [Config].Timeout, or LongTimeout for the
+// operations that make many requests.
 
 // call runs f as one call on the device's queue and returns its result.
 func call[T any](c *Client, ctx context.Context, device string, f func(*Session, context.Context) (T, error)) (T, error) {
+	return callWithin(c, ctx, device, c.cfg.Timeout, f)
+}
+
+// long is call with Config.LongTimeout.
+func long[T any](c *Client, ctx context.Context, device string, f func(*Session, context.Context) (T, error)) (T, error) {
+	return callWithin(c, ctx, device, c.cfg.LongTimeout, f)
+}
+
+func callWithin[T any](c *Client, ctx context.Context, device string, timeout time.Duration, f func(*Session, context.Context) (T, error)) (T, error) {
 	var v T
-	err := c.Do(ctx, device, func(ctx context.Context, s *Session) (err error) {
+	err := c.do(ctx, device, timeout, func(ctx context.Context, s *Session) (err error) {
 		v, err = f(s, ctx)
 		return err
 	})
@@ -63,12 +77,12 @@ func (c *Client) SetBootConfigRole(ctx context.Context, device, config string, r
 // Boot: see [Session.Boot]. The whole sequence is one call: nothing else
 // reaches the device between its steps.
 func (c *Client) Boot(ctx context.Context, device string, req BootRequest) error {
-	return c.Do(ctx, device, func(ctx context.Context, s *Session) error { return s.Boot(ctx, req) })
+	return c.do(ctx, device, c.cfg.LongTimeout, func(ctx context.Context, s *Session) error { return s.Boot(ctx, req) })
 }
 
 // Version: see [Session.Version].
 func (c *Client) Version(ctx context.Context, device string) (Version, error) {
-	return call(c, ctx, device, (*Session).Version)
+	return long(c, ctx, device, (*Session).Version)
 }
 
 // SoftwareIdentity: see [Session.SoftwareIdentity].
@@ -88,17 +102,17 @@ func (c *Client) GeneralSettings(ctx context.Context, device string) (GeneralSet
 
 // Hardware: see [Session.Hardware].
 func (c *Client) Hardware(ctx context.Context, device string) (Hardware, error) {
-	return call(c, ctx, device, (*Session).Hardware)
+	return long(c, ctx, device, (*Session).Hardware)
 }
 
 // EventLog: see [Session.EventLog].
 func (c *Client) EventLog(ctx context.Context, device string) ([]Event, error) {
-	return call(c, ctx, device, (*Session).EventLog)
+	return long(c, ctx, device, (*Session).EventLog)
 }
 
 // AuditLog: see [Session.AuditLog].
 func (c *Client) AuditLog(ctx context.Context, device string) (AuditLog, error) {
-	return call(c, ctx, device, (*Session).AuditLog)
+	return long(c, ctx, device, (*Session).AuditLog)
 }
 
 // OptInService: see [Session.OptInService].
@@ -148,10 +162,10 @@ func (c *Client) PutKVMRedirectionSettingData(ctx context.Context, device string
 
 // Features: see [Session.Features].
 func (c *Client) Features(ctx context.Context, device string) (Features, error) {
-	return call(c, ctx, device, (*Session).Features)
+	return long(c, ctx, device, (*Session).Features)
 }
 
 // SetFeatures: see [Session.SetFeatures].
 func (c *Client) SetFeatures(ctx context.Context, device string, want FeatureSwitches) error {
-	return c.Do(ctx, device, func(ctx context.Context, s *Session) error { return s.SetFeatures(ctx, want) })
+	return c.do(ctx, device, c.cfg.LongTimeout, func(ctx context.Context, s *Session) error { return s.SetFeatures(ctx, want) })
 }

@@ -18,6 +18,7 @@ import (
 // Defaults of [Config].
 const (
 	DefaultTimeout     = 15 * time.Second
+	DefaultLongTimeout = 60 * time.Second
 	DefaultQueueLen    = 16
 	DefaultMaxDevices  = 64
 	DefaultIdleTimeout = 30 * time.Second
@@ -36,6 +37,10 @@ type Config struct {
 	// Timeout is the deadline of a call whose context has none (waiting
 	// for its turn included). Default [DefaultTimeout].
 	Timeout time.Duration
+	// LongTimeout replaces Timeout for the Client methods that make many
+	// requests: Boot, Version, Hardware, EventLog, AuditLog, Features and
+	// SetFeatures. Default [DefaultLongTimeout].
+	LongTimeout time.Duration
 	// QueueLen caps the calls waiting for one device; one more fails with
 	// [ErrQueueFull]. Default [DefaultQueueLen].
 	QueueLen int
@@ -171,6 +176,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	if cfg.LongTimeout <= 0 {
+		cfg.LongTimeout = DefaultLongTimeout
+	}
 	if cfg.QueueLen <= 0 {
 		cfg.QueueLen = DefaultQueueLen
 	}
@@ -277,9 +285,14 @@ func (c *Client) Stats() Stats {
 // for the turn and everything f does; without a deadline it gets
 // [Config].Timeout. f must not keep s after it returns.
 func (c *Client) Do(ctx context.Context, device string, f func(ctx context.Context, s *Session) error) error {
+	return c.do(ctx, device, c.cfg.Timeout, f)
+}
+
+// do is Do with the timeout for a context without a deadline.
+func (c *Client) do(ctx context.Context, device string, timeout time.Duration, f func(ctx context.Context, s *Session) error) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
 	ctx, cancel := context.WithCancelCause(ctx)

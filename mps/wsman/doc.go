@@ -22,7 +22,7 @@
 // Every operation is a job on the device's queue: the jobs of one device
 // run one after another (a [Session] is the device's connection for the
 // duration of one job), each within its context's deadline (or
-// [Config].Timeout). A queue holds at most [Config].QueueLen jobs; one more
+// [Config].Timeout, LongTimeout for the operations of many requests). A queue holds at most [Config].QueueLen jobs; one more
 // fails at once with [ErrQueueFull] instead of waiting. At most
 // [Config].MaxDevices devices are served at once, client-wide, so polling
 // a thousand devices together neither storms one device nor the machine.
