@@ -75,3 +75,26 @@ func BenchmarkPowerState1000(b *testing.B) {
 	b.ReportMetric(cold.Seconds(), "cold-s")
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/round")
 }
+
+// BenchmarkEventLog390 reads and decodes a simulated device's full event
+// log, 390 records (AMT_MessageLog GetRecords, MaxReadRecords 390), over a
+// real tunnel. Target: under 1 s.
+func BenchmarkEventLog390(b *testing.B) {
+	e := newEnv(b)
+	d, _ := e.device(0, func(c *amtsim.Config) { c.AMT = &amtsim.AMTConfig{EventLogRecords: 390} })
+	dev := d.UUID().String()
+	c := e.client(amtPass, nil)
+	if _, err := c.GeneralSettings(context.Background(), dev); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		ev, err := c.EventLog(context.Background(), dev)
+		if err != nil {
+			skipUntilSimulated(b, err)
+			b.Fatal(err)
+		}
+		if len(ev) != 390 {
+			b.Fatalf("%d events; want 390", len(ev))
+		}
+	}
+}
