@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -170,18 +171,22 @@ func TestDiscoverDemo(t *testing.T) {
 	}()
 	out.waitFor(t, "Press Ctrl+C")
 	r := run(t, "", "discover", "--loopback", "--timeout", "2s", "--format", "json")
-	var found []struct {
+	type instance struct {
 		Name      string `json:"name"`
 		ProxyPort int    `json:"proxy_port"`
 		Version   string `json:"version"`
 		FP        string `json:"fp"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &found); err != nil || len(found) != 1 {
+	var found []instance
+	if err := json.Unmarshal([]byte(r.stdout), &found); err != nil {
 		t.Fatalf("discover: %+v (%v)\ndemo: %s", r, err, out.String())
 	}
-	if !strings.HasPrefix(found[0].Name, "Presence demo ") || found[0].Version != Version || len(found[0].FP) != 64 ||
+	// Other packages' tests may advertise on this namespace's loopback at
+	// the same time: the demo is the one named so, found once.
+	demos := slices.DeleteFunc(slices.Clone(found), func(f instance) bool { return !strings.HasPrefix(f.Name, "Presence demo ") })
+	if len(demos) != 1 || demos[0].Version != Version || len(demos[0].FP) != 64 ||
 		!bytes.Contains([]byte(out.String()), []byte("127.0.0.1:")) {
-		t.Fatalf("found %+v", found[0])
+		t.Fatalf("found %+v", found)
 	}
 	stop()
 	<-done
