@@ -93,3 +93,30 @@ func TestSimulateUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulatePlatformFlags: the simulated platform's flags are checked
+// before any device starts, and the help describes them.
+func TestSimulatePlatformFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--amt-version", "3"},
+		{"--amt-version", "sixteen"},
+		{"--control-mode", "xcm"},
+		{"--consent", "some"},
+		{"--control-mode", "ccm", "--consent", "kvm"},
+		{"--hardware", "mainframe"},
+		{"--event-log", "-1"},
+		{"--event-log", "100000"},
+		{"--sol-screen", "gui"},
+	} {
+		args = append([]string{"simulate", "--mps", "127.0.0.1:1", "--ca", "roots.pem", "--user", "u"}, args...)
+		if r := run(t, "", args...); r.code != 2 {
+			t.Errorf("presence %v: exit %d; want 2 (%s)", args, r.code, r.stderr)
+		}
+	}
+	r := run(t, "", "simulate", "-h")
+	for _, want := range []string{"-amt-version", "-control-mode", "-consent", "-os-agent", "-hardware", "-event-log", "-sol-screen", "consent_codes"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("simulate -h lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}

@@ -20,7 +20,7 @@ const (
 	biosMenuCol  = 4  // column of the menu items
 	biosMenuW    = 48 // width of an item line
 	biosKeysRow  = 20 // the input field's row
-	biosKeysCol  = 11 // its first column
+	biosKeysCol  = 10 // its first column
 	biosKeysMax  = 40 // characters it keeps
 	biosMsgRow   = 21
 	biosMaxEsc   = 16 // bytes of an escape sequence kept before giving up
@@ -193,13 +193,18 @@ func (s *biosScreen) cursor(b *strings.Builder) {
 // Escape sequences may arrive split across calls.
 func (s *biosScreen) input(in []byte) []byte {
 	var b strings.Builder
+	echoing := false // the last output was an echo: the attributes are set
 	for _, c := range in {
 		if len(s.esc) > 0 {
 			s.escape(&b, c)
+			echoing = false
 			continue
 		}
 		cr := s.lastCR
 		s.lastCR = c == '\r'
+		if c < 0x20 || c >= 0x7F {
+			echoing = false
+		}
 		switch {
 		case c == 0x1B:
 			s.esc = append(s.esc, c)
@@ -218,7 +223,10 @@ func (s *biosScreen) input(in []byte) []byte {
 			if len(s.keys) < biosKeysMax {
 				// Echo at the cursor, where the last key left it.
 				s.keys = append(s.keys, c)
-				b.WriteString(sgrValue)
+				if !echoing {
+					b.WriteString(sgrValue)
+					echoing = true
+				}
 				b.WriteByte(c)
 			}
 		}
@@ -234,8 +242,8 @@ func (s *biosScreen) escape(b *strings.Builder, c byte) {
 	case len(s.esc) == 2 && c != '[' && c != 'O':
 		// A lone Esc, then an ordinary key.
 		s.esc = s.esc[:0]
-		s.say(b, "Exit discarding changes? Press F10 to save instead.")
-		s.input([]byte{c})
+		s.say(b, "Exit discarding changes? F10 saves them.")
+		b.Write(s.input([]byte{c}))
 		return
 	case len(s.esc) == 2:
 		return

@@ -17,6 +17,26 @@
 // [DialSOL] is the console side of SOL, for tests and benchmarks. A [Fault] makes the
 // device misbehave in one of several ways for tests.
 //
+// # The platform
+//
+// Behind the WS-Man and redirection services sits a simulated [Platform],
+// made from Config.AMT ([AMTConfig]): an AMT version (11.8 by default;
+// 12, 15, 16 and others gate what amt-toolbox.md §1.1 says they gate),
+// a control mode (ACM, or CCM where consent is always needed), a consent
+// policy, an OS agent, a hardware profile ([HardwareProfile]), a
+// pre-filled event log and a SOL screen (a shell, or a BIOS setup screen
+// drawn with VT100 cursor addressing, colours and line drawing). WS-Man
+// answers the toolbox's calls with the shapes real AMT uses (toolbox.go
+// lists the classes and their rules): power state and actions, boot
+// settings and order, version and control mode, inventory, the event
+// log (GetRecords, 21-byte records) and the audit log (ReadRecords),
+// user consent (StartOptIn shows a 6-digit code, [Device.ConsentCode],
+// logged at Info), and the SOL, IDE-R and KVM switches. The calls change
+// the platform: power transitions take effect, boot settings are kept and
+// applied by the next boot, consent gates SOL sessions and boot options,
+// and actions, consent and failed logins fill the logs in AMT's record
+// layouts. [Device.Calls] records every authenticated call, in order.
+//
 // A [Fleet] runs many devices with deterministic identities ([DeviceUUID],
 // [DeviceHostname]), ramps their connections, reconnects them, and reports a
 // JSON-marshalable [Summary].

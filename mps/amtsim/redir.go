@@ -520,10 +520,10 @@ func (ss *redirSession) authStep(typ redir.AuthType, data []byte) (bool, error) 
 		}
 		a, err := redir.ParsePasswordAuth(data)
 		if err != nil || !ss.credentialsOK([]byte(a.User), a.Password) {
-			ss.authReply(redir.StatusAuthFailed, typ, nil)
 			if err == nil {
-				ss.failedLogin(a.User)
+				ss.failedLogin(a.User) // before the reply, which the console may act on
 			}
+			ss.authReply(redir.StatusAuthFailed, typ, nil)
 			return false, fmt.Errorf("%w: wrong user name or password", ErrRedirAuth)
 		}
 		ss.user = a.User
@@ -576,8 +576,8 @@ func (ss *redirSession) digest(typ redir.AuthType, data []byte) (bool, error) {
 		ok = u&r == 1
 	}
 	if !ok {
+		ss.failedLogin(f.User) // before the reply, which the console may act on
 		ss.authReply(redir.StatusAuthFailed, typ, nil)
-		ss.failedLogin(f.User)
 		return false, fmt.Errorf("%w: wrong digest response", ErrRedirAuth)
 	}
 	ss.user = f.User
