@@ -2,6 +2,7 @@ package wsman
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 )
@@ -162,13 +163,19 @@ func (s *Session) PutBootSettingData(ctx context.Context, b BootSettingData) err
 // ChangeBootOrder sets the boot source of the next boot:
 // CIM_BootConfigSetting ChangeBootOrder with Source the
 // CIM_BootSourceSetting of that InstanceID, or with no Source (clearing the
-// order) when source is "".
+// order) when source is "". From AMT 7, a Source without the user's consent
+// (where it is needed) gets the fault AccessDenied; that error is also
+// [ErrConsentRequired].
 func (s *Session) ChangeBootOrder(ctx context.Context, source string) error {
 	in := ""
 	if source != "" {
 		in = reference("Source", resBootSourceSetting, "InstanceID", source)
 	}
 	rv, err := s.invoke(ctx, resBootConfigSetting, "ChangeBootOrder", in, nil)
+	var f *Fault
+	if source != "" && errors.As(err, &f) && f.Subcode == "AccessDenied" {
+		return fmt.Errorf("%w: %w", ErrConsentRequired, err)
+	}
 	return check(resBootConfigSetting, "ChangeBootOrder", rv, err)
 }
 

@@ -727,6 +727,27 @@ func TestBoot(t *testing.T) {
 			}
 		})
 	}
+	t.Run("access denied", func(t *testing.T) {
+		f := newFakeDevice(t)
+		f.set(func(f *fakeDevice) {
+			f.raw = func(w http.ResponseWriter, r *fakeReq) bool {
+				if r.Method() != "ChangeBootOrder" || !strings.Contains(r.Body, "Source") {
+					return false
+				}
+				f.fault(w, r, "AccessDenied")
+				return true
+			}
+		})
+		c := testClient(t, f, nil)
+		err := c.Boot(ctx10(t), "dev", BootRequest{Target: BootPXE, Power: PowerReset})
+		var fe *Fault
+		if !errors.Is(err, ErrConsentRequired) || !errors.As(err, &fe) || fe.Subcode != "AccessDenied" || Sentence(err) != "The user at the device has to consent first." {
+			t.Fatalf("Boot to PXE denied = %v; want ErrConsentRequired and the fault", err)
+		}
+		if last := f.requests()[len(f.requests())-1]; last.Method() != "ChangeBootOrder" {
+			t.Errorf("the boot went on to %s after the refusal", last.Method())
+		}
+	})
 	t.Run("unsupported", func(t *testing.T) {
 		f := newFakeDevice(t)
 		c := testClient(t, f, nil)

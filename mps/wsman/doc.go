@@ -46,6 +46,9 @@
 //   - [*StatusError]: any other non-zero ReturnValue, with its name;
 //   - [ErrMalformed]: the answer broke a limit or could not be decoded.
 //
+// [Sentence] gives each of them the plain sentence the window, the command
+// line and the API show.
+//
 // # Hostile input
 //
 // Answers are read under [Limits]: a cap on the HTTP body (4 MiB), on XML
