@@ -80,3 +80,22 @@ func ExampleMPSEntry() {
 	s := f.Run(ctx)
 	fmt.Println("handshakes with the primary:", s.HandshakesByMPS[0], "with the backup:", s.HandshakesByMPS[1])
 }
+
+// A device's platform comes from its Config.AMT: here an AMT 16 laptop in
+// client control mode with an OS agent and a full event log. Its WS-Man
+// and SOL services answer from this state, and change it.
+func ExampleAMTConfig() {
+	hw, _ := amtsim.HardwareProfile("laptop")
+	p, err := amtsim.NewPlatform(&amtsim.AMTConfig{
+		Version:         "16",
+		ControlMode:     amtsim.CCM,
+		OSAgent:         true,
+		Hardware:        &hw,
+		EventLogRecords: 390,
+	}, amtsim.DeviceUUID("lab", 0), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(p.Version(), p.ControlMode(), p.PowerState(), len(p.EventRecords()))
+	// Output: 16.1.27 ccm 2 390
+}

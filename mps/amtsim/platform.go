@@ -483,8 +483,9 @@ type Platform struct {
 	log      *slog.Logger
 	now      func() time.Time // time.Now; tests replace it
 	randCode func() int       // a 6-digit code; tests replace it
+	// The fields above are read-only once NewPlatform returns.
 
-	mu sync.Mutex
+	mu sync.Mutex // guards the fields below, and the handler's enumerations
 	// Power.
 	power       int
 	osSaving    int // IPS_PowerManagementService.OSPowerSavingState
@@ -521,7 +522,6 @@ type Platform struct {
 	audit      *auditLog
 	loginFails int
 	calls      []Call // the last maxCalls, oldest first
-	callsLost  int
 }
 
 // NewPlatform returns the platform cfg describes (nil: the defaults) for
@@ -658,7 +658,6 @@ func (p *Platform) record(c Call) {
 	if len(p.calls) == maxCalls {
 		copy(p.calls, p.calls[1:])
 		p.calls = p.calls[:maxCalls-1]
-		p.callsLost++
 	}
 	p.calls = append(p.calls, c)
 }
@@ -807,35 +806,40 @@ func (p *Platform) bootHost(now time.Time) {
 	p.events.bootSequence(now, setup)
 }
 
-// bootOptionsData is the 7 bytes of boot options in the audit records of
-// power actions (AT GWM auditlog RemoteControlEvent): special command, its
-// parameter (high, low), two mask bytes and two OEM bytes; nil when no
-// option applies.
+// bootOptionsData is the boot options the next boot applies, in the audit
+// records of power actions; nil when none applies.
 func (p *Platform) bootOptionsData() []byte {
 	if !p.bootPending() {
 		return nil
 	}
+	return bootOptions(p.boot, p.bootSource)
+}
+
+// bootOptions is the 7 bytes of boot options of an audit record (GWM
+// auditlog RemoteControlEvent): the special command, its parameter (high,
+// low), two mask bytes and two OEM bytes.
+func bootOptions(s bootSettings, source string) []byte {
 	var cmd, hi, lo byte
 	switch {
-	case p.boot.BIOSSetup:
+	case s.BIOSSetup:
 		cmd, lo = 0xC1, 0x08
-	case p.boot.UseIDER:
+	case s.UseIDER:
 		cmd, lo = 0xC1, 0x01
-		if p.boot.IDERBootDevice == 0 {
+		if s.IDERBootDevice == 0 {
 			hi = 1 // floppy
 		}
-	case p.bootSource == BootSourcePXE:
+	case source == BootSourcePXE:
 		cmd = 1
-	case p.bootSource == BootSourceHDD:
+	case source == BootSourceHDD:
 		cmd = 2
-	case p.bootSource == BootSourceDiag:
+	case source == BootSourceDiag:
 		cmd = 4
-	case p.bootSource == BootSourceCD:
+	case source == BootSourceCD:
 		cmd = 5
-	case p.bootSource == BootSourceHTTPS:
+	case source == BootSourceHTTPS:
 		cmd = 0xC2
 	}
-	if p.boot.BIOSPause {
+	if s.BIOSPause {
 		lo |= 0x10
 	}
 	return []byte{cmd, hi, lo, 0, 0, 0, 0}

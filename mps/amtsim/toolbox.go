@@ -166,6 +166,7 @@ func (h *wsman) dispatchLocked(rq *wsRequest, addr string, call *Call) (int, str
 	}
 	cls := h.lookup(rq.resource)
 	if cls == nil {
+		call.Class = rq.resource
 		return fault(wsFault{"b:DestinationUnreachable",
 			"No route can be determined to reach the destination role defined by the WS-Addressing To.",
 			"http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/InvalidResourceURI"})
@@ -581,20 +582,8 @@ func putBootSettingData(c *callCtx) *wsFault {
 	}
 	p := c.p
 	p.boot, p.optsCleared = s, false
-	p.auditRC(p.now(), 4, p.settingsData(), c.user, c.addr)
+	p.auditRC(p.now(), 4, bootOptions(s, ""), c.user, c.addr)
 	return nil
-}
-
-// settingsData is the boot options of the settings alone, for the audit of
-// a Put.
-func (p *Platform) settingsData() []byte {
-	next, src := p.bootNext, p.bootSource
-	p.bootNext, p.bootSource = true, ""
-	defer func() { p.bootNext, p.bootSource = next, src }()
-	if d := p.bootOptionsData(); d != nil {
-		return d
-	}
-	return make([]byte, 7)
 }
 
 func (h *wsman) bootConfigSetting() *instance {
