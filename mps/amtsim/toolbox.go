@@ -1183,7 +1183,8 @@ func (h *wsman) auditLogInstance() *instance {
 // readRecords is AMT_AuditLog.ReadRecords(StartIndex): up to ten records
 // from StartIndex (1 is the oldest) as base64 EventRecords, with
 // TotalRecordCount and RecordsReturned. A StartIndex of 0 or beyond the
-// log gets 35 (invalid index), as AMT 15 answers 0 (DMT/mps#301).
+// log gets 35 (invalid index): AMT 15 refuses a StartIndex of 0
+// (DMT/mps#301).
 func readRecords(c *callCtx) ([]prop, int) {
 	recs := c.p.audit.recs
 	total := len(recs)
