@@ -16,7 +16,9 @@
 //	                                      its host name (ID "-": not listed)
 //	fleettest released LOG T0 ID          what became of ID's device keys after T0 (unix seconds): deleted or taken over, when
 //	fleettest late LOG T0 NEWID HOST-PREFIX  keys of those hosts taken by NEWID after T0 are never deleted or taken back after
-//	fleettest txns LOG T1 T2 HOST-PREFIX  puts and deletes of those hosts' keys between T1 and T2, and the write transactions (revisions) they came in
+//	fleettest txns LOG REV1 REV2 SECONDS HOST-PREFIX
+//	                                      puts and deletes of those hosts' keys in revisions REV1+1..REV2, per second of the
+//	                                      SECONDS they took, and the write transactions (revisions) they came in
 //	fleettest snap FILE...                the last --report summary of each simulator: file handshakes elapsed connected
 //	fleettest rate SNAP1 SNAP2            handshakes per second between two snaps (summed over simulators)
 //	fleettest sum FIELD FILE...           a numeric field of each simulator's last summary, summed
@@ -78,8 +80,8 @@ func main() {
 		need(4)
 		err = late(args[0], args[1], args[2], args[3])
 	case "txns":
-		need(4)
-		err = txns(args[0], args[1], args[2], args[3])
+		need(5)
+		err = txns(args[0], args[1], args[2], args[3], args[4])
 	case "snap":
 		need(1)
 		err = snap(args)
@@ -640,14 +642,17 @@ func late(logFile, t0s, newID, hostPrefix string) error {
 	return nil
 }
 
-// txns counts writes of the keys of hosts starting with hostPrefix between
-// t1 and t2, and the transactions (distinct revisions) they came in: a
-// Txn is one revision.
-func txns(logFile, t1s, t2s, hostPrefix string) error {
-	t1, err1 := unixNS(t1s)
-	t2, err2 := unixNS(t2s)
-	if err := errors.Join(err1, err2); err != nil {
-		return err
+// txns counts writes of the keys of hosts starting with hostPrefix in the
+// revisions after rev1 up to rev2, and the transactions (distinct
+// revisions) they came in: a Txn is one revision. Counting by revision, not
+// by arrival time, lets the watch be away while they happen (it replays
+// them afterwards).
+func txns(logFile, rev1s, rev2s, secs, hostPrefix string) error {
+	rev1, err1 := strconv.ParseInt(rev1s, 10, 64)
+	rev2, err2 := strconv.ParseInt(rev2s, 10, 64)
+	d, err3 := strconv.ParseFloat(secs, 64)
+	if err := errors.Join(err1, err2, err3); err != nil || d <= 0 {
+		return fmt.Errorf("want REV1 REV2 SECONDS, not %s %s %s", rev1s, rev2s, secs)
 	}
 	evs, err := readLog(logFile)
 	if err != nil {
@@ -656,7 +661,7 @@ func txns(logFile, t1s, t2s, hostPrefix string) error {
 	puts, dels := 0, 0
 	putRevs, delRevs, revs := map[int64]bool{}, map[int64]bool{}, map[int64]bool{}
 	for _, e := range evs {
-		if e.ts < t1 || e.ts > t2 || !e.device || !strings.HasPrefix(e.host, hostPrefix) {
+		if e.rev <= rev1 || e.rev > rev2 || !e.device || !strings.HasPrefix(e.host, hostPrefix) {
 			continue
 		}
 		revs[e.rev] = true
@@ -668,7 +673,6 @@ func txns(logFile, t1s, t2s, hostPrefix string) error {
 			putRevs[e.rev] = true
 		}
 	}
-	d := float64(t2-t1) / 1e9
 	fmt.Printf("window_s=%.1f claims=%d claim_txns=%d claim_txns_per_s=%.1f claims_per_s=%.0f releases=%d release_txns=%d write_txns_per_s=%.1f claims_per_txn=%.1f\n",
 		d, puts, len(putRevs), float64(len(putRevs))/d, float64(puts)/d, dels, len(delRevs), float64(len(revs))/d,
 		float64(puts)/math.Max(1, float64(len(putRevs))))
