@@ -31,6 +31,9 @@ type link struct {
 	lastErr error
 	contact time.Time // the last event heard
 	stop    context.CancelFunc
+	// kick cuts a redial's wait short: the peer is back (it subscribed
+	// to us).
+	kick chan struct{}
 }
 
 // LinkState is a snapshot of one peer link.
@@ -54,7 +57,7 @@ func (p *Peers) Add(addr string) {
 		return
 	}
 	ctx, cancel := context.WithCancel(p.ctx)
-	l := &link{addr: addr, table: map[string]Owner{}, stop: cancel, since: time.Now()}
+	l := &link{addr: addr, table: map[string]Owner{}, stop: cancel, since: time.Now(), kick: make(chan struct{}, 1)}
 	p.links[addr] = l
 	p.wg.Go(func() { p.runLink(ctx, l) })
 }
@@ -173,6 +176,8 @@ func (p *Peers) runLink(ctx context.Context, l *link) {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		case <-l.kick:
+			fails = 0
 		}
 	}
 }
@@ -368,6 +373,21 @@ func (p *Peers) linkMembers(ms []Member) {
 			continue
 		}
 		p.Add(m.PeerAddr)
+	}
+}
+
+// kickLinks cuts short the redial wait of the links to instance id that
+// are down: it has just subscribed to us, so it is back.
+func (p *Peers) kickLinks(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.links {
+		if !l.up && l.member.ID == id {
+			select {
+			case l.kick <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 

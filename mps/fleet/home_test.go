@@ -106,3 +106,32 @@ func waitForLong(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A peer that comes back and subscribes cuts short our link's redial
+// wait (at least a second after a failure): the link is up at once.
+func TestLinkRedialsWhenPeerReturns(t *testing.T) {
+	root := fleettest.NewRoot(t, "fleet")
+	a := start(t, root, "inst-a", root.Peer(t, "inst-a"))
+	b := start(t, root, "inst-b", root.Peer(t, "inst-b"))
+	a.peers.Add(b.addr)
+	waitFor(t, "the link", func() bool { l := a.peers.Links(); return len(l) == 1 && l[0].Up })
+	b.peers.Close()
+	waitFor(t, "the link down", func() bool { l := a.peers.Links(); return !l[0].Up })
+	// B again, elsewhere, told of A: it subscribes to A, and A's link to
+	// B's new address (linked back) or its old one must be up well
+	// within the redial wait.
+	back := start(t, root, "inst-b", root.Peer(t, "inst-b"))
+	t0 := time.Now()
+	back.peers.Add(a.addr)
+	waitFor(t, "A linked to B again", func() bool {
+		for _, l := range a.peers.Links() {
+			if l.Up && l.Member.ID == "inst-b" {
+				return true
+			}
+		}
+		return false
+	})
+	if took := time.Since(t0); took > 900*time.Millisecond {
+		t.Fatalf("A linked to B again after %v", took)
+	}
+}

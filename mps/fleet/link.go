@@ -482,8 +482,13 @@ func (p *Peers) serveEvents(w http.ResponseWriter, r *http.Request, peer string)
 		p.mu.Unlock()
 	}()
 	p.log.Info("peer subscribed to our devices", "peer", peer, "devices", len(table))
-	if back := backAddr(r.Header.Get(headerPeerAddr), r.RemoteAddr); back != "" && !p.linkedTo(peer) {
-		p.Add(back)
+	// Link back unless a link to it is up; a link to it waiting to
+	// redial tries now (it is back, perhaps at a new address).
+	if _, up := p.linkTo(peer); !up {
+		if back := backAddr(r.Header.Get(headerPeerAddr), r.RemoteAddr); back != "" {
+			p.Add(back)
+		}
+		p.kickLinks(peer)
 	}
 
 	w.Header().Set("Content-Type", "application/x-ndjson")
