@@ -39,6 +39,19 @@ func (s *Server) SetAlias(alias, device string) error {
 	return nil
 }
 
+// Alias returns the GUID that alias names (case-insensitive, ".amt"
+// allowed), without copying the table as Aliases does.
+func (s *Server) Alias(alias string) (guid string, ok bool) {
+	alias = strings.ToLower(strings.TrimSuffix(alias, ".amt"))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.aliases[alias]
+	if !ok {
+		return "", false
+	}
+	return u.String(), true
+}
+
 // Aliases returns every alias and the GUID it names.
 func (s *Server) Aliases() map[string]string {
 	s.mu.Lock()

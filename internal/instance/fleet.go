@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/presence-mps/presence/mps"
@@ -240,7 +239,7 @@ func (in *Instance) dialConsole(ctx context.Context, host string, port uint32) (
 		return c, err
 	}
 	name := host
-	if g, ok := in.Server.Aliases()[strings.ToLower(strings.TrimSuffix(host, ".amt"))]; ok {
+	if g, ok := in.Server.Alias(host); ok {
 		name = g
 	}
 	pc := proxy.ConsoleFrom(ctx)

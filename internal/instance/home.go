@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -128,7 +127,7 @@ func (in *Instance) Disconnect(ctx context.Context, name, user string) (guid, in
 	if in.peers == nil {
 		return "", "", fmt.Errorf("%w: %q", mps.ErrUnknownDevice, name)
 	}
-	if g, ok := in.Server.Aliases()[strings.ToLower(strings.TrimSuffix(name, ".amt"))]; ok {
+	if g, ok := in.Server.Alias(name); ok {
 		name = g
 	}
 	for try := 0; try < 2; try++ {

@@ -605,7 +605,7 @@ func (a *API) mappable(name string, port uint32) (guid string, ok bool) {
 	if !isFleet {
 		return "", false
 	}
-	if g, ok := a.cfg.Server.Aliases()[strings.ToLower(strings.TrimSuffix(name, ".amt"))]; ok {
+	if g, ok := a.cfg.Server.Alias(name); ok {
 		name = g
 	}
 	o, ok := fa.Lookup(name)
