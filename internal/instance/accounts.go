@@ -131,14 +131,12 @@ func (a *accountSync) rememberLocked(ctx context.Context) {
 func (a *accountSync) look(ctx context.Context, send bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !send && time.Since(a.read) < passwordsEvery {
-		if names, err := a.namesOf(ctx); err == nil && names == a.names {
-			return
-		}
-	}
 	names, err := a.namesOf(ctx)
 	if err != nil {
 		a.in.log.Debug("fleet accounts: cannot read them", "err", err)
+		return
+	}
+	if !send && names == a.names && time.Since(a.read) < passwordsEvery {
 		return
 	}
 	set, err := a.readSet(ctx)
