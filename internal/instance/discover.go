@@ -2,8 +2,6 @@ package instance
 
 import (
 	"context"
-	"crypto/sha256"
-	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -35,7 +33,6 @@ func (in *Instance) startDiscovery() {
 	if discover == nil {
 		return
 	}
-	fp := fmt.Sprintf("%x", sha256.Sum256(in.cfg.CA.Root().Raw))
 	ctx, cancel := context.WithCancel(context.Background())
 	in.wg.Add(2)
 	go func() {
@@ -55,7 +52,7 @@ func (in *Instance) startDiscovery() {
 				if err != nil && ctx.Err() == nil {
 					in.log.Debug("mDNS browse for peers failed", "err", err)
 				}
-				in.linkFound(found, fp, linked)
+				in.linkFound(found, in.rootFingerprint(), linked)
 			}
 			select {
 			case <-ctx.Done():

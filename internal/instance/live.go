@@ -180,7 +180,7 @@ func (in *Instance) advertiseLocked() {
 	}
 	a := Announcement{
 		ProxyPort: port(in.proxyNow), APIPort: port(in.APIAddr), CIRAPort: port(in.ciraNow), PeerPort: port(in.PeerAddr),
-		InstanceID: in.cfg.InstanceID, Version: in.cfg.Version, Fingerprint: fmt.Sprintf("%x", sha256.Sum256(in.cfg.CA.Root().Raw)),
+		InstanceID: in.cfg.InstanceID, Version: in.cfg.Version, Fingerprint: in.rootFingerprintLocked(),
 	}
 	withdraw, err := in.cfg.Advertise(a)
 	if err != nil {
@@ -189,6 +189,19 @@ func (in *Instance) advertiseLocked() {
 		return
 	}
 	in.withdraw, in.advertised = withdraw, a
+}
+
+// rootFingerprintLocked is the SHA-256 of the MPS root in lowercase hex,
+// as mDNS announces it (in.live held: UseCA changes the CA).
+func (in *Instance) rootFingerprintLocked() string {
+	return fmt.Sprintf("%x", sha256.Sum256(in.cfg.CA.Root().Raw))
+}
+
+// rootFingerprint is rootFingerprintLocked for a caller without in.live.
+func (in *Instance) rootFingerprint() string {
+	in.live.Lock()
+	defer in.live.Unlock()
+	return in.rootFingerprintLocked()
 }
 
 func addrString(a net.Addr) string {
