@@ -244,26 +244,39 @@ func (in *Instance) dialConsole(ctx context.Context, host string, port uint32) (
 	}
 	pc := proxy.ConsoleFrom(ctx)
 	console := fleet.Console{User: pc.User, Addr: pc.Addr}
+	var fc net.Conn
+	o, found, ferr := in.atOwner(name, func(o fleet.Owner) (err error) {
+		fc, err = in.peers.Dial(ctx, o, port, console)
+		return err
+	})
+	switch {
+	case !found:
+		return nil, err
+	case ferr == nil:
+		return forwardedConn{fc, o.GUID}, nil
+	case errors.Is(ferr, fleet.ErrNoPort):
+		return nil, fmt.Errorf("%w: device %s (on %s) does not offer port %d", proxy.ErrPortNotAllowed, o.GUID, o.Instance, port)
+	case errors.Is(ferr, fleet.ErrBusy):
+		return nil, fmt.Errorf("%w: device %s (on %s) has no channel free for port %d", proxy.ErrDeviceBusy, o.GUID, o.Instance, port)
+	}
+	return nil, ferr
+}
+
+// atOwner calls do with the peer that holds the device named name. When
+// that peer no longer holds it, or its link is down, the table has moved
+// on: it looks again, once. found is false when no peer holds it (any
+// more); otherwise err is do's.
+func (in *Instance) atOwner(name string, do func(fleet.Owner) error) (o fleet.Owner, found bool, err error) {
 	for try := 0; try < 2; try++ {
 		o, ok := in.lookupOwner(name)
 		if !ok {
 			break
 		}
-		fc, ferr := in.peers.Dial(ctx, o, port, console)
-		switch {
-		case ferr == nil:
-			return forwardedConn{fc, o.GUID}, nil
-		case errors.Is(ferr, fleet.ErrNotHere) || errors.Is(ferr, fleet.ErrNoPeer):
-			continue // the table moved on: look again, once
-		case errors.Is(ferr, fleet.ErrNoPort):
-			return nil, fmt.Errorf("%w: device %s (on %s) does not offer port %d", proxy.ErrPortNotAllowed, o.GUID, o.Instance, port)
-		case errors.Is(ferr, fleet.ErrBusy):
-			return nil, fmt.Errorf("%w: device %s (on %s) has no channel free for port %d", proxy.ErrDeviceBusy, o.GUID, o.Instance, port)
-		default:
-			return nil, ferr
+		if err := do(o); !errors.Is(err, fleet.ErrNotHere) && !errors.Is(err, fleet.ErrNoPeer) {
+			return o, true, err
 		}
 	}
-	return nil, err
+	return fleet.Owner{}, false, nil
 }
 
 // forwardedConn is a console connection forwarded to a peer; it names its

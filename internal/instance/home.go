@@ -130,23 +130,17 @@ func (in *Instance) Disconnect(ctx context.Context, name, user string) (guid, in
 	if g, ok := in.Server.Alias(name); ok {
 		name = g
 	}
-	for try := 0; try < 2; try++ {
-		o, ok := in.lookupOwner(name)
-		if !ok {
-			break
-		}
-		err := in.peers.Disconnect(ctx, o, fleet.Console{User: user})
-		switch {
-		case err == nil:
-			in.log.Info("device on a peer disconnected by an administrator", "device", o.GUID, "instance", o.Instance, "user", user)
-			return o.GUID, o.Instance, nil
-		case errors.Is(err, fleet.ErrNotHere) || errors.Is(err, fleet.ErrNoPeer):
-			continue // the table moved on: look again, once
-		default:
-			return "", "", err
-		}
+	o, found, err := in.atOwner(name, func(o fleet.Owner) error {
+		return in.peers.Disconnect(ctx, o, fleet.Console{User: user})
+	})
+	switch {
+	case !found:
+		return "", "", fmt.Errorf("%w: %q", mps.ErrUnknownDevice, name)
+	case err != nil:
+		return "", "", err
 	}
-	return "", "", fmt.Errorf("%w: %q", mps.ErrUnknownDevice, name)
+	in.log.Info("device on a peer disconnected by an administrator", "device", o.GUID, "instance", o.Instance, "user", user)
+	return o.GUID, o.Instance, nil
 }
 
 // Disconnect closes a tunnel of this instance for an administrator on a
