@@ -2,8 +2,6 @@ package adapter_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"net"
 	"slices"
@@ -22,7 +20,6 @@ import (
 	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/internal/instance/instancetest"
 	"github.com/presence-mps/presence/internal/settings"
-	"github.com/presence-mps/presence/mps/amtsim"
 	"github.com/presence-mps/presence/mps/fleet/fleettest"
 	"github.com/presence-mps/presence/vault"
 	"github.com/presence-mps/presence/vault/vaulttest"
@@ -45,40 +42,6 @@ func startPeer(t *testing.T, root *fleettest.Root, id string, ca *vault.CA, cira
 		c.Fleet = &instance.FleetConfig{PeerAddr: peerAddr, Peers: peers, ServerTLS: stls, ClientTLS: ctls,
 			PeerID: fleettest.PeerID, Name: id}
 	})
-}
-
-// runDevice runs simulated device n (host name host) with the MPS entries
-// mps in AMT's order, all under ca, reconnecting from the first entry
-// whenever its tunnel ends, until the test ends. It returns its GUID.
-func runDevice(t *testing.T, ca *vault.CA, n int, host string, mps ...string) string {
-	t.Helper()
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Root())
-	entries := make([]amtsim.MPSEntry, len(mps))
-	for i, m := range mps {
-		entries[i] = amtsim.MPSEntry{Addr: m, ServerName: "127.0.0.1"}
-	}
-	d, err := amtsim.New(amtsim.Config{
-		UUID: amtsim.DeviceUUID("window-fleet", n), Hostname: host, User: instancetest.CIRAUser, Password: []byte(instancetest.CIRAPass),
-		MPS: entries, RootCAs: roots, MaxVersion: tls.VersionTLS12, EchoPort: 7,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			d.Run(ctx)
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return d.UUID().String()
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -121,8 +84,8 @@ func TestWindowOfAFleet(t *testing.T) {
 	root := fleettest.NewRoot(t, "fleet")
 	b, caB := startPeer(t, root, "inst-b", nil, "", "127.0.0.1:0")
 	a, caA := startPeer(t, root, "inst-a", nil, "", "127.0.0.1:0", b.PeerAddr.String())
-	onB := runDevice(t, caB, 0, "laptop-0", b.CIRAAddr.String())
-	onA := runDevice(t, caA, 1, "desk-1", a.CIRAAddr.String())
+	onB := instancetest.LoopDevice(t, caB, "window-fleet", 0, "laptop-0", b.CIRAAddr.String())
+	onA := instancetest.LoopDevice(t, caA, "window-fleet", 1, "desk-1", a.CIRAAddr.String())
 	waitUntil(t, "A to learn B's device", func() bool { o, ok := a.Fleet().Lookup(onB); return ok && o.Instance == "inst-b" })
 	waitUntil(t, "A's device", func() bool { _, ok := a.Server.Device(onA); return ok })
 
@@ -213,7 +176,7 @@ func TestWindowSendsDevicesHome(t *testing.T) {
 	b, _ := startPeer(t, root, "inst-b", ca, "127.0.0.1:0", "127.0.0.1:0")
 	a, _ := startPeer(t, root, "inst-a", ca, "", "127.0.0.1:0", b.PeerAddr.String())
 	ciraB, peerB := b.CIRAAddr.String(), b.PeerAddr.String()
-	guid := runDevice(t, ca, 2, "laptop-2", ciraB, a.CIRAAddr.String())
+	guid := instancetest.LoopDevice(t, ca, "window-fleet", 2, "laptop-2", ciraB, a.CIRAAddr.String())
 	waitUntil(t, "the device on B, seen by A", func() bool { _, ok := a.Fleet().Lookup(guid); return ok })
 
 	back := adapter.New(a, settings.Settings{}, nil)

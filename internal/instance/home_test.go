@@ -3,8 +3,6 @@ package instance_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -15,11 +13,9 @@ import (
 
 	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/internal/instance/instancetest"
-	"github.com/presence-mps/presence/mps/amtsim"
 	"github.com/presence-mps/presence/mps/api"
 	"github.com/presence-mps/presence/mps/fleet"
 	"github.com/presence-mps/presence/mps/fleet/fleettest"
-	"github.com/presence-mps/presence/vault"
 	"github.com/presence-mps/presence/vault/vaulttest"
 )
 
@@ -116,8 +112,8 @@ func TestSendDevicesHome(t *testing.T) {
 			ServerTLS: stls, ClientTLS: ctls, PeerID: fleettest.PeerID, Name: "inst-a"}
 	})
 	ciraB, peerB := b.CIRAAddr.String(), b.PeerAddr.String()
-	homeB := loopDevice(t, ca, 1, []string{ciraB, a.CIRAAddr.String()})
-	homeA := loopDevice(t, ca, 2, []string{a.CIRAAddr.String(), ciraB})
+	homeB := instancetest.LoopDevice(t, ca, "home", 1, "", ciraB, a.CIRAAddr.String())
+	homeA := instancetest.LoopDevice(t, ca, "home", 2, "", a.CIRAAddr.String(), ciraB)
 	waitUntil(t, "both devices up", func() bool {
 		_, onB := b.Server.Device(homeB)
 		_, onA := a.Server.Device(homeA)
@@ -155,40 +151,6 @@ func TestSendDevicesHome(t *testing.T) {
 	if code := peerAPI(t, a, "POST", "/api/v1/fleet/send-home", map[string]any{"rate": -1}, nil); code != 400 {
 		t.Fatalf("a negative rate: %d", code)
 	}
-}
-
-// loopDevice runs a simulated device n with the MPS entries given, in
-// AMT's order, reconnecting (from the first entry) whenever its tunnel
-// ends, until the test ends. It returns the device's GUID.
-func loopDevice(t *testing.T, ca *vault.CA, n int, mps []string) string {
-	t.Helper()
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Root())
-	entries := make([]amtsim.MPSEntry, len(mps))
-	for i, m := range mps {
-		entries[i] = amtsim.MPSEntry{Addr: m, ServerName: "127.0.0.1"}
-	}
-	d, err := amtsim.New(amtsim.Config{
-		UUID: amtsim.DeviceUUID("home", n), User: instancetest.CIRAUser, Password: []byte(instancetest.CIRAPass),
-		MPS: entries, RootCAs: roots, MaxVersion: tls.VersionTLS12,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			d.Run(ctx)
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return d.UUID().String()
 }
 
 // A peer that asks an owner to forward again is refused: the device is on

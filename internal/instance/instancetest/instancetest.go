@@ -5,11 +5,14 @@ package instancetest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"testing"
 	"time"
 
 	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/internal/settings"
+	"github.com/presence-mps/presence/mps/amtsim"
 	"github.com/presence-mps/presence/vault"
 	"github.com/presence-mps/presence/vault/vaulttest"
 )
@@ -61,4 +64,39 @@ func Start(tb testing.TB, cfg func(*instance.Config)) (*instance.Instance, *vaul
 		}
 	})
 	return in, ca
+}
+
+// LoopDevice runs simulated device n of seed (host name host, an echo
+// service on port 7) with the MPS entries mps in AMT's order, trusting
+// ca, reconnecting from the first entry whenever its tunnel ends, until
+// the test ends. It returns the device's GUID.
+func LoopDevice(tb testing.TB, ca *vault.CA, seed string, n int, host string, mps ...string) string {
+	tb.Helper()
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Root())
+	entries := make([]amtsim.MPSEntry, len(mps))
+	for i, m := range mps {
+		entries[i] = amtsim.MPSEntry{Addr: m, ServerName: "127.0.0.1"}
+	}
+	d, err := amtsim.New(amtsim.Config{
+		UUID: amtsim.DeviceUUID(seed, n), Hostname: host, User: CIRAUser, Password: []byte(CIRAPass),
+		MPS: entries, RootCAs: roots, MaxVersion: tls.VersionTLS12, EchoPort: 7,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			d.Run(ctx)
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	tb.Cleanup(func() { cancel(); <-done })
+	return d.UUID().String()
 }
