@@ -46,6 +46,7 @@ type Accounts struct {
 	gen     uint64                       // bumped on every change; guarded by mu
 	known   map[string][sha256.Size]byte // store key → SHA-256 of the password; guarded by mu
 	unknown map[string]struct{}          // store keys known to be absent; guarded by mu
+	amt     *amtIndex                    // AMT bindings (amt.go), valid while amt.gen == gen; guarded by mu
 }
 
 // NewAccounts returns the accounts kept in s.
@@ -86,6 +87,12 @@ func (a *Accounts) Remove(ctx context.Context, kind, name string) error {
 	err = a.store.Delete(ctx, key)
 	if errors.Is(err, ErrNotFound) {
 		return wrapf(err, "vault: no %s account %q", kind, name)
+	}
+	if err == nil && kind == KindAMT {
+		// Its binding goes with it (amt.go).
+		if err := a.store.Delete(ctx, amtDevicesPrefix+name); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
 	}
 	return err
 }
