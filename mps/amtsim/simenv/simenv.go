@@ -1,0 +1,138 @@
+// Package simenv is a test environment of the real server on 127.0.0.1
+// with real TLS and simulated AMT devices connected to it: what the tests
+// of the packages that talk to devices through tunnels (mps/wsman,
+// mps/toolbox, mps/sol) share.
+package simenv
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/presence-mps/presence/mps"
+	"github.com/presence-mps/presence/mps/amtsim"
+	"github.com/presence-mps/presence/mps/apf"
+	"github.com/presence-mps/presence/mps/tunnel"
+	"github.com/presence-mps/presence/vault/vaulttest"
+)
+
+// The accounts of the environment's devices.
+const (
+	CIRAUser = "cira"
+	CIRAPass = "Cira-P@ss1"
+	AMTUser  = amtsim.DefaultAMTUser
+	AMTPass  = "Amt-P@ss1"
+)
+
+// Env is a running server with its devices. Everything it starts ends
+// with the test.
+type Env struct {
+	t     testing.TB
+	Srv   *mps.Server
+	Addr  string
+	Roots *x509.CertPool
+
+	mu        sync.Mutex
+	connected map[string]chan struct{} // device UUID → closed when it is up
+}
+
+// New starts the server.
+func New(t testing.TB) *Env {
+	t.Helper()
+	ca := vaulttest.CA(t, "127.0.0.1")
+	srv, err := mps.New(mps.Config{
+		TLS: tunnel.TLSConfig(ca.TLSCertificate(), false),
+		Tunnel: tunnel.Config{Auth: func(_ context.Context, _ apf.UUID, user string, pw []byte) bool {
+			return user == CIRAUser && string(pw) == CIRAPass
+		}},
+		MaxHandshakes: 64,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{t: t, Srv: srv, Addr: addr.String(), connected: map[string]chan struct{}{}}
+	ev, _ := srv.Subscribe(20000)
+	go func() {
+		for x := range ev { // until Shutdown closes it
+			if x.Kind == mps.EventConnected {
+				close(e.up(x.Device.UUID))
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	e.Roots = x509.NewCertPool()
+	e.Roots.AddCert(ca.Root())
+	return e
+}
+
+// up returns the channel closed when the device connects (once per env).
+func (e *Env) up(uuid string) chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ch := e.connected[uuid]
+	if ch == nil {
+		ch = make(chan struct{})
+		e.connected[uuid] = ch
+	}
+	return ch
+}
+
+// Device starts simulated device i (mod may change its configuration)
+// and waits until its tunnel is up. stop ends it and waits for its Run to
+// return; the test's cleanup calls it too.
+func (e *Env) Device(i int, mod func(*amtsim.Config)) (d *amtsim.Device, stop func()) {
+	e.t.Helper()
+	cfg := amtsim.Config{
+		UUID: amtsim.DeviceUUID(e.t.Name(), i), Hostname: amtsim.DeviceHostname(i),
+		User: CIRAUser, Password: []byte(CIRAPass), MPSAddr: e.Addr, RootCAs: e.Roots,
+		MaxVersion: tls.VersionTLS12, AMTPassword: []byte(AMTPass),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	d, err := amtsim.New(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				e.t.Error("device did not stop")
+			}
+		})
+	}
+	e.t.Cleanup(stop)
+	select {
+	case <-e.up(d.UUID().String()):
+	case <-time.After(60 * time.Second):
+		e.t.Fatalf("device %d did not connect within 60 s", i)
+	}
+	return d, stop
+}
+
+// Ctx is a context for one step of a test: 20 s, cancelled with it.
+func Ctx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
