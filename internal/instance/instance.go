@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,7 +26,9 @@ import (
 	"github.com/presence-mps/presence/mps/fleet/etcdstore"
 	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/mps/proxy"
+	"github.com/presence-mps/presence/mps/toolbox"
 	"github.com/presence-mps/presence/mps/tunnel"
+	"github.com/presence-mps/presence/mps/wsman"
 	"github.com/presence-mps/presence/vault"
 )
 
@@ -94,6 +95,10 @@ type Instance struct {
 	Server *mps.Server
 	Proxy  *proxy.Server // nil without ProxyAddr
 	API    *api.API      // nil without APIAddr
+	// AMT is the AMT toolbox (power, boot, logs, consent, ...) over the
+	// devices' tunnels, this instance's and its peers', with the AMT
+	// accounts of this instance's vault.
+	AMT *toolbox.Toolbox
 
 	// CIRAAddr, ProxyAddr and APIAddr are the addresses at start (nil
 	// for parts left off); Listening tells where the instance listens
@@ -220,6 +225,14 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 		Sessions:            in.sessions,
 		Logger:              log.With("part", "proxy"),
 	})
+	in.AMT, err = toolbox.New(toolbox.Config{
+		Dial:        in.dialConsole,
+		Credentials: amtCredentials(acc),
+		Logger:      log.With("part", "amt"),
+	})
+	if err != nil {
+		return in, err
+	}
 	if a := settings.Listen(cfg.Settings.ProxyAddr); a != "" {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
@@ -269,26 +282,26 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 // or the only amt account there is.
 func amtLogin(acc *vault.Accounts, log *slog.Logger) func(context.Context, string) (string, string, bool) {
 	return func(ctx context.Context, device string) (string, string, bool) {
-		names, err := acc.List(ctx, vault.KindAMT)
+		name, pw, err := acc.AMTFor(ctx, device)
 		if err != nil {
-			log.Warn("cannot read AMT accounts", "err", err)
+			if !errors.Is(err, vault.ErrNoAMTAccount) {
+				log.Warn("cannot read the AMT account of a device", "device", device, "err", err)
+			}
 			return "", "", false
 		}
-		name := ""
-		switch {
-		case slices.Contains(names, "admin"):
-			name = "admin"
-		case len(names) == 1:
-			name = names[0]
-		default:
-			return "", "", false
-		}
-		pw, err := acc.Password(ctx, vault.KindAMT, name)
+		return name, pw.Reveal(), true
+	}
+}
+
+// amtCredentials gives the toolbox the AMT account of a device by the
+// vault's rule (the account bound to it, else the default).
+func amtCredentials(acc *vault.Accounts) func(context.Context, string) (wsman.Credentials, error) {
+	return func(ctx context.Context, device string) (wsman.Credentials, error) {
+		name, pw, err := acc.AMTFor(ctx, device)
 		if err != nil {
-			log.Warn("cannot read an AMT account", "user", name, "err", err)
-			return "", "", false
+			return wsman.Credentials{}, err
 		}
-		return name, string(pw), true
+		return wsman.Credentials{User: name, Password: pw.Reveal()}, nil
 	}
 }
 
@@ -329,6 +342,10 @@ func (in *Instance) wireEvents() {
 	go func() {
 		defer in.wg.Done()
 		for ev := range events { // closed by Server.Shutdown
+			if ev.Kind == mps.EventConnected {
+				// Its firmware or AMT account may have changed meanwhile.
+				in.AMT.Forget(ev.Device.UUID)
+			}
 			if ev.Kind == mps.EventDisconnected {
 				if n := in.Proxy.UnmapDevice(ev.Device.UUID); n > 0 {
 					in.log.Info("port mappings closed: their device disconnected", "device", ev.Device.UUID, "mappings", n)
@@ -433,6 +450,9 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 		}
 		if in.Proxy != nil {
 			in.Proxy.Close()
+		}
+		if in.AMT != nil {
+			in.AMT.Close()
 		}
 		if in.stop != nil {
 			close(in.stop)
