@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/presence-mps/presence/mps/apf"
 	"github.com/presence-mps/presence/mps/redir"
@@ -137,7 +138,15 @@ func TestRedirSOLDisabledAndFailedLogin(t *testing.T) {
 	p.redirState = 32771
 	p.mu.Unlock()
 	for _, auth := range []SOLAuth{SOLAuthDigest, SOLAuthClear} {
-		if _, err := DialSOL(dialT(t, ln), testUser, "wrong", auth); !errors.Is(err, ErrRedirAuth) {
+		// The device frees its SOL slot just after it has answered the
+		// previous wrong login: a console that comes back at once may
+		// still find it busy.
+		_, err := DialSOL(dialT(t, ln), testUser, "wrong", auth)
+		for deadline := time.Now().Add(testTimeout); errors.Is(err, ErrRedirBusy) && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+			_, err = DialSOL(dialT(t, ln), testUser, "wrong", auth)
+		}
+		if !errors.Is(err, ErrRedirAuth) {
 			t.Fatalf("wrong password: %v", err)
 		}
 	}
