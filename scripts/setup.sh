@@ -32,11 +32,14 @@ cd "$REPO_ROOT"
 #                  free loopback ports (mps/fleet/etcdtest); the service the
 #                  package installs is stopped and disabled (etcd_service_off)
 #   etcd-client:   etcdctl, with which scripts/fleet-etcd-test.sh watches and reads the fleet's keys
+#   chromium:      the headless browser in which internal/webconsole runs Intel's ui-toolkit
+#                  over the relay (scripts/uitoolkit.sh fetches the toolkit itself)
 APT_PACKAGES=(gcc libc6-dev git iproute2 util-linux curl squid amtterm gnome-keyring dbus
 	pkg-config libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev
 	xvfb xauth xdotool imagemagick
 	gcc-mingw-w64-x86-64 nsis xz-utils file dpkg-dev make
-	etcd-server etcd-client)
+	etcd-server etcd-client
+	chromium)
 
 # go_minor prints the minor version of the go on PATH (21 for go1.21.x),
 # or 0 when there is none.
