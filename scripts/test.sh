@@ -5,7 +5,8 @@
 #   bash scripts/test.sh -run TestX ./mps/apf/   # other go test args
 #
 # Steps: gofmt, go vet, staticcheck, the import rules (scripts/imports.sh),
-# govulncheck (scripts/vulncheck.sh),
+# govulncheck (scripts/vulncheck.sh), the ui-toolkit bundle for the web
+# console's browser test (scripts/uitoolkit.sh),
 # `go test -race -count=1`, then (for the whole tree) the packages and the
 # window: the Linux tar.xz and .deb (packaging/build.sh linux); the .deb and
 # the tar.xz installed into temporary directories and the installed window
@@ -118,6 +119,17 @@ step "go vet" go vet ./... || failed=1
 step "staticcheck" staticcheck_run || failed=1
 step "import rules" bash "$REPO_ROOT/scripts/imports.sh" || failed=1
 step "govulncheck" bash "$REPO_ROOT/scripts/vulncheck.sh" || failed=1
+# internal/webconsole runs Intel's ui-toolkit in Chromium; go test has no
+# network to fetch it, so it is fetched here (a cached copy is reused) and
+# its directory passed on. Without it the browser test skips; with CI=true
+# or PRESENCE_REQUIRE_CHROMIUM=1 a failed fetch fails this step.
+uitoolkit() {
+	bash "$REPO_ROOT/scripts/uitoolkit.sh" && return 0
+	[ "${CI:-}" != true ] && [ "${PRESENCE_REQUIRE_CHROMIUM:-}" != 1 ] || return 1
+	echo "WARNING: no ui-toolkit bundle: the web console's browser test will skip" >&2
+}
+step "ui-toolkit bundle" uitoolkit || failed=1
+export PRESENCE_UITOOLKIT="${PRESENCE_UITOOLKIT:-$(bash "$REPO_ROOT/scripts/uitoolkit.sh" --dir)}"
 step "go test -race" go_test || failed=1
 # packaging_missing TARGET prints what `packaging/build.sh TARGET` needs
 # and this machine lacks (nothing when it has everything).
