@@ -21,6 +21,9 @@ const (
 	KindMapping = "mapping" // a connection to a port mapping
 	KindRelay   = "relay"   // the API's websocket relay
 	KindFleet   = "fleet"   // forwarded by another instance of the fleet (Via names it)
+	// KindTerminal is Presence's own Serial-over-LAN terminal (the
+	// window's), a console inside the instance.
+	KindTerminal = "terminal"
 )
 
 // End reasons of a session.
@@ -285,6 +288,29 @@ func (t *Sessions) Close() {
 func (t *Sessions) CloseEvents() { t.events.Close() }
 
 // countingReader counts bytes read into n.
+// Counted returns c with the session counting what is read from it as
+// bytes from the device and what is written to it as bytes to the
+// device, for a console inside Presence that talks to the device's
+// channel itself rather than through [Relay].
+func (s *Session) Counted(c net.Conn) net.Conn { return countedConn{c, s} }
+
+type countedConn struct {
+	net.Conn
+	s *Session
+}
+
+func (c countedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.s.fromDev.Add(int64(n))
+	return n, err
+}
+
+func (c countedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.s.toDev.Add(int64(n))
+	return n, err
+}
+
 type countingReader struct {
 	r io.Reader
 	n *atomic.Int64
