@@ -76,6 +76,12 @@ func runDemo(ctx context.Context, args []string, env Env) error {
 	if err := acc.Add(ctx, vault.KindCIRA, "demo", vault.Secret(ciraPW)); err != nil {
 		return err
 	}
+	// The simulated devices' AMT account, so that the toolbox (the
+	// window's device pane, presence amt, the API) and the relay's SOL
+	// login reach them.
+	if err := acc.AddAMT(ctx, amtsim.DefaultAMTUser, demoAMTPassword, nil); err != nil {
+		return err
+	}
 	cfg := f.instanceConfig(s, ca, acc, log)
 	cfg.Advertise = advertiser(log, true) // loopback only: nothing leaves the machine
 	in, err := instance.Start(ctx, cfg)
@@ -203,6 +209,7 @@ func printDemoConsoles(env Env, in *instance.Instance, host string) {
 		api := in.APIAddr.String()
 		fmt.Fprintf(w, "API: http://%s/api/v1/devices  (also /api/v1/sessions, /metrics, /proxy.pac)\n", api)
 		fmt.Fprintf(w, "  try: presence devices --api-addr %s\n", api)
+		fmt.Fprintf(w, "  AMT: presence amt power --api-addr %s %s   (also info, hardware, log, consent, features)\n", api, host)
 		fmt.Fprintf(w, "  Serial-over-LAN: presence map --api-addr %s %s 16994   then: AMT_PASSWORD='%s' amtterm 127.0.0.1 PORT\n", api, host, demoAMTPassword)
 	}
 }
