@@ -2,130 +2,36 @@ package wsman_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/amtsim"
-	"github.com/presence-mps/presence/mps/apf"
-	"github.com/presence-mps/presence/mps/tunnel"
+	"github.com/presence-mps/presence/mps/amtsim/simenv"
 	"github.com/presence-mps/presence/mps/wsman"
-	"github.com/presence-mps/presence/vault/vaulttest"
 )
 
 // End-to-end: the real server over real TLS on 127.0.0.1, simulated AMT
 // devices, and the client dialling port 16992 through the tunnels.
 
-const (
-	ciraUser = "cira"
-	ciraPass = "Cira-P@ss1"
-	amtPass  = "Amt-P@ss1"
-)
+const amtPass = simenv.AMTPass
 
+// env is simenv's server and devices, with a client maker.
 type env struct {
-	t     testing.TB
-	srv   *mps.Server
-	addr  string
-	roots *x509.CertPool
-
-	mu        sync.Mutex
-	connected map[string]chan struct{} // device UUID → closed when it is up
+	*simenv.Env
+	t testing.TB
 }
 
-func newEnv(t testing.TB) *env {
-	t.Helper()
-	ca := vaulttest.CA(t, "127.0.0.1")
-	srv, err := mps.New(mps.Config{
-		TLS: tunnel.TLSConfig(ca.TLSCertificate(), false),
-		Tunnel: tunnel.Config{Auth: func(_ context.Context, _ apf.UUID, user string, pw []byte) bool {
-			return user == ciraUser && string(pw) == ciraPass
-		}},
-		MaxHandshakes: 64,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := srv.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, srv: srv, addr: addr.String(), connected: map[string]chan struct{}{}}
-	ev, _ := srv.Subscribe(20000)
-	go func() {
-		for x := range ev { // until Shutdown closes it
-			if x.Kind == mps.EventConnected {
-				close(e.up(x.Device.UUID))
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	e.roots = x509.NewCertPool()
-	e.roots.AddCert(ca.Root())
-	return e
-}
+func newEnv(t testing.TB) *env { return &env{simenv.New(t), t} }
 
-// up returns the channel closed when the device connects (once per env).
-func (e *env) up(uuid string) chan struct{} {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	ch := e.connected[uuid]
-	if ch == nil {
-		ch = make(chan struct{})
-		e.connected[uuid] = ch
-	}
-	return ch
-}
-
-// device starts a simulated device and waits until its tunnel is up. stop
-// ends it and waits for its Run to return.
-func (e *env) device(i int, mod func(*amtsim.Config)) (d *amtsim.Device, stop func()) {
+// device starts simulated device i and waits until its tunnel is up.
+func (e *env) device(i int, mod func(*amtsim.Config)) (*amtsim.Device, func()) {
 	e.t.Helper()
-	cfg := amtsim.Config{
-		UUID: amtsim.DeviceUUID(e.t.Name(), i), Hostname: amtsim.DeviceHostname(i),
-		User: ciraUser, Password: []byte(ciraPass), MPSAddr: e.addr, RootCAs: e.roots,
-		MaxVersion: tls.VersionTLS12, AMTPassword: []byte(amtPass),
-	}
-	if mod != nil {
-		mod(&cfg)
-	}
-	d, err := amtsim.New(cfg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(20 * time.Second):
-				e.t.Error("device did not stop")
-			}
-		})
-	}
-	e.t.Cleanup(stop)
-	select {
-	case <-e.up(d.UUID().String()):
-	case <-time.After(60 * time.Second):
-		e.t.Fatalf("device %d did not connect within 60 s", i)
-	}
-	return d, stop
+	return e.Device(i, mod)
 }
 
 // client returns a client that dials devices through the server with the
@@ -133,7 +39,7 @@ func (e *env) device(i int, mod func(*amtsim.Config)) (d *amtsim.Device, stop fu
 func (e *env) client(pass string, mod func(*wsman.Config)) *wsman.Client {
 	cfg := wsman.Config{
 		Dial: func(ctx context.Context, device string) (net.Conn, error) {
-			return e.srv.Dial(ctx, device, amtsim.PortWSMan)
+			return e.Srv.Dial(ctx, device, amtsim.PortWSMan)
 		},
 		Credentials: func(context.Context, string) (wsman.Credentials, error) {
 			return wsman.Credentials{User: amtsim.DefaultAMTUser, Password: pass}, nil
@@ -150,11 +56,7 @@ func (e *env) client(pass string, mod func(*wsman.Config)) *wsman.Client {
 	return c
 }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t testing.TB) context.Context { return simenv.Ctx(t) }
 
 // skipUntilSimulated skips when the simulator does not answer the
 // toolbox's classes yet.
