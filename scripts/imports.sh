@@ -8,11 +8,13 @@
 #      only through its value types: of this module they import only the
 #      window's own packages, assets, internal/launch, internal/settings,
 #      internal/logring, mps (devices, sessions, tunnel info), mps/history
-#      (history records) and vault; app/adapter is the one place where the
+#      (history records), mps/toolbox and mps/wsman (the AMT toolbox's
+#      statuses, actions, sentences and log records) and vault; app/adapter is the one place where the
 #      window meets the running engine;
 #   3. production code never imports mps/amtsim (the simulator), except the
 #      demo and simulate commands (internal/cli/demo.go, simulate.go); test
-#      support packages, benchmarks and scripts/loadtest may.
+#      support packages (mps/amtsim/simenv among them), benchmarks and
+#      scripts/loadtest may.
 #
 #   bash scripts/imports.sh        # prints each broken rule; exit 1 if any
 set -uo pipefail
@@ -34,7 +36,7 @@ while read -r pkg deps; do
 done < <(go list -f '{{.ImportPath}} {{join .Deps " "}}' ./mps/... ./vault/...)
 
 # 2. The window's packages import only value types of the engine.
-allowed=" $MOD/assets $MOD/internal/launch $MOD/internal/settings $MOD/internal/logring $MOD/mps $MOD/mps/history $MOD/vault "
+allowed=" $MOD/assets $MOD/internal/launch $MOD/internal/settings $MOD/internal/logring $MOD/mps $MOD/mps/history $MOD/mps/toolbox $MOD/mps/wsman $MOD/vault "
 while read -r pkg imports; do
 	for i in $imports; do
 		case $i in
@@ -53,7 +55,7 @@ done < <(go list -f '{{.ImportPath}} {{join .Imports " "}}' ./app ./app/ui ./app
 sim=$MOD/mps/amtsim
 while read -r pkg deps; do
 	case ${pkg#"$MOD"} in
-	"" | /internal/cli | /mps/amtsim | /scripts/* | /app/uibench | */instancetest | */vaulttest | /internal/testutil) continue ;;
+	"" | /internal/cli | /mps/amtsim | /mps/amtsim/simenv | /scripts/* | /app/uibench | */instancetest | */vaulttest | /internal/testutil) continue ;;
 	esac
 	case " $deps " in
 	*" $sim "*) complain "${pkg#"$MOD"/} depends on mps/amtsim: production code never imports the simulator" ;;

@@ -311,7 +311,9 @@ type NotOfferedError struct {
 	Why    string
 }
 
-func (e *NotOfferedError) Error() string { return "toolbox: " + e.Action.String() + " is not offered: " + e.Why }
+func (e *NotOfferedError) Error() string {
+	return "toolbox: " + e.Action.String() + " is not offered: " + e.Why
+}
 
 // ErrNotOffered matches every [*NotOfferedError].
 var ErrNotOffered = errors.New("toolbox: the action does not fit the device's state")
