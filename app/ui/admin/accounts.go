@@ -27,6 +27,17 @@ type AccountsBackend interface {
 	RemoveAccount(kind, name string) error
 }
 
+// AMTBindings is what a backend that binds AMT accounts to devices adds
+// to AccountsBackend (the vault's rule: the account bound to a device is
+// its; an unbound one is the default). Its methods may block too.
+type AMTBindings interface {
+	// AMTDevices returns the GUIDs the account is bound to, none for a
+	// default account.
+	AMTDevices(name string) ([]string, error)
+	// AddAMTAccount creates or replaces the account, bound to devices.
+	AddAMTAccount(name string, password vault.Secret, devices []string) error
+}
+
 // AccountKinds are the screen's three lists, in order.
 var AccountKinds = []struct {
 	Kind, Title, Help string
@@ -36,8 +47,8 @@ var AccountKinds = []struct {
 		"Devices that log in with it can no longer connect to Presence."},
 	{vault.KindConsole, "Console accounts", "Consoles use these for the proxy and the API.",
 		"Consoles that use it can no longer reach devices through the proxy or the API."},
-	{vault.KindAMT, "AMT accounts", "The relay logs in to devices' AMT with these.",
-		"The relay can no longer log in to devices with it."},
+	{vault.KindAMT, "AMT accounts", "Presence logs in to devices' AMT with these: an account bound to devices is theirs, an unbound one is every other device's.",
+		"Presence can no longer log in to the devices' AMT with it."},
 }
 
 // kindWord is a kind as a sentence names it: "CIRA", "console", "AMT".
@@ -55,7 +66,8 @@ type AccountList struct {
 	RemoveBtn *widget.Button
 
 	names    []string
-	selected string // "" for none
+	labels   []string // what the list shows of each name (AMT: its devices)
+	selected string   // "" for none
 }
 
 // Names returns the names listed.
@@ -73,7 +85,11 @@ type Accounts struct {
 	AddKind           *widget.Select
 	Name              *widget.Entry
 	Password, Confirm *widget.Entry
-	AddBtn            *widget.Button
+	// Devices binds an AMT account to devices: GUIDs separated by
+	// commas, spaces or lines; empty for a default account. It is
+	// enabled for AMT accounts when the backend binds them (AMTBindings).
+	Devices *widget.Entry
+	AddBtn  *widget.Button
 	// Message says what the last action did, or what went wrong. It never
 	// holds a password.
 	Message *widget.Label
@@ -103,7 +119,10 @@ func NewAccounts(b AccountsBackend) *Accounts {
 			func() int { return len(l.names) },
 			func() fyne.CanvasObject { return widget.NewLabel("") },
 			func(i widget.ListItemID, o fyne.CanvasObject) {
-				if i < len(l.names) {
+				switch {
+				case i < len(l.labels):
+					o.(*widget.Label).SetText(l.labels[i])
+				case i < len(l.names):
 					o.(*widget.Label).SetText(l.names[i])
 				}
 			})
@@ -126,7 +145,9 @@ func NewAccounts(b AccountsBackend) *Accounts {
 			container.NewHBox(l.RemoveBtn), nil, nil, l.List))
 	}
 
-	a.AddKind = widget.NewSelect(kinds, nil)
+	a.Devices = widget.NewEntry()
+	a.Devices.SetPlaceHolder("AMT: device GUIDs; empty for every device")
+	a.AddKind = widget.NewSelect(kinds, func(string) { a.devicesFor(a.kind()) })
 	a.AddKind.SetSelectedIndex(0)
 	a.Name = widget.NewEntry()
 	a.Name.SetPlaceHolder("letters, digits, . _ @ -")
@@ -139,12 +160,50 @@ func NewAccounts(b AccountsBackend) *Accounts {
 		widget.NewFormItem("Name", a.Name),
 		widget.NewFormItem("Password", a.Password),
 		widget.NewFormItem("Password again", a.Confirm),
+		widget.NewFormItem("Devices", a.Devices),
 	)
 	add := container.NewVBox(
 		heading("Add an account, or change the password of one"),
 		form, container.NewHBox(a.AddBtn), a.Message)
 	a.Root = container.NewBorder(nil, add, nil, nil, container.NewGridWithColumns(len(columns), columns...))
 	return a
+}
+
+// devicesFor enables the Devices entry for the AMT kind, where the
+// backend binds accounts to devices.
+func (a *Accounts) devicesFor(kind string) {
+	if a.Devices == nil {
+		return
+	}
+	if _, ok := a.b.(AMTBindings); ok && kind == vault.KindAMT {
+		a.Devices.Enable()
+		return
+	}
+	a.Devices.Disable()
+}
+
+// DeviceList splits the Devices entry into GUIDs, checking each.
+func DeviceList(text string) ([]string, string) {
+	var out []string
+	for _, f := range strings.FieldsFunc(text, func(r rune) bool { return r == ',' || r == ';' || r == ' ' || r == '\n' || r == '\t' }) {
+		g, err := vault.CanonicalGUID(f)
+		if err != nil {
+			return nil, fmt.Sprintf("%q is not a device GUID: use the 32 hex digits the Devices screen shows (dashes optional).", f)
+		}
+		out = append(out, g)
+	}
+	return out, ""
+}
+
+// amtLabel is what the AMT list shows of an account.
+func amtLabel(name string, devices []string) string {
+	switch len(devices) {
+	case 0:
+		return name + " (default)"
+	case 1:
+		return name + " (1 device)"
+	}
+	return fmt.Sprintf("%s (%d devices)", name, len(devices))
 }
 
 // relayout lays the screen out again after texts changed size. (The
@@ -177,11 +236,23 @@ func (a *Accounts) Refresh() {
 	a.gen++
 	gen := a.gen
 	names := make([][]string, len(a.Lists))
+	labels := make([][]string, len(a.Lists))
 	var err error
 	run(a.Go, func() {
 		for i, l := range a.Lists {
 			if names[i], err = a.b.AccountNames(l.Kind); err != nil {
 				return
+			}
+			ab, ok := a.b.(AMTBindings)
+			if !ok || l.Kind != vault.KindAMT {
+				continue
+			}
+			for _, n := range names[i] {
+				var devs []string
+				if devs, err = ab.AMTDevices(n); err != nil {
+					return
+				}
+				labels[i] = append(labels[i], amtLabel(n, devs))
 			}
 		}
 	}, func() {
@@ -196,7 +267,7 @@ func (a *Accounts) Refresh() {
 		for i, l := range a.Lists {
 			// Keep the selection on its name while it is listed.
 			sel := l.selected
-			l.names = names[i]
+			l.names, l.labels = names[i], labels[i]
 			l.List.UnselectAll()
 			if j := slices.Index(l.names, sel); j >= 0 && sel != "" {
 				l.List.Select(j)
@@ -233,6 +304,11 @@ func (a *Accounts) Problem() string {
 	case a.Confirm.Text != pw:
 		return "The two passwords differ: type the same password in both fields."
 	}
+	if a.kind() == vault.KindAMT {
+		if _, p := DeviceList(a.Devices.Text); p != "" {
+			return p
+		}
+	}
 	return ""
 }
 
@@ -255,8 +331,17 @@ func (a *Accounts) Add() {
 	existed := slices.Contains(a.List(kind).names, name)
 	a.AddBtn.Disable()
 	a.say("Saving…")
+	devices, _ := DeviceList(a.Devices.Text)
+	ab, binds := a.b.(AMTBindings)
+	binds = binds && kind == vault.KindAMT
 	var err error
-	run(a.Go, func() { err = a.b.AddAccount(kind, name, pw) }, func() {
+	run(a.Go, func() {
+		if binds {
+			err = ab.AddAMTAccount(name, pw, devices)
+		} else {
+			err = a.b.AddAccount(kind, name, pw)
+		}
+	}, func() {
 		a.AddBtn.Enable()
 		if err != nil {
 			logger(a.Logger).Warn("adding an account failed", "kind", kind, "name", name, "err", err)
@@ -267,6 +352,7 @@ func (a *Accounts) Add() {
 		a.Password.SetText("")
 		a.Confirm.SetText("")
 		a.Name.SetText("")
+		a.Devices.SetText("")
 		if existed {
 			a.say(fmt.Sprintf("The password of %s account %q was changed.", kindWord(kind), name))
 		} else {

@@ -161,3 +161,41 @@ func TestNameProblemMatchesVault(t *testing.T) {
 		}
 	}
 }
+
+// An AMT account can be bound to devices: the form checks the GUIDs, the
+// backend gets them, and the list says which accounts are defaults.
+func TestAccountsAMTBinding(t *testing.T) {
+	b := newFakeAccounts()
+	a, _ := newTestAccounts(t, b)
+	if !a.Devices.Disabled() {
+		t.Error("the Devices entry is enabled for CIRA accounts")
+	}
+	fill(a, "AMT", "home", "Home-P@ss2", "Home-P@ss2")
+	if a.Devices.Disabled() {
+		t.Fatal("the Devices entry is disabled for AMT accounts")
+	}
+	a.Devices.SetText("not-a-guid")
+	test.Tap(a.AddBtn)
+	if !strings.Contains(a.Message.Text, `"not-a-guid" is not a device GUID`) {
+		t.Fatalf("message %q", a.Message.Text)
+	}
+	a.Devices.SetText("AAAAAAAABBBBCCCCDDDDEEEEEEEEEEEE, 11111111-2222-3333-4444-555555555555")
+	test.Tap(a.AddBtn)
+	if want := []string{"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "11111111-2222-3333-4444-555555555555"}; !slices.Equal(b.bound["home"], want) {
+		t.Fatalf("bound %v, want %v (message %q)", b.bound["home"], want, a.Message.Text)
+	}
+	if a.Devices.Text != "" || a.Password.Text != "" {
+		t.Error("the form kept what was typed")
+	}
+	l := a.List(vault.KindAMT)
+	if !slices.Equal(l.labels, []string{"admin (default)", "home (2 devices)"}) {
+		t.Errorf("AMT list shows %v", l.labels)
+	}
+	// One device, one account: the backend's refusal is shown.
+	fill(a, "AMT", "other", "Other-P@ss3", "Other-P@ss3")
+	a.Devices.SetText("11111111222233334444555555555555")
+	test.Tap(a.AddBtn)
+	if !strings.Contains(a.Message.Text, `bound to AMT account "home"`) || strings.Contains(a.Message.Text, "Other-P@ss3") {
+		t.Errorf("message %q", a.Message.Text)
+	}
+}

@@ -184,6 +184,7 @@ func sampleCerts() *fakeCerts {
 // arrived, never shown.
 type fakeAccounts struct {
 	pw    map[string]map[string]vault.Secret // kind → name → password
+	bound map[string][]string                // AMT account → devices
 	err   error                              // returned by every method when set
 	calls int
 }
@@ -215,6 +216,34 @@ func (f *fakeAccounts) AddAccount(kind, name string, password vault.Secret) erro
 		return f.err
 	}
 	f.pw[kind][name] = password
+	return nil
+}
+
+func (f *fakeAccounts) AMTDevices(name string) ([]string, error) {
+	f.calls++
+	if f.err != nil {
+		return nil, f.err
+	}
+	return f.bound[name], nil
+}
+
+func (f *fakeAccounts) AddAMTAccount(name string, password vault.Secret, devices []string) error {
+	f.calls++
+	if f.err != nil {
+		return f.err
+	}
+	for other, devs := range f.bound {
+		for _, d := range devices {
+			if other != name && slices.Contains(devs, d) {
+				return fmt.Errorf("vault: device %s is bound to AMT account %q already", d, other)
+			}
+		}
+	}
+	f.pw[vault.KindAMT][name] = password
+	if f.bound == nil {
+		f.bound = map[string][]string{}
+	}
+	f.bound[name] = devices
 	return nil
 }
 
