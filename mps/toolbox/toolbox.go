@@ -205,7 +205,9 @@ const maxCached = 100_000
 
 // Action is a power or boot action, numbered as the Intel toolkit's MPS
 // and Console number them: the power states of RequestPowerStateChange,
-// and 100/101 (to BIOS from off/on) and 400/401 (to PXE from off/on).
+// and 100/101 (to BIOS from off/on) and 401/400 (to PXE from off/on: the
+// toolkit numbers 400 "Reset to PXE" and 401 "Power on to PXE", docs
+// Reference/powerstates.md, MPS bootOptions.ts, MeshCommander's lists).
 type Action int
 
 // The actions.
@@ -220,8 +222,8 @@ const (
 	SoftReset Action = 14
 	BIOSOn    Action = 100 // power on to the BIOS setup screen
 	BIOSReset Action = 101 // reset to the BIOS setup screen
-	PXEOn     Action = 400 // power on to PXE
-	PXEReset  Action = 401 // reset to PXE
+	PXEOn     Action = 401 // power on to PXE
+	PXEReset  Action = 400 // reset to PXE
 )
 
 // actionInfo names an action and says what it needs.
@@ -282,7 +284,7 @@ func ParseAction(s string, st wsman.PowerState) (Action, error) {
 		if a := Action(n); a.Valid() {
 			return a, nil
 		}
-		return 0, fmt.Errorf("toolbox: %d is not a power action (2 on, 5 cycle, 8 off, 10 reset, 4, 7, 12, 14, 100/101 BIOS, 400/401 PXE)", n)
+		return 0, fmt.Errorf("toolbox: %d is not a power action (2 on, 5 cycle, 8 off, 10 reset, 4, 7, 12, 14, 100/101 BIOS, 401/400 PXE)", n)
 	}
 	switch s {
 	case "bios":
