@@ -295,3 +295,8 @@ func (s *biosScreen) say(b *strings.Builder, msg string) {
 	s.message(b)
 	s.cursor(b)
 }
+
+// BIOSScreen returns the bytes the [SOLBIOS] screen paints when a SOL
+// session starts on host with hardware hw (what the device sends after
+// 0x21), for the tests of terminals.
+func BIOSScreen(host string, hw Hardware) []byte { return newBIOSScreen(host, hw).paint() }
