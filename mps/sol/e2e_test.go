@@ -3,128 +3,45 @@ package sol_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/amtsim"
-	"github.com/presence-mps/presence/mps/apf"
+	"github.com/presence-mps/presence/mps/amtsim/simenv"
 	"github.com/presence-mps/presence/mps/redir"
 	"github.com/presence-mps/presence/mps/sol"
-	"github.com/presence-mps/presence/mps/tunnel"
 	"github.com/presence-mps/presence/mps/wsman"
-	"github.com/presence-mps/presence/vault/vaulttest"
 )
 
 // End to end: the real server over real TLS on 127.0.0.1, simulated AMT
 // devices, and sessions opened on APF channels to port 16994 through the
 // tunnels.
 
-const (
-	ciraUser = "cira"
-	ciraPass = "Cira-P@ss1"
-	amtPass  = "Amt-P@ss1"
-)
+const amtPass = simenv.AMTPass
 
+// env is simenv's server and devices.
 type env struct {
-	t     testing.TB
-	srv   *mps.Server
-	addr  string
-	roots *x509.CertPool
-
-	mu sync.Mutex
-	up map[string]chan struct{} // device UUID → closed once it has connected
+	*simenv.Env
+	t testing.TB
 }
 
-func newEnv(t testing.TB) *env {
-	t.Helper()
-	ca := vaulttest.CA(t, "127.0.0.1")
-	srv, err := mps.New(mps.Config{
-		TLS: tunnel.TLSConfig(ca.TLSCertificate(), false),
-		Tunnel: tunnel.Config{Auth: func(_ context.Context, _ apf.UUID, user string, pw []byte) bool {
-			return user == ciraUser && string(pw) == ciraPass
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := srv.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, srv: srv, addr: addr.String(), up: map[string]chan struct{}{}, roots: x509.NewCertPool()}
-	e.roots.AddCert(ca.Root())
-	ev, _ := srv.Subscribe(1000)
-	go func() {
-		for x := range ev { // until Shutdown closes it
-			if x.Kind == mps.EventConnected {
-				close(e.upCh(x.Device.UUID))
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return e
-}
-
-func (e *env) upCh(uuid string) chan struct{} {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.up[uuid] == nil {
-		e.up[uuid] = make(chan struct{})
-	}
-	return e.up[uuid]
-}
+func newEnv(t testing.TB) *env { return &env{simenv.New(t), t} }
 
 // device starts simulated device i on amt and waits for its tunnel; stop
 // ends it and waits for it.
-func (e *env) device(i int, amt *amtsim.AMTConfig) (d *amtsim.Device, stop func()) {
+func (e *env) device(i int, amt *amtsim.AMTConfig) (*amtsim.Device, func()) {
 	e.t.Helper()
-	d, err := amtsim.New(amtsim.Config{
-		UUID: amtsim.DeviceUUID(e.t.Name(), i), Hostname: amtsim.DeviceHostname(i),
-		User: ciraUser, Password: []byte(ciraPass), MPSAddr: e.addr, RootCAs: e.roots,
-		MaxVersion: tls.VersionTLS12, AMTPassword: []byte(amtPass), AMT: amt,
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(20 * time.Second):
-				e.t.Error("the device did not stop")
-			}
-		})
-	}
-	e.t.Cleanup(stop)
-	select {
-	case <-e.upCh(d.UUID().String()):
-	case <-time.After(60 * time.Second):
-		e.t.Fatalf("device %d did not connect", i)
-	}
-	return d, stop
+	return e.Device(i, func(c *amtsim.Config) { c.AMT = amt })
 }
 
 // dial opens a channel to the device's redirection port.
 func (e *env) dial(d *amtsim.Device) net.Conn {
 	e.t.Helper()
-	c, err := e.srv.Dial(ctxT(e.t), d.UUID().String(), amtsim.PortRedirect)
+	c, err := e.Srv.Dial(ctxT(e.t), d.UUID().String(), amtsim.PortRedirect)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -136,11 +53,7 @@ func (e *env) open(d *amtsim.Device, pw string, opts ...sol.Option) (*sol.Sessio
 	return sol.Open(ctxT(e.t), e.dial(d), amtsim.DefaultAMTUser, pw, opts...)
 }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t testing.TB) context.Context { return simenv.Ctx(t) }
 
 // readUntil reads the session's output until it contains want.
 func readUntil(t *testing.T, s *sol.Session, want string) string {
@@ -311,7 +224,7 @@ func TestRefusals(t *testing.T) {
 	d, _ := e.device(0, nil)
 	w, err := wsman.New(wsman.Config{
 		Dial: func(ctx context.Context, device string) (net.Conn, error) {
-			return e.srv.Dial(ctx, device, amtsim.PortWSMan)
+			return e.Srv.Dial(ctx, device, amtsim.PortWSMan)
 		},
 		Credentials: func(context.Context, string) (wsman.Credentials, error) {
 			return wsman.Credentials{User: amtsim.DefaultAMTUser, Password: amtPass}, nil
