@@ -92,20 +92,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The device reconnects whenever its tunnel ends, until the test ends.
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			d.Run(ctx)
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	instancetest.RunLoop(t, d) // reconnecting whenever its tunnel ends
 	e := &env{in: in, dev: d, hist: h}
 	waitFor(t, step, "the device's tunnel", func() bool {
 		ds := in.Server.Devices()

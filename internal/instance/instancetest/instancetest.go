@@ -85,6 +85,13 @@ func LoopDevice(tb testing.TB, ca *vault.CA, seed string, n int, host string, mp
 	if err != nil {
 		tb.Fatal(err)
 	}
+	RunLoop(tb, d)
+	return d.UUID().String()
+}
+
+// RunLoop runs the device, reconnecting whenever its tunnel ends, until
+// the test ends.
+func RunLoop(tb testing.TB, d *amtsim.Device) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -98,5 +105,4 @@ func LoopDevice(tb testing.TB, ca *vault.CA, seed string, n int, host string, mp
 		}
 	}()
 	tb.Cleanup(func() { cancel(); <-done })
-	return d.UUID().String()
 }
