@@ -76,7 +76,13 @@ func New(cfg Config) (*Toolbox, error) {
 	}
 	wc := cfg.WSMan
 	dial := cfg.Dial
-	wc.Dial = func(ctx context.Context, device string) (net.Conn, error) { return dial(ctx, device, PortWSMan) }
+	wc.Dial = func(ctx context.Context, device string) (net.Conn, error) {
+		c, err := dial(ctx, device, PortWSMan)
+		if err != nil {
+			return nil, err
+		}
+		return withDeadlines(c), nil
+	}
 	wc.Credentials = cfg.Credentials
 	if wc.Logger == nil {
 		wc.Logger = log
