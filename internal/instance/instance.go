@@ -248,6 +248,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 			ProxyPort: port(in.ProxyAddr), Version: cfg.Version, InstanceID: cfg.InstanceID,
 			SaveAliases: cfg.SaveAliases, AMTLogin: amtLogin(acc, log), History: cfg.History,
 			Fleet:  in.fleetView(),
+			AMT:    in.AMT,
 			Logger: log.With("part", "api"),
 		})
 		if err != nil {

@@ -33,6 +33,7 @@ import (
 	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/mps/internal/authlimit"
 	"github.com/presence-mps/presence/mps/proxy"
+	"github.com/presence-mps/presence/mps/toolbox"
 )
 
 // Config configures an [API]. Server and Proxy are required.
@@ -66,6 +67,9 @@ type Config struct {
 	// with on behalf of a web console that starts a redirection session
 	// (port 16994) with an empty user name. The console never sees them.
 	AMTLogin func(ctx context.Context, device string) (user, pass string, ok bool)
+	// AMT, if set, answers the AMT toolbox's endpoints on the Intel
+	// toolkit MPS's paths, /api/v1/amt/... (amt.go).
+	AMT *toolbox.Toolbox
 	// History, if set, answers the /api/v1/history endpoints.
 	History *history.Store
 	// SaveAliases, if set, is called with every alias after a change made
@@ -146,6 +150,7 @@ func (a *API) routes() {
 	a.mux.HandleFunc("GET /metrics", a.auth(a.metrics))
 	a.mux.HandleFunc("GET /proxy.pac", a.pac)
 	a.mux.HandleFunc("GET /relay/webrelay.ashx", a.relay)
+	a.amtRoutes()
 }
 
 // ServeHTTP routes a request; unknown paths get a JSON 404.
