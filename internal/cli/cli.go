@@ -54,7 +54,8 @@ Usage:
   presence cert    init --cn ADDRESS [--force] | show | export-root | renew [--cn ADDRESS] | doctor
                    | import --root-cert F --root-key F | backup --out F | restore --in F   (passphrase on stdin)
   presence fleet   invite --out F | join --in F --cn ADDRESS [--force] | status | send-home [--rate N]   (passphrase on stdin)
-  presence account add|list|remove --kind cira|console|amt [NAME]   (password on stdin)
+  presence account add|list|remove --kind cira|console|amt [NAME] [--device GUID]...   (password on stdin;
+                   --device binds an amt account to devices, none makes it the default)
   presence devices  [--csv | --format table|json|csv]  devices connected to the running instance
   presence sessions [--format ...] [--kill ID]       console sessions of the running instance
   presence map      DEVICE PORT [--listen 127.0.0.1:P] | --list | --remove ID
@@ -63,6 +64,8 @@ Usage:
   presence discover [--timeout 3s]                   Presence instances seen over mDNS
   presence vault    migrate --from file|keychain --to keychain|file [--overwrite]
   presence history  [--device ID] [--since 24h|RFC3339] [--sessions] [--csv]   tunnel and session history
+  presence amt      power|info|hardware|log|consent|features DEVICE ...   AMT over the tunnel, through the
+                    running instance ("presence amt help" lists them; --format table|json|csv)
   presence simulate --mps HOST:PORT --ca FILE --devices N --user U  (password on stdin)
   presence version
 
@@ -90,6 +93,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 		"alias":    runAlias,
 		"vault":    runVault,
 		"history":  runHistory,
+		"amt":      runAMT,
 		"version": func(_ context.Context, _ []string, env Env) error {
 			fmt.Fprintf(env.Stdout, "presence %s\n", Version)
 			return nil
