@@ -32,6 +32,13 @@ import (
 // as JSON if not "". It returns the HTTP status and the body.
 func curlAMT(t testing.TB, e *env, method, path, body string) (int, []byte) {
 	t.Helper()
+	return curlAMTWith(t, e, method, path, body, fmt.Sprintf("user = \"%s:%s\"\n", consoleUser, consolePass))
+}
+
+// curlAMTWith is curlAMT with curl's configuration (its login and
+// headers, on stdin) given.
+func curlAMTWith(t testing.TB, e *env, method, path, body, config string) (int, []byte) {
+	t.Helper()
 	curl := requireTool(t, "curl")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.json")
@@ -46,7 +53,7 @@ func curlAMT(t testing.TB, e *env, method, path, body string) (int, []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, curl, append(args, e.apiURL()+path)...)
-	cmd.Stdin = strings.NewReader(fmt.Sprintf("user = \"%s:%s\"\n", consoleUser, consolePass))
+	cmd.Stdin = strings.NewReader(config)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	stdout, err := cmd.Output()
@@ -596,5 +603,46 @@ func TestAMTAPIPeersDevice(t *testing.T) {
 	amtCall(t, ea, "POST", "/api/v1/amt/power/action/peer-host", `{"action": 8}`, 200, nil)
 	if d.PowerState() != amtsim.PowerOffSoft {
 		t.Fatalf("power off through the peer left the device in state %d", d.PowerState())
+	}
+}
+
+// TestAMTAPICrossSite: a request that changes a device, sent by a browser
+// for a page of another site, is refused even with a login (a browser
+// adds one it remembers), unless it carries the instance's token; reads,
+// and programs that send no Origin, are not affected.
+func TestAMTAPICrossSite(t *testing.T) {
+	e := newEnv(t, envOptions{devices: 1})
+	d, guid := e.devs[0], e.guid(0)
+	login := fmt.Sprintf("user = \"%s:%s\"\n", consoleUser, consolePass)
+	evil := `header = "Origin: http://evil.example"` + "\n"
+	for _, tc := range []struct{ method, route, body, config string }{
+		{"POST", "power/action", `{"action": 8}`, login + evil},
+		{"POST", "power/bootOptions", `{"action": 101}`, login + `header = "Sec-Fetch-Site: cross-site"` + "\n"},
+		{"GET", "userConsentCode", "", login + `header = "Sec-Fetch-Site: same-site"` + "\n"},
+		{"GET", "userConsentCode/cancel", "", login + evil},
+		{"POST", "features", `{"enableSOL": false}`, login + evil},
+	} {
+		code, b := curlAMTWith(t, e, tc.method, "/api/v1/amt/"+tc.route+"/"+guid, tc.body, tc.config)
+		var ae api.AMTError
+		json.Unmarshal(b, &ae)
+		if code != 403 || ae.Message != "A page of another site may not act on a device; send the instance's token (Authorization: Bearer)." {
+			t.Fatalf("cross-site %s %s = %d %s; want 403", tc.method, tc.route, code, b)
+		}
+	}
+	if n := len(d.Calls()); n != 0 || d.PowerState() != amtsim.PowerOn {
+		t.Fatalf("refused requests reached the device: %d calls, state %d", n, d.PowerState())
+	}
+	// A read is answered; so is a change with the token, and one from the
+	// page's own origin.
+	if code, b := curlAMTWith(t, e, "GET", "/api/v1/amt/power/state/"+guid, "", login+evil); code != 200 {
+		t.Fatalf("cross-site read = %d %s", code, b)
+	}
+	bearer := `header = "Authorization: Bearer ` + e.in.Token() + `"` + "\n"
+	if code, b := curlAMTWith(t, e, "POST", "/api/v1/amt/power/action/"+guid, `{"action": 8}`, bearer+evil); code != 200 || d.PowerState() != amtsim.PowerOffSoft {
+		t.Fatalf("cross-site change with the token = %d %s", code, b)
+	}
+	same := `header = "Origin: ` + e.apiURL() + `"` + "\n"
+	if code, b := curlAMTWith(t, e, "POST", "/api/v1/amt/power/action/"+guid, `{"action": 2}`, login+same); code != 200 || d.PowerState() != amtsim.PowerOn {
+		t.Fatalf("same-origin change = %d %s", code, b)
 	}
 }

@@ -38,6 +38,9 @@ package api
 //     answer in time.
 //   - 503 with Retry-After: too many calls are waiting for the device
 //     (one call at a time per device), or Presence is shutting down.
+//   - 403 also for a request that changes a device and that a browser
+//     sent for a page of another site without the instance's token
+//     (notCrossSite).
 //
 // The consent routes answer a refusal of the device as the MPS's
 // statusMapper does: 409 for NOT_READY (2), 422 for UNSUPPORTED (0x0812, a
@@ -49,11 +52,13 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,26 +96,73 @@ func (a *API) amtRoutes() {
 	for _, r := range []struct {
 		pattern string
 		h       func(http.ResponseWriter, *http.Request, string)
+		changes bool // the request changes the device
 	}{
-		{"GET /api/v1/amt/power/state/{guid}", a.amtPowerState},
-		{"GET /api/v1/amt/power/capabilities/{guid}", a.amtPowerCapabilities},
-		{"POST /api/v1/amt/power/action/{guid}", a.amtPowerAction},
-		{"POST /api/v1/amt/power/bootOptions/{guid}", a.amtPowerAction},
-		{"GET /api/v1/amt/version/{guid}", a.amtVersion},
-		{"GET /api/v1/amt/hardwareInfo/{guid}", a.amtHardware},
-		{"GET /api/v1/amt/generalSettings/{guid}", a.amtGeneralSettings},
-		{"GET /api/v1/amt/log/event/{guid}", a.amtEventLog},
-		{"GET /api/v1/amt/log/audit/{guid}", a.amtAuditLog},
-		{"GET /api/v1/amt/userConsentCode/{guid}", a.amtConsentStart},
-		{"POST /api/v1/amt/userConsentCode/{guid}", a.amtConsentSend},
-		{"DELETE /api/v1/amt/userConsentCode/{guid}", a.amtConsentCancel},
+		{"GET /api/v1/amt/power/state/{guid}", a.amtPowerState, false},
+		{"GET /api/v1/amt/power/capabilities/{guid}", a.amtPowerCapabilities, false},
+		{"POST /api/v1/amt/power/action/{guid}", a.amtPowerAction, true},
+		{"POST /api/v1/amt/power/bootOptions/{guid}", a.amtPowerAction, true},
+		{"GET /api/v1/amt/version/{guid}", a.amtVersion, false},
+		{"GET /api/v1/amt/hardwareInfo/{guid}", a.amtHardware, false},
+		{"GET /api/v1/amt/generalSettings/{guid}", a.amtGeneralSettings, false},
+		{"GET /api/v1/amt/log/event/{guid}", a.amtEventLog, false},
+		{"GET /api/v1/amt/log/audit/{guid}", a.amtAuditLog, false},
+		// The MPS starts a consent request with a GET.
+		{"GET /api/v1/amt/userConsentCode/{guid}", a.amtConsentStart, true},
+		{"POST /api/v1/amt/userConsentCode/{guid}", a.amtConsentSend, true},
+		{"DELETE /api/v1/amt/userConsentCode/{guid}", a.amtConsentCancel, true},
 		// The MPS cancels with a GET of its own path.
-		{"GET /api/v1/amt/userConsentCode/cancel/{guid}", a.amtConsentCancel},
-		{"GET /api/v1/amt/features/{guid}", a.amtFeatures},
-		{"POST /api/v1/amt/features/{guid}", a.amtSetFeatures},
+		{"GET /api/v1/amt/userConsentCode/cancel/{guid}", a.amtConsentCancel, true},
+		{"GET /api/v1/amt/features/{guid}", a.amtFeatures, false},
+		{"POST /api/v1/amt/features/{guid}", a.amtSetFeatures, true},
 	} {
-		a.mux.HandleFunc(r.pattern, a.auth(a.amtDeviceHandler(r.h)))
+		h := a.amtDeviceHandler(r.h)
+		if r.changes {
+			h = a.notCrossSite(h)
+		}
+		a.mux.HandleFunc(r.pattern, a.auth(h))
 	}
+}
+
+// notCrossSite refuses a request that changes a device when a browser
+// sent it for a page of another site, unless it carries the instance's
+// token: a browser adds a login it remembers (and loopback may need
+// none) to an image or a form of any page, and the MPS's GETs that start
+// and cancel consent, and a form's text/plain body that reads as JSON,
+// would otherwise let any page the admin opens act on devices.
+func (a *API) notCrossSite(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if crossSite(r) && !a.hasToken(r) {
+			a.log.Info("api: cross-site AMT request refused", "path", r.URL.Path, "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
+			writeAMTError(w, http.StatusForbidden, "A page of another site may not act on a device; send the instance's token (Authorization: Bearer).")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// crossSite reports whether a browser sent r for a page of another site:
+// by Sec-Fetch-Site where the browser sends it, else by Origin. Programs
+// (curl, the command line, scripts) send neither.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return true
+	case "same-origin", "none":
+		return false
+	}
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return false
+	}
+	u, err := url.Parse(o)
+	return err != nil || !strings.EqualFold(u.Host, r.Host)
+}
+
+// hasToken reports whether r carries the instance's token.
+func (a *API) hasToken(r *http.Request) bool {
+	t, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && a.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(t)), []byte(a.cfg.Token)) == 1
 }
 
 // amtDeviceHandler resolves the {guid} of the path (a GUID in any form, a
