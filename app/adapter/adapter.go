@@ -23,12 +23,14 @@ import (
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/history"
 	"github.com/presence-mps/presence/mps/proxy"
+	"github.com/presence-mps/presence/mps/toolbox"
 	"github.com/presence-mps/presence/vault"
 )
 
 // Backend reads snapshots from a running instance and acts on it. It
-// implements ui.Backend, ui.SettingsBackend and ui.LogBackend. Make it
-// with New; Close stops its event recorder.
+// implements ui.Backend, ui.SettingsBackend, ui.LogBackend and, over the
+// instance's AMT toolbox, ui.AMTBackend and ui.SOLBackend. Make it with
+// New; Close stops its event recorder and its power watch.
 type Backend struct {
 	In      *instance.Instance
 	History *history.Store // nil: no device timeline
@@ -40,7 +42,15 @@ type Backend struct {
 	Moved func() error
 	Level *slog.LevelVar
 	Log   *logring.Ring
+	// PowerWatch tunes the Power column's watch (zero fields: the
+	// toolbox's defaults, a minute a device and 10 s for the selected
+	// one). Set it before the window is built over the backend: the
+	// first use starts the watch.
+	PowerWatch toolbox.WatchOptions
+	// Logger, if set, gets the AMT calls of the window that failed.
+	Logger *slog.Logger
 
+	amt      amtState
 	rec      *recorder
 	mu       sync.Mutex
 	settings settings.Settings // as last applied
@@ -63,8 +73,14 @@ func New(in *instance.Instance, s settings.Settings, notify func(ui.Change)) *Ba
 	return b
 }
 
-// Close stops the recorder.
-func (b *Backend) Close() { b.rec.stop() }
+// Close stops the recorder and the power watch, and ends the window's AMT
+// calls in flight.
+func (b *Backend) Close() {
+	b.closeAMT()
+	if b.rec != nil {
+		b.rec.stop()
+	}
+}
 
 // AddProblem adds a sentence to the problems the window shows.
 func (b *Backend) AddProblem(text string) {
@@ -176,6 +192,7 @@ func (b *Backend) Snapshot() ui.Snapshot {
 	}
 	s.Recent, s.Samples = b.rec.read()
 	s.Fleet = fleetOf(b.In)
+	b.watchDevices(s.Devices)
 	b.mu.Lock()
 	s.Problems = append(s.Problems, b.problems...)
 	for _, k := range slices.Sorted(maps.Keys(b.keyed)) {

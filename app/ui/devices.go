@@ -28,19 +28,26 @@ const (
 const maxGone = 1000
 
 // deviceColumns are the device table's columns, by the number cell
-// knows them by; colInstance is shown only in a fleet.
-var deviceColumns = []string{"Status", "Host name", "GUID", "Remote", "TLS", "Connected", "Ports", "Instance"}
+// knows them by; colInstance is shown only in a fleet, colPower only
+// with an [AMTBackend].
+var deviceColumns = []string{"Status", "Host name", "GUID", "Remote", "TLS", "Connected", "Ports", "Instance", "Power"}
 
 // deviceWidths are the columns' widths, in the same order.
-var deviceWidths = []float32{110, 140, 300, 150, 70, 160, 160, 150}
+var deviceWidths = []float32{110, 140, 300, 150, 70, 160, 160, 150, 70}
 
-const colInstance = 7
+const (
+	colInstance = 7
+	colPower    = 8
+)
 
 // The columns the table shows, in order: outside a fleet, and in one
-// (where the instance that holds the device follows its host name).
+// (where the instance that holds the device follows its host name); with
+// the AMT toolbox, the power state follows the status.
 var (
-	soloColumns  = []int{0, 1, 2, 3, 4, 5, 6}
-	fleetColumns = []int{0, 1, colInstance, 2, 3, 4, 5, 6}
+	soloColumns       = []int{0, 1, 2, 3, 4, 5, 6}
+	fleetColumns      = []int{0, 1, colInstance, 2, 3, 4, 5, 6}
+	soloPowerColumns  = []int{0, colPower, 1, 2, 3, 4, 5, 6}
+	fleetPowerColumns = []int{0, colPower, 1, colInstance, 2, 3, 4, 5, 6}
 )
 
 // row is a device as the table lists it.
@@ -64,9 +71,20 @@ type DeviceScreen struct {
 	Search *widget.Entry
 	Status *widget.Select
 	Table  *widget.Table
-	// cols are the logical columns the table shows (soloColumns or
-	// fleetColumns).
-	cols []int
+	// cols are the logical columns the table shows (soloColumns,
+	// fleetColumns or their Power variants); fleetCols is set for the
+	// fleet's.
+	cols      []int
+	fleetCols bool
+	// amt is the backend's AMT toolbox, nil if it has none; AMT is the
+	// pane's section for it.
+	amt AMTBackend
+	AMT *AMTPane
+	// windows are the devices' own windows that are open, by GUID.
+	windows map[string]*DeviceWindow
+	// paneScroll holds the pane; it lays the pane out again when the
+	// AMT section's buttons change.
+	paneScroll *container.Scroll
 
 	// On the Fyne goroutine: the rows of the last prepared snapshot, and
 	// what the table shows of them.
@@ -94,6 +112,8 @@ type DeviceScreen struct {
 func (d *DeviceScreen) build(u *UI) fyne.CanvasObject {
 	d.u = u
 	d.goneMap = map[string]*row{}
+	d.windows = map[string]*DeviceWindow{}
+	d.amt, _ = u.b.(AMTBackend)
 	d.Search = widget.NewEntry()
 	d.Search.SetPlaceHolder("Search host name, GUID or address")
 	d.Search.OnChanged = func(string) { d.filter() }
@@ -103,8 +123,8 @@ func (d *DeviceScreen) build(u *UI) fyne.CanvasObject {
 		func() int { return len(d.cols) },
 		func(col int) string { return deviceColumns[d.cols[col]] },
 		func() int { return len(d.shown) },
-		func(r, col int) string { return cell(d.shown[r], d.cols[col]) })
-	d.setColumns(soloColumns)
+		func(r, col int) string { return d.cell(d.shown[r], d.cols[col]) })
+	d.setColumns(false)
 	// The pane's texts are lines of their own and do not wrap: a wrapped
 	// label in a box reports the height of its first layout, and the
 	// buttons below would be drawn over it. The pane scrolls both ways.
@@ -116,24 +136,56 @@ func (d *DeviceScreen) build(u *UI) fyne.CanvasObject {
 	d.Web.Importance = widget.HighImportance
 	d.CopyBtn = widget.NewButton("Copy proxy address", d.copySelected)
 	d.deviceMsg = widget.NewLabel("")
+	// The AMT section (power, actions) comes right after the details:
+	// it is what an admin looks for first.
+	pane := container.NewVBox(widget.NewLabelWithStyle("Device", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), d.Detail)
+	if d.amt != nil {
+		d.AMT = newAMTPane(d, d.amt)
+		pane.Add(d.AMT.Box)
+	}
+	for _, o := range []fyne.CanvasObject{d.Web, d.CopyBtn, d.MapBtn, d.DisconnectBtn, d.deviceMsg,
+		widget.NewLabelWithStyle("Timeline", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), d.Timeline} {
+		pane.Add(o)
+	}
 	d.selectDevice(-1)
 	d.Table.OnSelected = func(id widget.TableCellID) { d.selectDevice(id.Row) }
-	pane := container.NewVBox(
-		widget.NewLabelWithStyle("Device", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
-		d.Detail, d.Web, d.CopyBtn, d.MapBtn, d.DisconnectBtn, d.deviceMsg,
-		widget.NewLabelWithStyle("Timeline", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), d.Timeline)
-	split := container.NewHSplit(d.Table, container.NewScroll(pane))
+	d.paneScroll = container.NewScroll(pane)
+	split := container.NewHSplit(d.Table, d.paneScroll)
 	split.Offset = 0.68
 	top := container.NewBorder(nil, nil, nil, d.Status, d.Search)
 	return container.NewBorder(top, nil, nil, nil, split)
 }
 
-// setColumns shows cols (and their widths).
-func (d *DeviceScreen) setColumns(cols []int) {
-	d.cols = cols
+// setColumns shows the columns of a fleet's instance or of one alone
+// (and their widths).
+func (d *DeviceScreen) setColumns(fleet bool) {
+	var cols []int
+	switch {
+	case fleet && d.amt != nil:
+		cols = fleetPowerColumns
+	case fleet:
+		cols = fleetColumns
+	case d.amt != nil:
+		cols = soloPowerColumns
+	default:
+		cols = soloColumns
+	}
+	d.cols, d.fleetCols = cols, fleet
 	for i, c := range cols {
 		d.Table.SetColumnWidth(i, deviceWidths[c])
 	}
+}
+
+// cell is the text of a device's cell in the table: cell's, or the power
+// watch's reading.
+func (d *DeviceScreen) cell(r *row, col int) string {
+	if col != colPower {
+		return cell(r, col)
+	}
+	if !r.gone.IsZero() || d.amt == nil {
+		return ""
+	}
+	return powerColumn(d.amt.Power(r.UUID))
 }
 
 // Columns returns the headers of the columns the table shows.
@@ -268,11 +320,8 @@ func (d *DeviceScreen) prepare(s Snapshot) preparedDevices {
 // the search changed meanwhile.
 func (d *DeviceScreen) apply(s Snapshot, p preparedDevices) {
 	d.proxyAddr = s.Proxy
-	if cols := soloColumns; p.fleet != (len(d.cols) == len(fleetColumns)) {
-		if p.fleet {
-			cols = fleetColumns
-		}
-		d.setColumns(cols)
+	if p.fleet != d.fleetCols {
+		d.setColumns(p.fleet)
 	}
 	d.byName, d.gone = p.byName, p.gone
 	if q, status := d.filterParams(); q == p.query && status == p.status {
@@ -286,12 +335,16 @@ func (d *DeviceScreen) apply(s Snapshot, p preparedDevices) {
 		i := slices.IndexFunc(d.byName, func(r *row) bool { return r.UUID == d.selectedGUID })
 		if i >= 0 {
 			d.showDetail(d.byName[i])
+			d.AMT.tick(d.byName[i])
 		} else if d.Status.Selected == StatusConnected {
 			d.Table.UnselectAll()
 			d.selectDevice(-1)
 			d.Detail.SetText("The device has disconnected.")
+		} else {
+			d.AMT.gone()
 		}
 	}
+	d.checkWindows()
 }
 
 // filterParams returns the search text (lower case) and the status, and
@@ -353,11 +406,19 @@ func (d *DeviceScreen) selectDevice(r int) {
 		for _, b := range btns {
 			b.Disable()
 		}
+		d.AMT.show(nil)
+		if d.amt != nil {
+			d.amt.SelectPower("")
+		}
 		return
 	}
 	x := d.shown[r]
 	d.selectedGUID = x.UUID
 	d.showDetail(x)
+	if d.amt != nil {
+		d.amt.SelectPower(x.UUID)
+	}
+	d.AMT.show(x)
 	for _, b := range btns {
 		if x.gone.IsZero() {
 			b.Enable()
@@ -543,3 +604,13 @@ func parseURL(s string) *url.URL {
 
 // Shown returns how many devices the table lists.
 func (u *UI) Shown() int { return len(u.Dev.shown) }
+
+// Cell returns the text of the table's row (of the rows shown, from 0) in
+// the column headed column, "" if there is no such row or column.
+func (d *DeviceScreen) Cell(row int, column string) string {
+	i := slices.Index(d.Columns(), column)
+	if row < 0 || row >= len(d.shown) || i < 0 {
+		return ""
+	}
+	return d.cell(d.shown[row], d.cols[i])
+}

@@ -86,6 +86,11 @@ type UI struct {
 	// goroutine); its result comes back through fyne.Do. Tests make it
 	// synchronous.
 	Go func(func())
+	// Do runs f on the Fyne goroutine, for what comes back by itself
+	// from a goroutine the window did not start (a terminal session
+	// that ends): default fyne.Do. A test that plays the Fyne goroutine
+	// on its own goroutine queues f and runs it there.
+	Do func(func())
 	// OpenURL opens a URL in the default browser (default: the app's).
 	OpenURL func(string) error
 	// Window is where dialogs open (nil: the window showing Root).
@@ -113,7 +118,7 @@ var sessionColumns = []string{"ID", "Kind", "Account", "Console", "Device", "Por
 // New builds the content for b: Overview, Devices and Sessions. Call
 // Refresh to fill it, and AddScreen for more.
 func New(b Backend) *UI {
-	u := &UI{b: b, Go: func(f func()) { go f() }}
+	u := &UI{b: b, Go: func(f func()) { go f() }, Do: fyne.Do}
 	u.OpenURL = func(s string) error {
 		a := fyne.CurrentApp()
 		if a == nil {
