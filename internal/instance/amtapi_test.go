@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -645,4 +647,53 @@ func TestAMTAPICrossSite(t *testing.T) {
 	if code, b := curlAMTWith(t, e, "POST", "/api/v1/amt/power/action/"+guid, `{"action": 2}`, login+same); code != 200 || d.PowerState() != amtsim.PowerOn {
 		t.Fatalf("same-origin change = %d %s", code, b)
 	}
+}
+
+// TestAMTAPIQueueFull: more calls than a device's queue holds get 503 with
+// Retry-After and the sentence at once, and the others are answered; the
+// device's queue is not stuck after.
+func TestAMTAPIQueueFull(t *testing.T) {
+	e := newEnv(t, envOptions{devices: 1, device: func(_ int, c *amtsim.Config) {
+		c.AMT = &amtsim.AMTConfig{EventLogRecords: 2000}
+	}})
+	guid := e.guid(0)
+	const n = 48 // the queue holds 16 (wsman.DefaultQueueLen)
+	codes := make([]int, n)
+	retry := make([]string, n)
+	bodies := make([][]byte, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", e.apiURL()+"/api/v1/amt/log/event/"+guid, nil)
+			req.SetBasicAuth(consoleUser, consolePass)
+			resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			codes[i], retry[i] = resp.StatusCode, resp.Header.Get("Retry-After")
+			bodies[i], _ = io.ReadAll(resp.Body)
+		})
+	}
+	wg.Wait()
+	ok, full := 0, 0
+	for i, c := range codes {
+		switch c {
+		case 200:
+			ok++
+		case 503:
+			full++
+			var ae api.AMTError
+			if json.Unmarshal(bodies[i], &ae); ae.Message != "The device is busy with other requests; try again in a moment." || retry[i] == "" {
+				t.Errorf("503 answer %s, Retry-After %q", bodies[i], retry[i])
+			}
+		default:
+			t.Errorf("request %d = %d %s", i, c, bodies[i])
+		}
+	}
+	if full == 0 || ok < wsman.DefaultQueueLen {
+		t.Fatalf("%d answered, %d refused as the queue was full; want some of each, %d answered at least", ok, full, wsman.DefaultQueueLen)
+	}
+	amtCall(t, e, "GET", "/api/v1/amt/power/state/"+guid, "", 200, nil)
 }
