@@ -299,9 +299,12 @@ func (a *API) amtFail(w http.ResponseWriter, r *http.Request, guid, op string, e
 func who(r *http.Request) string { return cmp.Or(userOf(r), "(token or loopback)") }
 
 // writeCtx is the context of an operation that changes the device: not
-// ended by the client going away (see amtWriteTimeout).
-func writeCtx(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(r.Context()), amtWriteTimeout)
+// ended by the client going away (see amtWriteTimeout), but by the API's
+// Shutdown.
+func (a *API) writeCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), amtWriteTimeout)
+	stop := context.AfterFunc(a.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // decodeAMTBody decodes a small JSON body into v. Unknown fields are
@@ -510,7 +513,7 @@ func (a *API) amtPowerAction(w http.ResponseWriter, r *http.Request, guid string
 		writeAMTError(w, http.StatusNotImplemented, "Presence does not start a boot with SOL redirected (useSOL); open a SOL session through the relay to watch it.")
 		return
 	}
-	ctx, cancel := writeCtx(r)
+	ctx, cancel := a.writeCtx(r)
 	defer cancel()
 	_, err := a.cfg.AMT.Power(ctx, guid, act)
 	var se *wsman.StatusError
@@ -942,7 +945,7 @@ func (c AMTConsentCode) code() (int, bool) {
 }
 
 func (a *API) amtConsentStart(w http.ResponseWriter, r *http.Request, guid string) {
-	ctx, cancel := writeCtx(r)
+	ctx, cancel := a.writeCtx(r)
 	defer cancel()
 	o, err := a.cfg.AMT.StartConsent(ctx, guid)
 	if err != nil {
@@ -962,7 +965,7 @@ func (a *API) amtConsentSend(w http.ResponseWriter, r *http.Request, guid string
 		writeAMTError(w, http.StatusBadRequest, `The body must be JSON like {"consentCode": 123456}: the six digits the device shows.`)
 		return
 	}
-	ctx, cancel := writeCtx(r)
+	ctx, cancel := a.writeCtx(r)
 	defer cancel()
 	if err := a.cfg.AMT.SendConsentCode(ctx, guid, code); err != nil {
 		a.amtConsentFail(w, r, guid, "SendOptInCode", err)
@@ -973,7 +976,7 @@ func (a *API) amtConsentSend(w http.ResponseWriter, r *http.Request, guid string
 }
 
 func (a *API) amtConsentCancel(w http.ResponseWriter, r *http.Request, guid string) {
-	ctx, cancel := writeCtx(r)
+	ctx, cancel := a.writeCtx(r)
 	defer cancel()
 	if err := a.cfg.AMT.CancelConsent(ctx, guid); err != nil {
 		a.amtConsentFail(w, r, guid, "CancelOptIn", err)
@@ -1084,7 +1087,7 @@ func (a *API) amtSetFeatures(w http.ResponseWriter, r *http.Request, guid string
 			return
 		}
 	}
-	ctx, cancel := writeCtx(r)
+	ctx, cancel := a.writeCtx(r)
 	defer cancel()
 	var after wsman.Features
 	// One turn: read, change what differs, read again.
