@@ -264,8 +264,10 @@ const errNoAMTAccountSentence = "Presence has no AMT account for this device: ad
 func amtStatus(err error) (int, string) {
 	var te *wsman.TunnelError
 	switch {
-	case errors.Is(err, toolbox.ErrNotOffered), errors.Is(err, toolbox.ErrBadCode):
+	case errors.Is(err, toolbox.ErrNotOffered):
 		return http.StatusBadRequest, toolbox.Sentence(err)
+	case errors.Is(err, toolbox.ErrBadCode):
+		return http.StatusBadRequest, "The consent code is the six digits the device shows."
 	case errors.Is(err, wsman.ErrConsentRequired):
 		return http.StatusForbidden, toolbox.Sentence(err)
 	case errors.Is(err, wsman.ErrCredentials):
