@@ -7,8 +7,9 @@ package api
 // implementation the window and `presence amt` use too.
 //
 // Where the MPS's shapes differ between its versions, these follow the
-// newest (2025, the ESM sources with ErrorResponse {error,
-// errorDescription}); where a field is Presence's own, its comment says so.
+// newest sources (the ESM ones, whose ErrorResponse is {error,
+// errorDescription}: amt-toolbox.md's MPS key); where a field is
+// Presence's own, its comment says so.
 // Values are JSON numbers and booleans, not the strings of the XML.
 //
 // Errors have the MPS's body, {"error": ..., "errorDescription": ...},
