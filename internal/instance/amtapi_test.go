@@ -421,7 +421,7 @@ func TestAMTAPIConsent(t *testing.T) {
 	if code == wrong {
 		wrong = "111111"
 	}
-	ae := wantRefusal(t, e, "POST", p("userConsentCode"), `{"consentCode": `+strings.TrimLeft(wrong, "0")+`0}`, 422, "The device refused: UNSUPPORTED (2066).")
+	ae := wantRefusal(t, e, "POST", p("userConsentCode"), `{"consentCode": `+strings.TrimLeft(wrong, "0")+`0}`, 422, "The device did not take that code: check the six digits it shows and send them again.")
 	if ae.Error != "Unprocessable Entity" || ae.Details == nil || ae.Details.ReturnValue != wsman.StatusUnsupported || ae.AMTResponse == nil {
 		t.Fatalf("wrong code answered %+v", ae)
 	}

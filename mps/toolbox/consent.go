@@ -11,6 +11,11 @@ import (
 // ErrBadCode: a consent code that is not six digits.
 var ErrBadCode = errors.New("toolbox: the consent code is the six digits the device shows")
 
+// ErrWrongCode: the device did not take the consent code (AMT answers a
+// wrong code with PT_STATUS 0x812, and ends the request after a few).
+// The error also wraps the device's *wsman.StatusError.
+var ErrWrongCode = errors.New("toolbox: the device did not take the consent code")
+
 // ErrNoConsentService: the platform has no consent service (AMT before 6),
 // so nothing needs consent.
 var ErrNoConsentService = fmt.Errorf("toolbox: this device has no user consent service: %w", wsman.ErrUnsupported)
@@ -61,6 +66,10 @@ func (t *Toolbox) SendConsentCode(ctx context.Context, device string, code int) 
 		return ErrBadCode
 	}
 	err := t.c.SendOptInCode(ctx, device, code)
+	var se *wsman.StatusError
+	if errors.As(err, &se) && se.Value == wsman.StatusUnsupported {
+		return fmt.Errorf("%w: %w", ErrWrongCode, err)
+	}
 	if errors.Is(err, wsman.ErrUnsupported) {
 		return ErrNoConsentService
 	}

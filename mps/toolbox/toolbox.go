@@ -423,8 +423,15 @@ func (t *Toolbox) Power(ctx context.Context, device string, a Action) (Status, e
 // mps/wsman, for the window, the command line and the API.
 func Sentence(err error) string {
 	var no *NotOfferedError
-	if errors.As(err, &no) {
+	switch {
+	case errors.As(err, &no):
 		return fmt.Sprintf("%s is not possible now: %s.", no.Action, no.Why)
+	case errors.Is(err, ErrBadCode):
+		return "The consent code is the six digits the device shows."
+	case errors.Is(err, ErrWrongCode):
+		return "The device did not take that code: check the six digits it shows and send them again."
+	case errors.Is(err, ErrNoConsentService):
+		return "This device has no user consent service (AMT before 6): nothing on it needs consent."
 	}
 	return wsman.Sentence(err)
 }

@@ -155,10 +155,10 @@ func TestConsentInClientControlMode(t *testing.T) {
 	}
 	n, _ := strconv.Atoi(code)
 	wrong := (n + 1) % 1_000_000
-	if err := tb.SendConsentCode(simenv.Ctx(t), guid, wrong); err == nil {
-		t.Fatal("a wrong code was accepted")
+	if err := tb.SendConsentCode(simenv.Ctx(t), guid, wrong); !errors.Is(err, toolbox.ErrWrongCode) || !strings.Contains(toolbox.Sentence(err), "did not take that code") {
+		t.Fatalf("a wrong code: %v (%q)", err, toolbox.Sentence(err))
 	}
-	if err := tb.SendConsentCode(simenv.Ctx(t), guid, 1_000_000); !errors.Is(err, toolbox.ErrBadCode) {
+	if err := tb.SendConsentCode(simenv.Ctx(t), guid, 1_000_000); !errors.Is(err, toolbox.ErrBadCode) || !strings.Contains(toolbox.Sentence(err), "six digits") {
 		t.Fatalf("seven digits: %v", err)
 	}
 	if err := tb.SendConsentCode(simenv.Ctx(t), guid, n); err != nil {
