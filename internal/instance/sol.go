@@ -33,6 +33,7 @@ func (in *Instance) OpenSOL(ctx context.Context, device, user string) (io.ReadWr
 	if id, ok := dc.(proxy.Identified); ok {
 		guid = id.DeviceID()
 	}
+	dc = proxy.WithDeadlines(dc) // the SOL client's handshake and writes are bounded by deadlines
 	name, pw, err := in.cfg.Accounts.AMTFor(ctx, guid)
 	if err != nil {
 		dc.Close()

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/presence-mps/presence/mps/proxy"
 	"github.com/presence-mps/presence/mps/wsman"
 )
 
@@ -81,7 +82,7 @@ func New(cfg Config) (*Toolbox, error) {
 		if err != nil {
 			return nil, err
 		}
-		return withDeadlines(c), nil
+		return proxy.WithDeadlines(c), nil // a fleet peer's stream has none
 	}
 	wc.Credentials = cfg.Credentials
 	if wc.Logger == nil {

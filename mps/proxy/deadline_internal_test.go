@@ -1,4 +1,4 @@
-package toolbox
+package proxy
 
 import (
 	"errors"
@@ -21,9 +21,9 @@ func (noDeadlines) SetWriteDeadline(time.Time) error { return errNoDeadline }
 
 func pipe(t *testing.T) (net.Conn, net.Conn) {
 	a, b := net.Pipe()
-	c := withDeadlines(noDeadlines{a})
+	c := WithDeadlines(noDeadlines{a})
 	if _, ok := c.(*deadlineConn); !ok {
-		t.Fatalf("withDeadlines gave %T", c)
+		t.Fatalf("WithDeadlines gave %T", c)
 	}
 	t.Cleanup(func() { c.Close(); b.Close() })
 	return c, b
@@ -33,7 +33,7 @@ func TestWithDeadlinesKeepsAConnWithDeadlines(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	if withDeadlines(a) != a {
+	if WithDeadlines(a) != a {
 		t.Fatal("a connection with deadlines was wrapped")
 	}
 }

@@ -1,4 +1,4 @@
-package toolbox
+package proxy
 
 import (
 	"net"
@@ -7,16 +7,18 @@ import (
 	"time"
 )
 
-// The WS-Man client relies on deadlines: a read with a deadline in the
-// past tells whether a kept-alive connection is still open, and a call's
-// context ends by moving the deadline. A connection to a device a fleet
-// peer holds is an HTTP/2 stream without deadlines (mps/fleet's
+// Consoles inside Presence rely on deadlines: the WS-Man client tells
+// whether a kept-alive connection is still open by a read with a deadline
+// in the past and ends a call by moving the deadline, and the SOL client
+// bounds its handshake and writes with them. A connection to a device a
+// fleet peer holds is an HTTP/2 stream without deadlines (mps/fleet's
 // streamConn): without this adapter the first reuse of such a connection
-// blocks its device's queue for good.
+// blocked its device's WS-Man queue for good. (The proxy's own relays need
+// no deadlines, so the forwarded stream stays without them.)
 
-// withDeadlines returns c, or c behind a [deadlineConn] if it does not
-// support deadlines.
-func withDeadlines(c net.Conn) net.Conn {
+// WithDeadlines returns c, or c behind an adapter that gives it deadlines
+// if it does not support them.
+func WithDeadlines(c net.Conn) net.Conn {
 	if c.SetDeadline(time.Time{}) == nil {
 		return c
 	}
