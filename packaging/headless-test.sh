@@ -15,6 +15,9 @@
 #   - `presence serve` runs headless and holds N simulated devices (default
 #     1000) beside devices in every fault mode, and a console gets WS-Man
 #     through its proxy with curl (HTTP proxy and SOCKS5, digest auth);
+#   - the AMT toolbox works on a simulated device: `presence amt power`
+#     (state, offers, a refused power on with its sentence, a reset), `amt
+#     info` and `amt log`, and the REST power state with curl;
 #   - SIGINT stops it cleanly, leaving no run files.
 #
 # Everything runs inside a private network namespace (root and unshare):
@@ -144,6 +147,7 @@ serve_headless() {
 	AMT_PW=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')A1!
 	printf %s "$CIRA_PW" | "$BIN" account add --kind cira --data-dir "$DATA" --vault file dev >/dev/null || { fail "account add cira"; return 1; }
 	printf %s "$CONSOLE_PW" | "$BIN" account add --kind console --data-dir "$DATA" --vault file console >/dev/null || { fail "account add console"; return 1; }
+	printf %s "$AMT_PW" | "$BIN" account add --kind amt --data-dir "$DATA" --vault file admin >/dev/null || { fail "account add amt"; return 1; }
 	"$BIN" cert export-root --data-dir "$DATA" --vault file >"$WORK/root.pem" || { fail "export-root"; return 1; }
 	local cira proxy api
 	cira=127.0.0.1:$(free_port) proxy=127.0.0.1:$(free_port) api=127.0.0.1:$(free_port)
@@ -202,6 +206,7 @@ XML
 	else
 		echo "ok: the same through SOCKS5 (curl --socks5-hostname): HTTP 200"
 	fi
+	amt_toolbox "$host" "$api"
 
 	kill -INT "$serve"
 	local rc
@@ -217,6 +222,32 @@ XML
 	fi
 	[ ! -e "$DATA/run/instance.json" ] || fail "serve left its run files"
 	[ $failed -eq 0 ] && echo "ok: SIGINT stopped serve cleanly (exit 0, no run files, no Fyne or GL output)"
+}
+
+# amt_toolbox HOST API: the AMT toolbox of the installed program, through
+# its command line and its REST API (curl), on a simulated device.
+amt_toolbox() {
+	local host=$1 api=$2 out guid code
+	out=$("$BIN" amt power --data-dir "$DATA" "$host" 2>&1) || { fail "presence amt power $host: $out"; return 1; }
+	grep -qi "on" <<<"$out" && grep -q "Reset" <<<"$out" && ! grep -q "Power on$" <<<"$out" ||
+		{ fail "presence amt power $host: the state and offers are wrong: $out"; return 1; }
+	out=$("$BIN" amt power --data-dir "$DATA" "$host" on 2>&1) && { fail "power on of a device that is on was accepted: $out"; return 1; }
+	grep -q "on already" <<<"$out" || { fail "power on while on: no sentence: $out"; return 1; }
+	out=$("$BIN" amt power --data-dir "$DATA" "$host" reset 2>&1) || { fail "presence amt power $host reset: $out"; return 1; }
+	out=$("$BIN" amt info --data-dir "$DATA" --format json "$host" 2>&1) || { fail "presence amt info: $out"; return 1; }
+	grep -q '"ACM"' <<<"$out" || { fail "presence amt info: no control mode: $(head -c 300 <<<"$out")"; return 1; }
+	out=$("$BIN" amt log --data-dir "$DATA" --format csv "$host" 2>&1) || { fail "presence amt log: $out"; return 1; }
+	[ "$(wc -l <<<"$out")" -ge 2 ] || { fail "presence amt log: no records: $out"; return 1; }
+	echo "ok: presence amt power (state, offers, a refusal with its sentence, reset), info and log on $host"
+	guid=$("$BIN" devices --data-dir "$DATA" --format csv 2>/dev/null | grep ",$host," | cut -d, -f1 | head -n1)
+	[ -n "$guid" ] || guid=$host
+	code=$(printf 'user = "console:%s"\n' "$CONSOLE_PW" | curl -sS -K - --max-time 20 -o "$WORK/amt.json" -w '%{http_code}' \
+		"http://$api/api/v1/amt/power/state/$guid")
+	if [ "$code" != 200 ] || ! grep -q '"powerstate": *2' "$WORK/amt.json"; then
+		fail "curl GET /api/v1/amt/power/state/$guid: HTTP $code: $(head -c 300 "$WORK/amt.json")"
+		return 1
+	fi
+	echo "ok: curl GET /api/v1/amt/power/state/$guid: HTTP 200 $(tr -d ' \n' <"$WORK/amt.json")"
 }
 
 echo "headless-test: $BIN ($("$BIN" version)), nogui $NOGUI, $DEVICES devices, no DISPLAY"
