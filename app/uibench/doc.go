@@ -17,6 +17,11 @@
 //
 //	go test -run '^$' -bench FrameWhileConnecting -benchtime 1x -count 3 ./app/uibench/
 //	go test -run '^$' -bench FrameConnected -benchtime 50x ./app/uibench/
+//	go test -run '^$' -bench ClickPower ./app/uibench/
+//
+// BenchmarkClickPower runs one simulated device in this process instead,
+// to read its call record: the time from a click on a power action in the
+// device pane to the device accepting it.
 //
 // Plain go test runs a small test of the harness itself: 200 devices from
 // one child process, and the window's device table must list them all.
