@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/csv"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +24,8 @@ import (
 	"github.com/presence-mps/presence/internal/settings"
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/amtsim"
+	"github.com/presence-mps/presence/mps/history"
+	"github.com/presence-mps/presence/mps/proxy"
 	"github.com/presence-mps/presence/mps/toolbox"
 	"github.com/presence-mps/presence/mps/wsman"
 )
@@ -35,6 +38,7 @@ import (
 // amtEnv is an instance with simulated AMT devices and a window over it.
 type amtEnv struct {
 	in    *instance.Instance
+	hist  *history.Store
 	b     *adapter.Backend
 	u     *ui.UI
 	w     fyne.Window
@@ -51,13 +55,18 @@ type amtDevice struct {
 
 func newAMTEnv(t *testing.T, watch toolbox.WatchOptions, devices ...amtDevice) *amtEnv {
 	t.Helper()
-	in, ca := instancetest.Start(t, nil)
+	hist, err := history.Open(filepath.Join(t.TempDir(), "history.db"), history.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hist.Close() }) // after the instance's shutdown
+	in, ca := instancetest.Start(t, func(c *instance.Config) { c.History = hist })
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Root())
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	e := &amtEnv{in: in}
+	e := &amtEnv{in: in, hist: hist}
 	for i, dc := range devices {
 		pw := instancetest.AMTPass
 		if dc.password != "" {
@@ -404,7 +413,8 @@ func dialogText(w fyne.Window) string {
 // The terminal tab over a real Serial-over-LAN session: the simulated
 // host's BIOS setup screen appears, keys typed into the window reach the
 // device and work the screen, and the session is a terminal session of
-// the desktop user in Sessions until the window closes. In client control
+// the desktop user in Sessions until the window closes, then in History.
+// A device that goes ends its terminal's session. In client control
 // mode the device refuses SOL until its user consents: the tab asks for
 // the code the device shows and connects once it is given.
 func TestWindowTerminal(t *testing.T) {
@@ -432,7 +442,7 @@ func TestWindowTerminal(t *testing.T) {
 		return strings.Contains(tt.Term.Text(), "Setup Utility - Presence Simulated Systems") && row == 19 && col == 9
 	})
 	live := e.in.Sessions().List()
-	if len(live) != 1 || live[0].Kind != "terminal" || live[0].Device != e.guids[0] || live[0].User != "(desktop)" {
+	if len(live) != 1 || live[0].Kind != proxy.KindTerminal || live[0].Device != e.guids[0] || live[0].User != "(desktop)" {
 		t.Fatalf("live sessions %+v", live)
 	}
 	// Keys go to the focused terminal (the window's canvas delivers them
@@ -452,6 +462,15 @@ func TestWindowTerminal(t *testing.T) {
 	waitUntil(t, "the device's answer", func() bool { return strings.Contains(tt.Term.Text(), "Boot Mode set to [Legacy].") })
 	dw.W.Close()
 	waitUntil(t, "the session to end with the window", func() bool { return len(e.in.Sessions().List()) == 0 })
+	var recs []history.SessionRecord
+	waitUntil(t, "the session's end in History", func() bool {
+		err := e.hist.Flush(ctx)
+		recs, _ = e.hist.Sessions(history.Filter{Device: e.guids[0]})
+		return err == nil && len(recs) == 1 && !recs[0].End.IsZero()
+	})
+	if r := recs[0]; r.Kind != proxy.KindTerminal || r.User != "(desktop)" || r.EndReason != proxy.EndConsole || r.BytesToDevice == 0 || r.BytesFromDevice == 0 {
+		t.Fatalf("history: %+v", r)
+	}
 
 	pick(t, e.u, e.guids[1])
 	test.Tap(e.u.Dev.AMT.Tools)
@@ -477,4 +496,29 @@ func TestWindowTerminal(t *testing.T) {
 		t.Fatal("a session ended by itself")
 	default:
 	}
+
+	// The device goes while its terminal is open: the session ends, and
+	// the tab says why (the session's end or the device's, whichever the
+	// window hears of first).
+	pick(t, e.u, e.guids[0])
+	test.Tap(e.u.Dev.AMT.Tools)
+	dw = e.u.Dev.Window(e.guids[0])
+	dw.Show("Terminal")
+	tt = dw.Terminal
+	test.Tap(tt.Connect)
+	waitUntil(t, "the BIOS screen", func() bool { return strings.Contains(tt.Term.Text(), "Setup Utility") })
+	if _, _, err := e.in.Disconnect(ctx, e.guids[0], "test"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case f := <-ended:
+		f()
+	case <-time.After(20 * time.Second):
+		t.Fatal("the session's end was not told")
+	}
+	e.u.Refresh()
+	if tt.Connected() || !strings.HasPrefix(tt.Msg.Text, "The session ended: ") || !tt.Connect.Disabled() {
+		t.Fatalf("after the device went: connected %v, Connect enabled %v, %q", tt.Connected(), !tt.Connect.Disabled(), tt.Msg.Text)
+	}
+	waitUntil(t, "no session left", func() bool { return len(e.in.Sessions().List()) == 0 })
 }

@@ -3,7 +3,7 @@ package ui
 import (
 	"context"
 	"io"
-	"time"
+	"sync/atomic"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -38,11 +38,12 @@ type TerminalTab struct {
 }
 
 // attached is a session the terminal shows: a goroutine of the tab runs
-// the terminal on it until it ends or cancel is called, then closes done.
+// the terminal on it until it ends, then closes done.
 type attached struct {
-	s      io.ReadWriteCloser
-	cancel context.CancelFunc
-	done   chan struct{}
+	s       io.ReadWriteCloser
+	cancel  context.CancelFunc
+	done    chan struct{}
+	closing atomic.Bool // the tab closes it: its end is not news
 }
 
 func newTerminalTab(u *UI, w fyne.Window, sol SOLBackend, amt AMTBackend, guid, name string) *TerminalTab {
@@ -115,7 +116,7 @@ func (t *TerminalTab) attach(s io.ReadWriteCloser) {
 	go func() {
 		defer close(a.done)
 		err := tm.Run(ctx, s)
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !a.closing.Load() {
 			t.u.Do(func() { t.ended(a, err) })
 		}
 	}()
@@ -181,14 +182,12 @@ func (t *TerminalTab) disconnect(msg string) {
 		return
 	}
 	t.u.Go(func() {
-		// The terminal's Run ends at once on a session with a read
-		// deadline (a SOL session); on one without, when it is closed.
-		a.cancel()
-		if _, ok := a.s.(interface{ SetReadDeadline(time.Time) error }); !ok {
-			a.s.Close()
-		}
-		<-a.done
+		// Closed first, the session ends as the console's doing (in
+		// Sessions and History); the terminal's Run then returns.
+		a.closing.Store(true)
 		a.s.Close()
+		<-a.done
+		a.cancel()
 	})
 }
 
