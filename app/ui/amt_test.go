@@ -2,6 +2,7 @@ package ui
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -421,7 +422,20 @@ func TestAMTPaneFollowsTheWatch(t *testing.T) {
 	if got := p.Offered(); len(got) == 0 || got[0] != "Power on" {
 		t.Fatalf("after the watch saw it off: offers %q", got)
 	}
+	// A reading that fails is a mark in the column and a sentence here.
+	f.power[guid] = toolbox.PowerReading{Err: &wsman.TunnelError{Op: "wait", Err: context.DeadlineExceeded}, At: time.Now().Add(time.Second)}
+	u.Refresh()
+	if !strings.HasSuffix(flatText(p.Info.Text), "The last power reading failed: The device did not answer in time.") {
+		t.Fatalf("pane after a failed reading: %q", p.Info.Text)
+	}
+	f.power[guid] = toolbox.PowerReading{State: f.status[guid].Power, At: time.Now().Add(2 * time.Second)}
+	u.Refresh()
+	if strings.Contains(p.Info.Text, "failed") {
+		t.Fatalf("pane after a good reading: %q", p.Info.Text)
+	}
 }
+
+func flatText(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 func TestWriteCSV(t *testing.T) {
 	tab := Table{Columns: []string{"Time", "Description"}, Rows: [][]string{

@@ -132,7 +132,8 @@ func (p *AMTPane) gone() {
 
 // tick is called with each snapshot while x, the selected device, is
 // connected: if the power watch read a state other than the pane's, the
-// status (and with it the actions that fit) is read again.
+// status (and with it the actions that fit) is read again; if its reading
+// failed (the Power column's mark), the pane says why.
 func (p *AMTPane) tick(x *row) {
 	if p == nil || x.UUID != p.guid {
 		return
@@ -149,8 +150,13 @@ func (p *AMTPane) tick(x *row) {
 		return
 	}
 	p.powerAt = r.At
-	if r.Err == nil && r.State.State != p.st.Power.State {
+	switch {
+	case r.Err != nil:
+		p.Info.SetText(statusText(p.st) + "\n" + wrapLines("The last power reading failed: "+amtSentence(r.Err), paneWidth))
+	case r.State.State != p.st.Power.State:
 		p.load()
+	default:
+		setText(p.Info, statusText(p.st))
 	}
 }
 
