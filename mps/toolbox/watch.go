@@ -2,8 +2,8 @@ package toolbox
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
-	"slices"
 	"sync"
 	"time"
 
@@ -50,7 +50,9 @@ type Watch struct {
 
 	mu       sync.Mutex
 	devices  map[string]*watched // guarded by mu
+	due      dueHeap             // the devices not being read, soonest first; guarded by mu
 	selected string              // guarded by mu
+	inFlight int                 // reads running; guarded by mu
 	closed   bool                // guarded by mu
 
 	wake   chan struct{}
@@ -60,10 +62,49 @@ type Watch struct {
 }
 
 type watched struct {
+	device   string
 	next     time.Time
+	index    int // in due, -1 while it is being read or once dropped
 	inFlight bool
+	again    bool // asked for while being read: read again at once
 	reading  PowerReading
 	read     bool // reading holds a result
+}
+
+// dueHeap orders devices by their next read, so that a wake costs
+// O(log n) per read started rather than a sort of every device.
+type dueHeap []*watched
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h dueHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *dueHeap) Push(x any) {
+	e := x.(*watched)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *dueHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.index = -1
+	return e
+}
+
+// resched moves e to next in the heap (e is not being read).
+func (w *Watch) resched(e *watched, next time.Time) {
+	if e.inFlight {
+		e.again = true // the read running may predate what was asked for
+		return
+	}
+	e.next = next
+	if e.index >= 0 {
+		heap.Fix(&w.due, e.index)
+	}
 }
 
 // Watch starts a watch over no devices; give it some with SetDevices.
@@ -87,10 +128,23 @@ func (w *Watch) SetDevices(devices []string) {
 		if e, ok := w.devices[d]; ok {
 			keep[d] = e
 		} else {
-			keep[d] = &watched{}
+			keep[d] = &watched{device: d, index: -1}
 		}
 	}
+	for _, e := range w.devices {
+		e.index = -1
+	}
 	w.devices = keep
+	w.due = w.due[:0]
+	for _, e := range keep {
+		if !e.inFlight {
+			w.due = append(w.due, e)
+		}
+	}
+	for i, e := range w.due {
+		e.index = i
+	}
+	heap.Init(&w.due)
 	w.mu.Unlock()
 	w.poke()
 }
@@ -101,7 +155,7 @@ func (w *Watch) Select(device string) {
 	w.mu.Lock()
 	w.selected = device
 	if e, ok := w.devices[device]; ok && time.Since(e.reading.At) >= w.opts.SelectedEvery {
-		e.next = time.Time{}
+		w.resched(e, time.Time{})
 	}
 	w.mu.Unlock()
 	w.poke()
@@ -111,7 +165,7 @@ func (w *Watch) Select(device string) {
 func (w *Watch) Refresh(device string) {
 	w.mu.Lock()
 	if e, ok := w.devices[device]; ok {
-		e.next = time.Time{}
+		w.resched(e, time.Time{})
 	}
 	w.mu.Unlock()
 	w.poke()
@@ -166,27 +220,13 @@ func (w *Watch) launch() {
 	if w.closed {
 		return
 	}
-	busy := 0
-	var due []string
 	now := time.Now()
-	for d, e := range w.devices {
-		switch {
-		case e.inFlight:
-			busy++
-		case !e.next.After(now):
-			due = append(due, d)
-		}
-	}
-	slices.SortFunc(due, func(a, b string) int { return w.devices[a].next.Compare(w.devices[b].next) })
-	for _, d := range due {
-		if busy >= w.opts.InFlight {
-			return
-		}
-		busy++
-		e := w.devices[d]
+	for w.inFlight < w.opts.InFlight && len(w.due) > 0 && !w.due[0].next.After(now) {
+		e := heap.Pop(&w.due).(*watched)
 		e.inFlight = true
+		w.inFlight++
 		w.wg.Add(1)
-		go w.read(d, e)
+		go w.read(e.device, e)
 	}
 }
 
@@ -198,12 +238,16 @@ func (w *Watch) read(device string, e *watched) {
 	}
 	w.mu.Lock()
 	e.inFlight = false
+	w.inFlight--
 	now := time.Now()
 	every := w.opts.Every
 	if device == w.selected {
 		every = w.opts.SelectedEvery
 	}
 	e.next = now.Add(every)
+	if e.again {
+		e.next, e.again = time.Time{}, false
+	}
 	before, had := e.reading, e.read
 	e.reading.At, e.reading.Err = now, err
 	if err == nil {
@@ -212,7 +256,11 @@ func (w *Watch) read(device string, e *watched) {
 	e.read = true
 	changed := !had || before.State.State != e.reading.State.State || (before.Err == nil) != (err == nil) ||
 		(err != nil && before.Err.Error() != err.Error())
-	_, still := w.devices[device]
+	cur, still := w.devices[device]
+	still = still && cur == e
+	if still {
+		heap.Push(&w.due, e)
+	}
 	w.mu.Unlock()
 	w.poke() // a slot is free
 	if changed && still && w.opts.OnChange != nil {
