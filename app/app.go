@@ -146,6 +146,7 @@ func show(a fyne.App, w fyne.Window, t *tray, r *launch.Running, l launch.Window
 	}}
 	b := adapter.New(r.Instance, s, notes.Add)
 	b.History, b.Level, b.Log, b.Moved = r.History, l.LogLevel, l.Log, r.ListenersMoved
+	b.Logger = l.Logger // the window's failed AMT calls
 	if l.SaveSettings != nil {
 		b.Save = func(s settings.Settings) error {
 			if t != nil {

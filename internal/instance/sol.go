@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 
 	"github.com/presence-mps/presence/mps/proxy"
@@ -65,7 +66,9 @@ type solTerminal struct {
 
 func (t *solTerminal) Read(p []byte) (int, error) {
 	n, err := t.Session.Read(p)
-	if err != nil && !errors.Is(err, sol.ErrClosed) {
+	// A read deadline of the caller's (a terminal that detaches) is not
+	// the device hanging up.
+	if err != nil && !errors.Is(err, sol.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.end(proxy.EndDevice) // a Kill's reason, if one came first, stays
 	}
 	return n, err
