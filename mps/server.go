@@ -28,7 +28,7 @@ type Config struct {
 	// TLS is the CIRA listener's TLS configuration (see tunnel.TLSConfig).
 	TLS *tls.Config
 	// Tunnel holds the per-tunnel settings (auth, keepalive, idle timeout,
-	// windows). Its TLS, OnReady and OnAuthFailure fields are set by the
+	// windows). Its TLS, OnReady, OnForwards and OnAuthFailure fields are set by the
 	// server.
 	Tunnel tunnel.Config
 	// MaxTunnels caps concurrent tunnels, handshakes included (default 50,000).
@@ -111,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 		tc.Logger = cfg.Logger.WithGroup("tunnel")
 	}
 	tc.OnReady = s.onReady
+	tc.OnForwards = s.onForwards
 	tc.OnAuthFailure = s.onAuthFailure
 	s.tcfg.Store(&tc)
 	return s, nil
@@ -318,6 +319,22 @@ func (s *Server) onReady(c *tunnel.Conn) {
 		}
 	}
 	s.publish(Event{Kind: EventConnected, Time: time.Now(), Device: d})
+}
+
+// onForwards reports a ready tunnel's changed forwards (its host name and
+// ports) to Config.Tunnels again: the fleet's tables then name the device
+// by its host name even when its first tcpip-forward came after the
+// settle time.
+func (s *Server) onForwards(c *tunnel.Conn) {
+	if s.cfg.Tunnels == nil {
+		return
+	}
+	s.mu.Lock()
+	seq, ok := s.conns[c]
+	s.mu.Unlock()
+	if ok {
+		s.cfg.Tunnels(true, snapshot(c.Info()), seq)
+	}
 }
 
 // TunnelNumber returns the number of device's tunnel now (see

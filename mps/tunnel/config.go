@@ -58,6 +58,12 @@ type Config struct {
 	// OnReady, if set, is called once, from the reader goroutine or a timer,
 	// when the forwards have settled. It must not block.
 	OnReady func(*Conn)
+	// OnForwards, if set, is called from the reader goroutine when the
+	// forwards change after OnReady: a device whose first tcpip-forward
+	// came after the settle time (on a loaded machine) was reported
+	// without its host name and ports, and this reports them. It must
+	// not block.
+	OnForwards func(*Conn)
 	// OnAuthFailure, if set, is called for every rejected password with the
 	// user name the device offered (never the password). It must not block.
 	OnAuthFailure func(device apf.UUID, user string, remote string)

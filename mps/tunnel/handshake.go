@@ -208,23 +208,31 @@ func (c *Conn) forward(m *apf.TCPIPForward) error {
 	c.mu.Lock()
 	i := slices.IndexFunc(c.forwards, func(f Forward) bool { return f.Port == m.Port })
 	var reply apf.Message = &apf.RequestSuccess{Port: m.Port}
+	changed := false
 	switch {
 	case m.Cancel:
 		if i >= 0 {
 			c.forwards = slices.Delete(c.forwards, i, i+1)
+			changed = true
 		}
 		reply = &apf.RequestSuccess{NoPort: true}
 	case i >= 0:
+		changed = c.forwards[i].Address != m.Address
 		c.forwards[i].Address = m.Address
 	case len(c.forwards) >= c.cfg.MaxForwards:
 		reply = &apf.RequestFailure{}
 	default:
 		c.forwards = append(c.forwards, Forward{Port: m.Port, Address: m.Address})
+		changed = true
 	}
 	if !c.ready && c.settle != nil {
 		c.settle.Reset(c.cfg.ForwardSettle)
 	}
+	late := c.ready && changed
 	c.mu.Unlock()
+	if late && c.cfg.OnForwards != nil {
+		c.cfg.OnForwards(c)
+	}
 	if !m.WantReply {
 		return nil
 	}

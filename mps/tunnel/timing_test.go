@@ -258,3 +258,36 @@ func TestStreamBufferShrinks(t *testing.T) {
 		t.Fatalf("readPacket(noWait) on an empty buffer = %v; want errWouldBlock", err)
 	}
 }
+
+// TestLateForwardsReported: a device whose first tcpip-forward comes after
+// the settle time is ready without a host name; OnForwards then reports
+// the forwards that arrive, and not a repeat of one it has.
+func TestLateForwardsReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ready := make(chan string, 1)
+		late := make(chan string, 4)
+		h := startMem(t, Config{
+			OnReady:    func(c *Conn) { ready <- c.Hostname() },
+			OnForwards: func(c *Conn) { late <- c.Hostname() },
+		})
+		h.peer.up()
+		h.conn()
+		recv[*apf.KeepaliveOptionsRequest](h.peer)
+		if host := <-ready; host != "" {
+			t.Fatalf("ready with host %q; want none yet", host)
+		}
+		for range 2 { // the second is a repeat: not reported
+			h.peer.send(&apf.TCPIPForward{WantReply: true, Address: "late.example", Port: 16992})
+			recv[*apf.RequestSuccess](h.peer)
+		}
+		h.peer.send(&apf.TCPIPForward{WantReply: true, Address: "late.example", Port: 16994})
+		recv[*apf.RequestSuccess](h.peer)
+		synctest.Wait()
+		if n := len(late); n != 2 {
+			t.Fatalf("OnForwards called %d times; want 2 (two new ports, one repeat)", n)
+		}
+		if host := <-late; host != "late.example" {
+			t.Fatalf("OnForwards saw host %q", host)
+		}
+	})
+}
