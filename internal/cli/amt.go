@@ -5,15 +5,12 @@ package cli
 // presence devices reaches it.
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -116,49 +113,7 @@ func (c *amtCmd) path(route string) string {
 // call sends a request to an AMT endpoint and decodes the answer into out.
 // An error answer becomes an error with its sentence.
 func (c *amtCmd) call(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.api.base+path, rd)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	switch {
-	case c.api.user != "":
-		req.SetBasicAuth(c.api.user, c.api.pass)
-	case c.api.token != "":
-		req.Header.Set("Authorization", "Bearer "+c.api.token)
-	}
-	resp, err := c.api.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the instance's API at %s: %w", c.api.base, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 {
-		var e api.AMTError
-		if json.Unmarshal(b, &e) == nil {
-			if s := cmp.Or(e.Message, e.ErrorDescription, e.Error); s != "" {
-				return fmt.Errorf("%s (HTTP %d)", s, resp.StatusCode)
-			}
-		}
-		return fmt.Errorf("HTTP %s from %s", resp.Status, path)
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
+	return c.api.do(ctx, method, path, body, out)
 }
 
 // print prints v as JSON, or rows as a table or CSV.

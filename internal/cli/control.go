@@ -118,11 +118,17 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		return err
 	}
 	if resp.StatusCode >= 300 {
+		// Presence's errors are {"error": sentence}; the AMT routes', in
+		// the Intel toolkit MPS's shape, carry the sentence in message.
 		var e struct {
-			Error string `json:"error"`
+			Error            string `json:"error"`
+			Message          string `json:"message"`
+			ErrorDescription string `json:"errorDescription"`
 		}
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
+		if json.Unmarshal(b, &e) == nil {
+			if s := cmp.Or(e.Message, e.ErrorDescription, e.Error); s != "" {
+				return fmt.Errorf("%s (HTTP %d)", s, resp.StatusCode)
+			}
 		}
 		return fmt.Errorf("HTTP %s from %s", resp.Status, path)
 	}

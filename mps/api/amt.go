@@ -190,15 +190,8 @@ func (a *API) amtDevice(name string) (string, bool) {
 	if d, ok := a.cfg.Server.Device(name); ok {
 		return d.UUID, true
 	}
-	fa, isFleet := a.cfg.Fleet.(FleetActions)
-	if !isFleet {
-		return "", false
-	}
-	if g, ok := a.cfg.Server.Alias(name); ok {
-		name = g
-	}
-	o, ok := fa.Lookup(name)
-	return o.GUID, ok && o.GUID != ""
+	g, ok := a.peerDevice(name)
+	return g, ok && g != ""
 }
 
 // quoteName quotes a name from a request for a message, cut short.

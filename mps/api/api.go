@@ -606,6 +606,12 @@ func (a *API) mappable(name string, port uint32) (guid string, ok bool) {
 		}
 		return d.UUID, true
 	}
+	return a.peerDevice(name)
+}
+
+// peerDevice looks a device up among the fleet peers' (an alias set here
+// names it by GUID): its GUID, and whether a peer holds it.
+func (a *API) peerDevice(name string) (string, bool) {
 	fa, isFleet := a.cfg.Fleet.(FleetActions)
 	if !isFleet {
 		return "", false
