@@ -195,7 +195,7 @@ func TestWindowConsent(t *testing.T) {
 	}
 	test.Type(c.Code, wrong)
 	test.Tap(c.Send)
-	if p.Consenting != c || !strings.HasPrefix(flat(c.Msg.Text), "The device did not take that code.") {
+	if p.Consenting != c || !strings.HasPrefix(flat(c.Msg.Text), "The device did not take that code:") {
 		t.Fatalf("wrong code: dialog open %v, %q", p.Consenting == c, c.Msg.Text)
 	}
 	if boots, _ := d.Platform().Boots(); boots != 0 {

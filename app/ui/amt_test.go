@@ -124,7 +124,8 @@ func (f *fakeAMT) StartConsent(guid string) error {
 func (f *fakeAMT) SendConsentCode(guid string, code int) error {
 	f.codes = append(f.codes, code)
 	if code != f.code {
-		return &wsman.StatusError{Class: "IPS_OptInService", Method: "SendOptInCode", Value: 0x0812}
+		// As the toolbox says it: its sentinel over the device's status.
+		return fmt.Errorf("%w: %w", toolbox.ErrWrongCode, &wsman.StatusError{Class: "IPS_OptInService", Method: "SendOptInCode", Value: 0x0812})
 	}
 	st := f.status[guid]
 	st.Consent.OptInState = wsman.OptInReceived
@@ -356,7 +357,7 @@ func TestAMTConsentDialog(t *testing.T) {
 		t.Fatal("Send disabled for six digits")
 	}
 	test.Tap(c.Send)
-	if p.Consenting != c || c.Msg.Text != wrapLines("The device did not take that code. Check the six digits it shows and type them again.", 50) || c.Code.Text != "" || len(f.sent) != 0 {
+	if p.Consenting != c || c.Msg.Text != wrapLines("The device did not take that code: check the six digits it shows and send them again.", 50) || c.Code.Text != "" || len(f.sent) != 0 {
 		t.Fatalf("wrong code: open %v, message %q, entry %q, sent %v", p.Consenting == c, c.Msg.Text, c.Code.Text, f.sent)
 	}
 	test.Type(c.Code, "123 456")

@@ -136,20 +136,9 @@ func (c *ConsentDialog) cancel() {
 }
 
 // codeSentence is what the consent dialog says when the device does not
-// take a code: the device refuses a wrong code with a status (the
-// simulator, as the toolkit's MPS reads AMT, with 0x0812), and one sent
-// when no code is shown any more (after three wrong ones, or once its
-// time ran out) with 2, invalid state.
-func codeSentence(err error) string {
-	se, ok := errors.AsType[*wsman.StatusError](err)
-	switch {
-	case !ok || se.Method != "SendOptInCode":
-		return amtSentence(err)
-	case se.Value == wsman.StatusNotReady:
-		return "The device shows no code any more (after three wrong ones, or its time ran out): cancel, and request consent again."
-	}
-	return "The device did not take that code. Check the six digits it shows and type them again."
-}
+// take a code: the toolbox's sentences for a wrong code and for one sent
+// when no code is shown any more.
+func codeSentence(err error) string { return amtSentence(err) }
 
 // close closes the dialog without a word (its device went, or another
 // was selected).

@@ -16,6 +16,11 @@ var ErrBadCode = errors.New("toolbox: the consent code is the six digits the dev
 // The error also wraps the device's *wsman.StatusError.
 var ErrWrongCode = errors.New("toolbox: the device did not take the consent code")
 
+// ErrCodeExpired: the device shows no code any more (after three wrong
+// ones, or its time ran out): AMT answers the code with 2, invalid state.
+// The error also wraps the device's *wsman.StatusError.
+var ErrCodeExpired = errors.New("toolbox: the device shows no consent code any more")
+
 // ErrNoConsentService: the platform has no consent service (AMT before 6),
 // so nothing needs consent.
 var ErrNoConsentService = fmt.Errorf("toolbox: this device has no user consent service: %w", wsman.ErrUnsupported)
@@ -67,8 +72,11 @@ func (t *Toolbox) SendConsentCode(ctx context.Context, device string, code int) 
 	}
 	err := t.c.SendOptInCode(ctx, device, code)
 	var se *wsman.StatusError
-	if errors.As(err, &se) && se.Value == wsman.StatusUnsupported {
+	switch {
+	case errors.As(err, &se) && se.Value == wsman.StatusUnsupported:
 		return fmt.Errorf("%w: %w", ErrWrongCode, err)
+	case errors.As(err, &se) && se.Value == wsman.StatusNotReady:
+		return fmt.Errorf("%w: %w", ErrCodeExpired, err)
 	}
 	if errors.Is(err, wsman.ErrUnsupported) {
 		return ErrNoConsentService

@@ -431,6 +431,8 @@ func Sentence(err error) string {
 		return "The consent code is the six digits the device shows."
 	case errors.Is(err, ErrWrongCode):
 		return "The device did not take that code: check the six digits it shows and send them again."
+	case errors.Is(err, ErrCodeExpired):
+		return "The device shows no code any more (after three wrong ones, or its time ran out): cancel, and request consent again."
 	case errors.Is(err, ErrNoConsentService):
 		return "This device has no user consent service (AMT before 6): nothing on it needs consent."
 	}
