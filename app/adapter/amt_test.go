@@ -15,10 +15,10 @@ import (
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
-	"fyne.io/fyne/v2/widget"
 
 	"github.com/presence-mps/presence/app/adapter"
 	"github.com/presence-mps/presence/app/ui"
+	"github.com/presence-mps/presence/app/ui/uitest"
 	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/internal/instance/instancetest"
 	"github.com/presence-mps/presence/internal/settings"
@@ -133,13 +133,13 @@ func TestWindowPowerActions(t *testing.T) {
 	}
 	boots, _ := on.Platform().Boots()
 	test.Tap(p.Button("Reset"))
-	if !strings.Contains(dialogText(e.w), "Presence will send Reset to sim-000000") {
-		t.Fatalf("confirmation: %q", dialogText(e.w))
+	if !strings.Contains(uitest.DialogText(e.w), "Presence will send Reset to sim-000000") {
+		t.Fatalf("confirmation: %q", uitest.DialogText(e.w))
 	}
 	if len(calls(on, "CIM_PowerManagementService", "RequestPowerStateChange")) != 0 {
 		t.Fatal("the device was asked to reset before the confirmation")
 	}
-	tapDialogButton(t, e.w, "Reset")
+	uitest.TapDialogButton(t, e.w, "Reset")
 	rq := calls(on, "CIM_PowerManagementService", "RequestPowerStateChange")
 	if n, last := on.Platform().Boots(); n != boots+1 || last != "normal" || len(rq) != 1 || rq[0].Args["PowerState"] != "10" {
 		t.Fatalf("after Reset: %d boots (was %d), last %q, requests %+v", n, boots, last, rq)
@@ -162,7 +162,7 @@ func TestWindowPowerActions(t *testing.T) {
 		t.Fatal(err)
 	}
 	test.Tap(p.Button("Power off"))
-	tapDialogButton(t, e.w, "Power off")
+	uitest.TapDialogButton(t, e.w, "Power off")
 	want := toolbox.Sentence(&toolbox.NotOfferedError{Action: toolbox.Off, Why: "the device is off, not on"})
 	if flat(p.Msg.Text) != want || p.Button("Power on") == nil {
 		t.Fatalf("refusal %q, want %q; offers %q", flat(p.Msg.Text), want, p.Offered())
@@ -183,7 +183,7 @@ func TestWindowConsent(t *testing.T) {
 		t.Fatalf("CCM pane: consent button %v, %q", p.Consent.Visible(), p.Info.Text)
 	}
 	test.Tap(p.Button("Reset to BIOS"))
-	tapDialogButton(t, e.w, "Reset to BIOS")
+	uitest.TapDialogButton(t, e.w, "Reset to BIOS")
 	c := p.Consenting
 	code := d.ConsentCode()
 	if c == nil || len(code) != 6 {
@@ -222,7 +222,7 @@ func TestWindowConsent(t *testing.T) {
 		t.Fatal(err)
 	}
 	test.Tap(p.Button("Reset to PXE"))
-	tapDialogButton(t, e.w, "Reset to PXE")
+	uitest.TapDialogButton(t, e.w, "Reset to PXE")
 	if flat(p.Msg.Text) != toolbox.Sentence(wsman.ErrConsentRequired) || !p.Consent.Visible() {
 		t.Fatalf("without consent: %q, consent button %v", p.Msg.Text, p.Consent.Visible())
 	}
@@ -352,7 +352,7 @@ func TestWindowLogs(t *testing.T) {
 	pick(t, e.u, e.guids[0])
 	p := e.u.Dev.AMT
 	test.Tap(p.Button("Reset"))
-	tapDialogButton(t, e.w, "Reset")
+	uitest.TapDialogButton(t, e.w, "Reset")
 	test.Tap(p.Tools)
 	dw := e.u.Dev.Window(e.guids[0])
 	if dw == nil || !dw.Hardware.Loaded() {
@@ -393,22 +393,6 @@ type exportBuffer struct {
 }
 
 func (b *exportBuffer) Close() error { b.closed = true; return nil }
-
-// dialogText returns the texts of the labels in the dialog on top of w's
-// canvas.
-func dialogText(w fyne.Window) string {
-	top := w.Canvas().Overlays().Top()
-	if top == nil {
-		return ""
-	}
-	var b strings.Builder
-	for _, o := range test.LaidOutObjects(top) {
-		if l, ok := o.(*widget.Label); ok {
-			b.WriteString(l.Text + "\n")
-		}
-	}
-	return b.String()
-}
 
 // The terminal tab over a real Serial-over-LAN session: the simulated
 // host's BIOS setup screen appears, keys typed into the window reach the

@@ -17,6 +17,7 @@ import (
 	"github.com/presence-mps/presence/app/adapter"
 	"github.com/presence-mps/presence/app/ui"
 	"github.com/presence-mps/presence/app/ui/admin"
+	"github.com/presence-mps/presence/app/ui/uitest"
 	"github.com/presence-mps/presence/internal/instance"
 	"github.com/presence-mps/presence/internal/instance/instancetest"
 	"github.com/presence-mps/presence/internal/settings"
@@ -200,7 +201,7 @@ func TestWindowSendsDevicesHome(t *testing.T) {
 		t.Fatalf("away %q", got)
 	}
 	test.Tap(u.Overview.Fleet.SendHome)
-	tapDialogButton(t, w, "Send home")
+	uitest.TapDialogButton(t, w, "Send home")
 	if got := u.Overview.Fleet.Message.Text; !strings.HasPrefix(got, "Sending 1 devices home, 20 per second") {
 		t.Fatalf("message %q", got)
 	}
@@ -213,21 +214,4 @@ func TestWindowSendsDevicesHome(t *testing.T) {
 func port(a net.Addr) string {
 	_, p, _ := net.SplitHostPort(a.String())
 	return p
-}
-
-// tapDialogButton taps the button labelled label in the dialog on top of
-// w's canvas.
-func tapDialogButton(t *testing.T, w fyne.Window, label string) {
-	t.Helper()
-	top := w.Canvas().Overlays().Top()
-	if top == nil {
-		t.Fatalf("no dialog is open to press %q in", label)
-	}
-	for _, o := range test.LaidOutObjects(top) {
-		if b, ok := o.(*widget.Button); ok && b.Text == label {
-			test.Tap(b)
-			return
-		}
-	}
-	t.Fatalf("the dialog has no %q button", label)
 }

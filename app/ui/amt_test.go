@@ -16,6 +16,7 @@ import (
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/presence-mps/presence/app/ui/uitest"
 	"github.com/presence-mps/presence/mps/amtsim"
 	"github.com/presence-mps/presence/mps/toolbox"
 	"github.com/presence-mps/presence/mps/wsman"
@@ -296,24 +297,24 @@ func TestAMTConfirmAndRefusal(t *testing.T) {
 	u, w := amtWindow(t, f, 0)
 	p := u.Dev.AMT
 	test.Tap(p.Button("Reset"))
-	txt := dialogText(w)
+	txt := uitest.DialogText(w)
 	for _, want := range []string{"Reset: sim-000000?", "Presence will send Reset to sim-000000", fleet(1)[0].UUID} {
 		if !strings.Contains(txt, want) {
 			t.Fatalf("confirmation lacks %q:\n%s", want, txt)
 		}
 	}
-	tapDialogButton(t, w, "Cancel")
+	uitest.TapDialogButton(t, w, "Cancel")
 	if len(f.sent) != 0 {
 		t.Fatalf("sent %v after Cancel", f.sent)
 	}
 	test.Tap(p.Button("Reset"))
-	tapDialogButton(t, w, "Reset")
+	uitest.TapDialogButton(t, w, "Reset")
 	if !slices.Equal(f.sent, []toolbox.Action{toolbox.Reset}) || p.Msg.Text != "sim-000000 accepted Reset." {
 		t.Fatalf("sent %v, message %q", f.sent, p.Msg.Text)
 	}
 	f.actionErr = &wsman.CredentialsError{User: "admin"}
 	test.Tap(p.Button("Power off"))
-	tapDialogButton(t, w, "Power off")
+	uitest.TapDialogButton(t, w, "Power off")
 	if want := wrapLines(toolbox.Sentence(f.actionErr), paneWidth); p.Msg.Text != want {
 		t.Fatalf("refusal %q; want %q", p.Msg.Text, want)
 	}
@@ -342,8 +343,8 @@ func TestAMTConsentDialog(t *testing.T) {
 	if c == nil || f.started != 1 || len(f.sent) != 0 {
 		t.Fatalf("dialog %v, consent started %d times, sent %v", c, f.started, f.sent)
 	}
-	if !strings.Contains(dialogText(w), "sim-000001 now shows a six-digit code") {
-		t.Fatalf("dialog: %s", dialogText(w))
+	if !strings.Contains(uitest.DialogText(w), "sim-000001 now shows a six-digit code") {
+		t.Fatalf("dialog: %s", uitest.DialogText(w))
 	}
 	for _, s := range []string{"12345", "12345a", "1234567"} {
 		c.Code.SetText(s)
@@ -594,7 +595,7 @@ func TestGoldenAMT(t *testing.T) {
 	u.Dev.Table.Select(widget.TableCellID{Row: 0, Col: 0})
 	test.Tap(u.Dev.AMT.Button("Reset"))
 	test.AssertRendersToMarkup(t, "amt-confirm.xml", w.Canvas())
-	tapDialogButton(t, w, "Cancel")
+	uitest.TapDialogButton(t, w, "Cancel")
 	u.Dev.Table.Select(widget.TableCellID{Row: 2, Col: 0})
 	test.Tap(u.Dev.AMT.Consent)
 	test.AssertRendersToMarkup(t, "amt-consent.xml", w.Canvas())

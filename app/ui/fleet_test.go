@@ -11,6 +11,7 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
+	"github.com/presence-mps/presence/app/ui/uitest"
 )
 
 // fleetT0 is the time the fleet fixtures are taken at.
@@ -99,18 +100,18 @@ func TestSendDevicesHome(t *testing.T) {
 		t.Fatalf("away shown %v: %q", f.awayRow.Visible(), f.Away.Text)
 	}
 	test.Tap(f.SendHome)
-	txt := dialogText(w)
+	txt := uitest.DialogText(w)
 	for _, want := range []string{"close the tunnels of the 3 devices", "20 per second (about 1 s)", "first MPS entry", "Unconfirmed on real hardware"} {
 		if !strings.Contains(txt, want) {
 			t.Fatalf("confirmation lacks %q:\n%s", want, txt)
 		}
 	}
-	tapDialogButton(t, w, "Cancel")
+	uitest.TapDialogButton(t, w, "Cancel")
 	if b.sentHome != 0 {
 		t.Fatal("sent home after Cancel")
 	}
 	test.Tap(f.SendHome)
-	tapDialogButton(t, w, "Send home")
+	uitest.TapDialogButton(t, w, "Send home")
 	if b.sentHome != 1 || f.Message.Text != "Sending 3 devices home, 20 per second: each tunnel is closed, and AMT reconnects to its first MPS entry." {
 		t.Fatalf("sent %d times, message %q", b.sentHome, f.Message.Text)
 	}
@@ -262,37 +263,4 @@ func pinLocal(t *testing.T) {
 	local := time.Local
 	time.Local = time.UTC
 	t.Cleanup(func() { time.Local = local })
-}
-
-// tapDialogButton taps the button labelled label in the dialog on top of
-// w's canvas.
-func tapDialogButton(t *testing.T, w fyne.Window, label string) {
-	t.Helper()
-	top := w.Canvas().Overlays().Top()
-	if top == nil {
-		t.Fatalf("no dialog is open to press %q in", label)
-	}
-	for _, o := range test.LaidOutObjects(top) {
-		if b, ok := o.(*widget.Button); ok && b.Text == label {
-			test.Tap(b)
-			return
-		}
-	}
-	t.Fatalf("the dialog has no %q button", label)
-}
-
-// dialogText returns the texts of the labels in the dialog on top of w's
-// canvas.
-func dialogText(w fyne.Window) string {
-	top := w.Canvas().Overlays().Top()
-	if top == nil {
-		return ""
-	}
-	var b strings.Builder
-	for _, o := range test.LaidOutObjects(top) {
-		if l, ok := o.(*widget.Label); ok {
-			b.WriteString(l.Text + "\n")
-		}
-	}
-	return b.String()
 }

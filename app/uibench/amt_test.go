@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/presence-mps/presence/app/ui/uitest"
 	"github.com/presence-mps/presence/internal/instance/instancetest"
 	"github.com/presence-mps/presence/mps/amtsim"
 )
@@ -86,7 +86,7 @@ func BenchmarkClickPower(b *testing.B) {
 		t0 := time.Now()
 		test.Tap(btn)
 		if label == "Power off" {
-			tapDialogButton(b, win.w, label)
+			uitest.TapDialogButton(b, win.w, label)
 		}
 		rq := requests(dev, t0)
 		if len(rq) != 1 || rq[0].Args["PowerState"] != state {
@@ -103,21 +103,4 @@ func requests(d *amtsim.Device, since time.Time) []amtsim.Call {
 	return slices.DeleteFunc(d.Calls(), func(c amtsim.Call) bool {
 		return c.Class != "CIM_PowerManagementService" || c.Method != "RequestPowerStateChange" || c.Time.Before(since)
 	})
-}
-
-// tapDialogButton taps the button labelled label in the dialog on top of
-// w's canvas.
-func tapDialogButton(tb testing.TB, w fyne.Window, label string) {
-	tb.Helper()
-	top := w.Canvas().Overlays().Top()
-	if top == nil {
-		tb.Fatalf("no dialog is open to press %q in", label)
-	}
-	for _, o := range test.LaidOutObjects(top) {
-		if btn, ok := o.(*widget.Button); ok && btn.Text == label {
-			test.Tap(btn)
-			return
-		}
-	}
-	tb.Fatalf("the dialog has no %q button", label)
 }

@@ -11,6 +11,7 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
 
+	"github.com/presence-mps/presence/app/ui/uitest"
 	"github.com/presence-mps/presence/vault"
 )
 
@@ -104,10 +105,10 @@ func TestAccountsAddRemove(t *testing.T) {
 	}
 	l.List.Select(1) // bob
 	test.Tap(l.RemoveBtn)
-	if txt := dialogText(w); !strings.Contains(txt, "Consoles that use it can no longer reach devices") {
+	if txt := uitest.DialogText(w); !strings.Contains(txt, "Consoles that use it can no longer reach devices") {
 		t.Fatalf("confirmation says:\n%s", txt)
 	}
-	tapDialogButton(t, w, "Remove")
+	uitest.TapDialogButton(t, w, "Remove")
 	if got := l.Names(); !slices.Equal(got, []string{"alice", "carol@example"}) {
 		t.Errorf("console accounts after removing bob %q", got)
 	}

@@ -10,6 +10,7 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
 
+	"github.com/presence-mps/presence/app/ui/uitest"
 	"github.com/presence-mps/presence/vault"
 )
 
@@ -75,16 +76,16 @@ func TestCertificatesRenew(t *testing.T) {
 	c, w := newTestCertificates(t, b)
 
 	test.Tap(c.RenewBtn)
-	if txt := dialogText(w); !strings.Contains(txt, "for mps.example.com") || !strings.Contains(txt, "nothing needs to change in AMT") {
+	if txt := uitest.DialogText(w); !strings.Contains(txt, "for mps.example.com") || !strings.Contains(txt, "nothing needs to change in AMT") {
 		t.Fatalf("confirmation says:\n%s", txt)
 	}
-	tapDialogButton(t, w, "Cancel")
+	uitest.TapDialogButton(t, w, "Cancel")
 	if b.renewed != 0 {
 		t.Fatal("renewed after Cancel")
 	}
 
 	test.Tap(c.RenewBtn)
-	tapDialogButton(t, w, "Renew")
+	uitest.TapDialogButton(t, w, "Renew")
 	if b.renewed != 1 {
 		t.Fatalf("renewed %d times; want 1", b.renewed)
 	}

@@ -7,12 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"testing"
 	"time"
-
-	"fyne.io/fyne/v2"
-	"fyne.io/fyne/v2/test"
-	"fyne.io/fyne/v2/widget"
 
 	"github.com/presence-mps/presence/vault"
 )
@@ -257,39 +252,6 @@ func (f *fakeAccounts) RemoveAccount(kind, name string) error {
 	}
 	delete(f.pw[kind], name)
 	return nil
-}
-
-// tapDialogButton taps the button labelled label in the dialog on top of
-// w's canvas.
-func tapDialogButton(t *testing.T, w fyne.Window, label string) {
-	t.Helper()
-	top := w.Canvas().Overlays().Top()
-	if top == nil {
-		t.Fatalf("no dialog is open to press %q in", label)
-	}
-	for _, o := range test.LaidOutObjects(top) {
-		if b, ok := o.(*widget.Button); ok && b.Text == label {
-			test.Tap(b)
-			return
-		}
-	}
-	t.Fatalf("the dialog has no %q button", label)
-}
-
-// dialogText returns the texts of the labels in the dialog on top of w's
-// canvas.
-func dialogText(w fyne.Window) string {
-	top := w.Canvas().Overlays().Top()
-	if top == nil {
-		return ""
-	}
-	var b strings.Builder
-	for _, o := range test.LaidOutObjects(top) {
-		if l, ok := o.(*widget.Label); ok {
-			b.WriteString(l.Text + "\n")
-		}
-	}
-	return b.String()
 }
 
 // closeRecorder is a buffer that records Close.
