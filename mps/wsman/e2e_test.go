@@ -231,31 +231,7 @@ func TestToolboxEndToEnd(t *testing.T) {
 			if strings.Join(got, "\n") != strings.Join(want, "\n") {
 				t.Fatalf("Boot to %v made the calls\n%s\nwant\n%s", tc.req.Target, strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}
-			byName := map[string][]amtsim.Call{}
-			for _, c := range calls {
-				if c.ReturnValue != 0 || c.Fault != "" {
-					t.Errorf("%s %s.%s got %d %q", c.Action, c.Class, c.Method, c.ReturnValue, c.Fault)
-				}
-				k := c.Action + " " + c.Class + "." + c.Method
-				byName[k] = append(byName[k], c)
-			}
-			orders := byName["Invoke CIM_BootConfigSetting.ChangeBootOrder"]
-			if _, ok := orders[0].Args["Source"]; ok {
-				t.Errorf("the first ChangeBootOrder has Source %q; want it cleared", orders[0].Args["Source"])
-			}
-			if tc.source != "" && orders[1].Args["Source"] != tc.source {
-				t.Errorf("the second ChangeBootOrder has Source %q; want %q", orders[1].Args["Source"], tc.source)
-			}
-			put := byName["Put AMT_BootSettingData."][0]
-			if tc.put != "" && put.Args[tc.put] != "true" || put.Args["UseSOL"] != "false" {
-				t.Errorf("the Put has %v; want %s true, UseSOL false", put.Args, tc.put)
-			}
-			if role := byName["Invoke CIM_BootService.SetBootConfigRole"][0].Args; role["BootConfigSetting"] != wsman.BootConfig || role["Role"] != "1" {
-				t.Errorf("SetBootConfigRole args %v", role)
-			}
-			if ps := byName["Invoke CIM_PowerManagementService.RequestPowerStateChange"][0].Args["PowerState"]; ps != "10" {
-				t.Errorf("the boot starts with PowerState %s; want 10 (the host is on)", ps)
-			}
+			simenv.CheckBoot(t, calls, tc.source, tc.put)
 			if _, last := d.Platform().Boots(); last != tc.boot {
 				t.Errorf("the host's last boot is %q; want %q", last, tc.boot)
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/presence-mps/presence/mps/amtsim"
 	"github.com/presence-mps/presence/mps/apf"
 	"github.com/presence-mps/presence/mps/tunnel"
+	"github.com/presence-mps/presence/mps/wsman"
 	"github.com/presence-mps/presence/vault/vaulttest"
 )
 
@@ -135,4 +136,41 @@ func Ctx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// CheckBoot checks the arguments of a boot sequence's calls as the device
+// recorded them (their order is the caller's to check): none failed, the
+// first ChangeBootOrder cleared the order and the second, when source is
+// set, names it, the Put sets option (when set) and not UseSOL, the boot
+// configuration is made the next boot's, and the power action that
+// starts the boot is a reset (the host is on). It returns the calls by
+// "Action Class.Method" for further checks.
+func CheckBoot(t testing.TB, calls []amtsim.Call, source, option string) map[string][]amtsim.Call {
+	t.Helper()
+	byName := map[string][]amtsim.Call{}
+	for _, c := range calls {
+		if c.ReturnValue != 0 || c.Fault != "" {
+			t.Errorf("%s %s.%s got %d %q", c.Action, c.Class, c.Method, c.ReturnValue, c.Fault)
+		}
+		k := c.Action + " " + c.Class + "." + c.Method
+		byName[k] = append(byName[k], c)
+	}
+	orders := byName["Invoke CIM_BootConfigSetting.ChangeBootOrder"]
+	if _, ok := orders[0].Args["Source"]; ok {
+		t.Errorf("the first ChangeBootOrder has Source %q; want it cleared", orders[0].Args["Source"])
+	}
+	if source != "" && orders[1].Args["Source"] != source {
+		t.Errorf("the second ChangeBootOrder has Source %q; want %q", orders[1].Args["Source"], source)
+	}
+	put := byName["Put AMT_BootSettingData."][0].Args
+	if option != "" && put[option] != "true" || put["UseSOL"] != "false" {
+		t.Errorf("the Put has %v; want %s true, UseSOL false", put, option)
+	}
+	if role := byName["Invoke CIM_BootService.SetBootConfigRole"][0].Args; role["BootConfigSetting"] != wsman.BootConfig || role["Role"] != "1" {
+		t.Errorf("SetBootConfigRole args %v", role)
+	}
+	if ps := byName["Invoke CIM_PowerManagementService.RequestPowerStateChange"][0].Args["PowerState"]; ps != "10" {
+		t.Errorf("the boot starts with PowerState %s; want 10 (the host is on)", ps)
+	}
+	return byName
 }
