@@ -66,6 +66,9 @@ Usage:
   presence history  [--device ID] [--since 24h|RFC3339] [--sessions] [--csv]   tunnel and session history
   presence amt      power|info|hardware|log|consent|features DEVICE ...   AMT over the tunnel, through the
                     running instance ("presence amt help" lists them; --format table|json|csv)
+  presence enrol   ADDRESS[:PORT] | --file F [--amt-user U] [--tls] [--replace]   configure CIRA in a device on
+                    the LAN, through the running instance (AMT password on stdin)
+  presence unenrol ADDRESS[:PORT] | DEVICE         remove what enrol wrote (through the tunnel when connected)
   presence simulate --mps HOST:PORT --ca FILE --devices N --user U  (password on stdin)
   presence version
 
@@ -94,6 +97,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		"vault":    runVault,
 		"history":  runHistory,
 		"amt":      runAMT,
+		"enrol":    runEnrol,
+		"unenrol":  runUnenrol,
 		"version": func(_ context.Context, _ []string, env Env) error {
 			fmt.Fprintf(env.Stdout, "presence %s\n", Version)
 			return nil

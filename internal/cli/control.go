@@ -102,40 +102,51 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	c.authorize(req)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the instance's API at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return responseError(resp, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+// authorize adds the client's login to req.
+func (c *apiClient) authorize(req *http.Request) {
 	switch {
 	case c.user != "":
 		req.SetBasicAuth(c.user, c.pass)
 	case c.token != "":
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the instance's API at %s: %w", c.base, err)
+}
+
+// responseError is the error of an answer with an error status, carrying
+// its sentence: Presence's errors are {"error": sentence}; the AMT
+// routes', in the Intel toolkit MPS's shape, carry it in message.
+func responseError(resp *http.Response, path string) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e struct {
+		Error            string `json:"error"`
+		Message          string `json:"message"`
+		ErrorDescription string `json:"errorDescription"`
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 {
-		// Presence's errors are {"error": sentence}; the AMT routes', in
-		// the Intel toolkit MPS's shape, carry the sentence in message.
-		var e struct {
-			Error            string `json:"error"`
-			Message          string `json:"message"`
-			ErrorDescription string `json:"errorDescription"`
+	if json.Unmarshal(b, &e) == nil {
+		if s := cmp.Or(e.Message, e.ErrorDescription, e.Error); s != "" {
+			return fmt.Errorf("%s (HTTP %d)", s, resp.StatusCode)
 		}
-		if json.Unmarshal(b, &e) == nil {
-			if s := cmp.Or(e.Message, e.ErrorDescription, e.Error); s != "" {
-				return fmt.Errorf("%s (HTTP %d)", s, resp.StatusCode)
-			}
-		}
-		return fmt.Errorf("HTTP %s from %s", resp.Status, path)
 	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
+	return fmt.Errorf("HTTP %s from %s", resp.Status, path)
 }
 
 // printRows prints a header and rows as a table or CSV.

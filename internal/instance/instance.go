@@ -117,17 +117,19 @@ type Instance struct {
 	// advertised is what the mDNS advertisement out there says.
 	advertised Announcement
 
-	log      *slog.Logger
-	sessions *proxy.Sessions
-	withdraw func()
-	peers    *fleet.Peers                    // nil outside a fleet
-	etcd     atomic.Pointer[etcdstore.Store] // nil without etcd; set once
-	accts    atomic.Pointer[accountSync]     // nil outside a fleet; set once
-	stop     chan struct{}                   // closed by Shutdown
-	home     sendHome                        // Send devices home in progress
-	wg       sync.WaitGroup
-	stopOnce sync.Once
-	stopErr  error
+	log       *slog.Logger
+	sessions  *proxy.Sessions
+	withdraw  func()
+	peers     *fleet.Peers                    // nil outside a fleet
+	etcd      atomic.Pointer[etcdstore.Store] // nil without etcd; set once
+	accts     atomic.Pointer[accountSync]     // nil outside a fleet; set once
+	stop      chan struct{}                   // closed by Shutdown
+	home      sendHome                        // Send devices home in progress
+	enrol     *enrolState                     // set once, by enrolment
+	enrolOnce sync.Once
+	wg        sync.WaitGroup
+	stopOnce  sync.Once
+	stopErr   error
 }
 
 // ID returns the instance id.

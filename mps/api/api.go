@@ -70,6 +70,9 @@ type Config struct {
 	// AMT, if set, answers the AMT toolbox's endpoints on the Intel
 	// toolkit MPS's paths, /api/v1/amt/... (amt.go).
 	AMT *toolbox.Toolbox
+	// Enrol, if set, answers POST /api/v1/enrol and /api/v1/unenrol
+	// (enrol.go).
+	Enrol Enroller
 	// History, if set, answers the /api/v1/history endpoints.
 	History *history.Store
 	// SaveAliases, if set, is called with every alias after a change made
@@ -151,6 +154,7 @@ func (a *API) routes() {
 	a.mux.HandleFunc("GET /proxy.pac", a.pac)
 	a.mux.HandleFunc("GET /relay/webrelay.ashx", a.relay)
 	a.amtRoutes()
+	a.enrolRoutes()
 }
 
 // ServeHTTP routes a request; unknown paths get a JSON 404.
