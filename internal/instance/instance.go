@@ -251,6 +251,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 			SaveAliases: cfg.SaveAliases, AMTLogin: amtLogin(acc, log), History: cfg.History,
 			Fleet:  in.fleetView(),
 			AMT:    in.AMT,
+			Enrol:  in,
 			Logger: log.With("part", "api"),
 		})
 		if err != nil {
