@@ -12,6 +12,8 @@ const (
 	EventConnected    EventKind = iota + 1 // a device is up and its ports have settled
 	EventDisconnected                      // a device's tunnel ended (Reason says why)
 	EventAuthFailed                        // a device offered wrong credentials
+	EventSuspect                           // a connected device missed a keepalive (Device.Suspect); it may be gone
+	EventResumed                           // a suspect device sent something again
 )
 
 func (k EventKind) String() string {
@@ -22,6 +24,10 @@ func (k EventKind) String() string {
 		return "disconnected"
 	case EventAuthFailed:
 		return "auth-failed"
+	case EventSuspect:
+		return "suspect"
+	case EventResumed:
+		return "resumed"
 	}
 	return "unknown"
 }

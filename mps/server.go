@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/presence-mps/presence/mps/apf"
+	"github.com/presence-mps/presence/mps/doctor"
 	"github.com/presence-mps/presence/mps/internal/hub"
 	"github.com/presence-mps/presence/mps/tunnel"
 )
@@ -44,6 +45,10 @@ type Config struct {
 	Tunnels func(up bool, d Device, conn uint64)
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
+	// Doctor, if set, receives the server's findings about failed and
+	// unhealthy connections; nil makes the server its own (see
+	// [Server.Doctor]). New checks the certificate of TLS with it.
+	Doctor *doctor.Doctor
 }
 
 // Errors returned by Dial and Disconnect.
@@ -75,6 +80,11 @@ type Server struct {
 	seq       uint64              // the number of the last accepted tunnel
 
 	stats stats
+
+	doctor    *doctor.Doctor
+	legacy    tunnel.LegacyTLS          // devices allowed TLS 1.0/1.1 (SetLegacyDevices)
+	suspects  map[*tunnel.Conn]struct{} // registered tunnels the sweep found silent; guarded by mu
+	sweepOnce sync.Once
 }
 
 // New returns a server; start it with [Server.Serve] or [Server.Listen].
@@ -95,14 +105,20 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		sem:     make(chan struct{}, cfg.MaxHandshakes),
-		devices: make(map[apf.UUID]*tunnel.Conn),
-		conns:   make(map[*tunnel.Conn]uint64),
-		raws:    make(map[net.Conn]struct{}),
-		aliases: make(map[string]apf.UUID),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		sem:      make(chan struct{}, cfg.MaxHandshakes),
+		devices:  make(map[apf.UUID]*tunnel.Conn),
+		conns:    make(map[*tunnel.Conn]uint64),
+		raws:     make(map[net.Conn]struct{}),
+		aliases:  make(map[string]apf.UUID),
+		doctor:   cfg.Doctor,
+		suspects: make(map[*tunnel.Conn]struct{}),
 	}
+	if s.doctor == nil {
+		s.doctor = doctor.New(doctor.Options{})
+	}
+	s.doctor.CheckCertificate(cfg.TLS)
 	s.stats.failures = make(map[string]uint64)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	tc := cfg.Tunnel
@@ -113,6 +129,7 @@ func New(cfg Config) (*Server, error) {
 	tc.OnReady = s.onReady
 	tc.OnForwards = s.onForwards
 	tc.OnAuthFailure = s.onAuthFailure
+	tc.Legacy = &s.legacy
 	s.tcfg.Store(&tc)
 	return s, nil
 }
@@ -188,6 +205,7 @@ func (s *Server) register(ln net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners = append(s.listeners, ln)
+	s.startSweep()
 	return nil
 }
 
@@ -256,6 +274,7 @@ func (s *Server) handle(raw net.Conn) {
 		raw.Close()
 		reason := tunnel.ReasonOf(err)
 		s.stats.fail(reason.String())
+		s.diagnoseFailure(err, raw.RemoteAddr().String())
 		if reason != tunnel.ReasonShutdown && reason != tunnel.ReasonAuthFailed {
 			s.log.Debug("CIRA handshake failed", "remote", raw.RemoteAddr().String(), "reason", reason.String(), "err", err)
 		}
@@ -270,6 +289,7 @@ func (s *Server) handle(raw net.Conn) {
 	s.stats.accepted.Add(1)
 	if old != nil {
 		old.CloseWithReason(tunnel.ReasonReplaced, "a newer connection of the same device")
+		s.diagnoseReplaced(old, raw.RemoteAddr().String(), c.UUID())
 	}
 
 	err = c.Serve()
@@ -279,8 +299,14 @@ func (s *Server) handle(raw net.Conn) {
 	if s.devices[c.UUID()] == c {
 		delete(s.devices, c.UUID())
 	}
+	wasSuspect := s.unsuspectLocked(c)
 	s.mu.Unlock()
 	info := c.Info()
+	if tunnel.ReasonOf(err) == tunnel.ReasonIdleTimeout && !wasSuspect {
+		// Dropped before a sweep marked it (a sweep is coarse).
+		s.doctor.Record(doctor.Finding{Class: doctor.KeepaliveMissed, Device: info.UUID.String(), User: info.User,
+			Remote: info.Remote, Detail: errDetail(err)})
+	}
 	if s.cfg.Tunnels != nil {
 		s.cfg.Tunnels(false, snapshot(info), seq)
 	}
@@ -436,10 +462,24 @@ type Device struct {
 	Hostname string // the address AMT put in its tcpip-forward requests
 	Remote   string
 	Info     tunnel.Info
+	// Silent is how long nothing has arrived from the device.
+	Silent time.Duration
+	// Suspect is set once the device has been silent for more than its
+	// keepalive interval and half of one: it missed a keepalive and will
+	// be dropped at the idle timeout unless input comes (EventSuspect,
+	// EventResumed). Only Devices, Device and EventSuspect set it.
+	Suspect bool
+	// LegacyTLS is set when the tunnel runs TLS 1.0 or 1.1.
+	LegacyTLS bool
 }
 
 func snapshot(in tunnel.Info) Device {
-	return Device{UUID: in.UUID.String(), Hostname: tunnel.Hostname(in.Forwards), Remote: in.Remote, Info: in}
+	d := Device{UUID: in.UUID.String(), Hostname: tunnel.Hostname(in.Forwards), Remote: in.Remote, Info: in,
+		LegacyTLS: legacyVersion(in.TLSVersion)}
+	if !in.LastReceived.IsZero() {
+		d.Silent = max(0, time.Since(in.LastReceived))
+	}
+	return d
 }
 
 // Devices returns a snapshot of every connected device, sorted by UUID.
@@ -454,6 +494,11 @@ func (s *Server) Devices() []Device {
 	for i, c := range conns {
 		out[i] = snapshot(c.Info())
 	}
+	s.mu.Lock()
+	for i, c := range conns {
+		_, out[i].Suspect = s.suspects[c]
+	}
+	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b Device) int { return strings.Compare(a.UUID, b.UUID) })
 	return out
 }
@@ -464,7 +509,7 @@ func (s *Server) Device(name string) (Device, bool) {
 	if c == nil {
 		return Device{}, false
 	}
-	return snapshot(c.Info()), true
+	return s.deviceOf(c), true
 }
 
 // Shutdown stops accepting, ends every tunnel with DISCONNECT and waits for

@@ -13,6 +13,11 @@ const (
 	KindUp         = "up"          // a device's tunnel is up and its ports have settled
 	KindDown       = "down"        // a device's tunnel ended (Reason says why)
 	KindAuthFailed = "auth-failed" // a device offered wrong credentials
+	// KindDoctor is a connection problem the connection doctor
+	// (mps/doctor) found: Reason is its class, Detail how many times
+	// since the previous such record and what it saw. It is stored with
+	// its kind as text (kind code 0), so older readers decode it.
+	KindDoctor = "doctor"
 )
 
 // TunnelEvent is one thing that happened to a device's tunnel. It holds no

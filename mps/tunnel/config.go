@@ -26,6 +26,14 @@ type Config struct {
 	TLS *tls.Config
 	// Auth checks USERAUTH_REQUEST credentials.
 	Auth AuthFunc
+	// UserExists, if set, is asked after Auth refused a password whether
+	// the user name exists, so that a diagnosis tells a wrong password
+	// from an unknown user ([HandshakeFailure].Auth). It never sees the
+	// password.
+	UserExists func(ctx context.Context, user string) bool
+	// Legacy, if set, lists the devices allowed TLS 1.0/1.1 on a modern
+	// listener; see [LegacyTLS].
+	Legacy *LegacyTLS
 
 	// HandshakeTimeout bounds TLS plus APF up to authentication
 	// (default 10 s). It is cleared once the device is authenticated.
@@ -172,6 +180,10 @@ func CipherSuites() []uint16 { return append([]uint16(nil), cipherSuites...) }
 // handshakes wait for a turn instead of all being runnable, so the rest of
 // the process (console sessions, the desktop window) still gets the CPU,
 // and handshakes finish as fast as before.
+//
+// Its GetConfigForClient records a summary of each ClientHello for the
+// diagnosis of failed handshakes ([HandshakeFailure].Hello); it allocates
+// nothing and keeps the configuration.
 func TLSConfig(cert tls.Certificate, legacy bool) *tls.Config {
 	if k, ok := cert.PrivateKey.(crypto.Signer); ok {
 		if _, paced := k.(pacedKey); !paced {
@@ -183,6 +195,8 @@ func TLSConfig(cert tls.Certificate, legacy bool) *tls.Config {
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: CipherSuites(),
 		ClientAuth:   tls.RequestClientCert,
+		// Records the ClientHello's summary; see helloSlots.
+		GetConfigForClient: noteHello,
 	}
 	if legacy {
 		cfg.MinVersion = tls.VersionTLS10

@@ -42,28 +42,32 @@ type Conn struct {
 	remote      string
 	connectedAt time.Time
 
-	// Owned by the reader goroutine.
-	state   int
+	// Owned by the reader goroutine. state is a byte and sits next to
+	// replied (and ready, closed and writerActive sit together below) so
+	// that padding does not push the struct out of its size class.
+	state   uint8
 	replied bool // replies queued by the reader, not yet flushed
 
-	mu          sync.Mutex // guards the fields below
-	forwards    []Forward
-	channels    map[uint32]*Channel
-	nextID      uint32
-	nextOrigin  uint32
-	settle      *time.Timer
-	kaInterval  uint32 // from KEEPALIVE_OPTIONS_REPLY
-	kaTimeout   uint32
-	ready       bool
-	closed      bool
-	openedTotal uint64
-
-	writing      sync.Mutex // held while taking the queue and writing it, so writes keep queue order
-	wmu          sync.Mutex // guards pending and writerActive; wcond waits on it
-	wcond        sync.Cond
-	pending      []byte // from bufPool; nil while empty
+	mu         sync.Mutex // guards the fields below
+	forwards   []Forward
+	channels   map[uint32]*Channel
+	nextID     uint32
+	nextOrigin uint32
+	settle     *time.Timer
+	kaInterval uint32 // from KEEPALIVE_OPTIONS_REPLY
+	kaTimeout  uint32
+	ready      bool
+	closed     bool
+	// writerActive is guarded by wmu, not mu: it sits here only to share
+	// the bools' word.
 	writerActive bool
-	writer       sync.WaitGroup // the writer goroutine, while it runs
+	openedTotal  uint64
+
+	writing sync.Mutex // held while taking the queue and writing it, so writes keep queue order
+	wmu     sync.Mutex // guards pending and writerActive; wcond waits on it
+	wcond   sync.Cond
+	pending []byte         // from bufPool; nil while empty (writerActive is above)
+	writer  sync.WaitGroup // the writer goroutine, while it runs
 
 	done      chan struct{} // closed when the tunnel ends
 	closeOnce sync.Once

@@ -40,6 +40,7 @@ const (
 	ReasonAdmin                              // an administrator disconnected it
 	ReasonNetworkError                       // a read or write failed
 	ReasonMoved                              // a newer connection of the device is on another instance of the fleet
+	ReasonLegacyTLS                          // a TLS 1.0/1.1 session of a device not allowed legacy TLS
 )
 
 var reasonNames = [...]string{
@@ -56,6 +57,7 @@ var reasonNames = [...]string{
 	ReasonAdmin:            "admin",
 	ReasonNetworkError:     "network-error",
 	ReasonMoved:            "moved",
+	ReasonLegacyTLS:        "legacy-tls",
 }
 
 func (r Reason) String() string {
@@ -75,6 +77,9 @@ type CloseError struct {
 	Disconnect apf.DisconnectReason
 	// Err is the underlying error, if any.
 	Err error
+	// Handshake is set on the errors of [Accept]: how far the handshake
+	// got, for a diagnosis.
+	Handshake *HandshakeFailure
 }
 
 func (e *CloseError) Error() string {

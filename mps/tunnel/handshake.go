@@ -40,16 +40,21 @@ func Accept(ctx context.Context, raw net.Conn, cfg *Config) (*Conn, error) {
 	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
+	// hf is filled as the handshake goes, and attached to its error.
+	hf := new(HandshakeFailure)
 	if c.cfg.TLS != nil {
-		tc := tls.Server(raw, c.cfg.TLS)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return nil, c.abort(c.handshakeError(ctx, err, ReasonTLSError), 0)
+		helloSlots.Store(raw, &hf.Hello)
+		tc := tls.Server(raw, c.cfg.Legacy.config(c.cfg.TLS))
+		err := tc.HandshakeContext(ctx)
+		helloSlots.Delete(raw)
+		if err != nil {
+			return nil, c.failed(hf, c.abort(c.handshakeError(ctx, err, ReasonTLSError), 0))
 		}
 		st := tc.ConnectionState()
 		c.stream.conn, c.tlsVersion, c.tlsCipher = tc, st.Version, st.CipherSuite
 	}
-	if err := c.handshake(ctx); err != nil {
-		return nil, err
+	if err := c.handshake(ctx, hf); err != nil {
+		return nil, c.failed(hf, err)
 	}
 	if !stop() || raw.SetDeadline(time.Time{}) != nil {
 		return nil, c.abort(c.handshakeError(ctx, context.Cause(ctx), ReasonShutdown), 0)
@@ -74,6 +79,19 @@ func (c *Conn) handshakeError(ctx context.Context, err error, fallback Reason) *
 	return &CloseError{Reason: fallback, Err: err}
 }
 
+// failed attaches what the handshake had shown to its error (a
+// *CloseError from abort).
+func (c *Conn) failed(hf *HandshakeFailure, err error) error {
+	ce, ok := err.(*CloseError)
+	if !ok {
+		return err
+	}
+	hf.TLSVersion, hf.Device = c.tlsVersion, c.uuid
+	hf.Trickling = ce.Reason == ReasonHandshakeTimeout && c.trickling()
+	ce.Handshake = hf
+	return ce
+}
+
 // abort ends a tunnel that never reached Serve and returns err.
 func (c *Conn) abort(err *CloseError, disc apf.DisconnectReason) *CloseError {
 	c.closeWith(err, disc)
@@ -82,7 +100,7 @@ func (c *Conn) abort(err *CloseError, disc apf.DisconnectReason) *CloseError {
 
 // handshake runs APF from PROTOCOL_VERSION to USERAUTH_SUCCESS, writing
 // synchronously (the writer goroutine starts in Serve).
-func (c *Conn) handshake(ctx context.Context) error {
+func (c *Conn) handshake(ctx context.Context, hf *HandshakeFailure) error {
 	fail := func(err error) error { return c.abort(c.handshakeError(ctx, err, ReasonNetworkError), 0) }
 	attempts := 0
 	for c.state != stPfwdService {
@@ -119,6 +137,13 @@ func (c *Conn) handshake(ctx context.Context) error {
 					Detail: fmt.Sprintf("unsupported APF version %d.%d", pv.Major, pv.Minor)}, apf.DisconnectVersionNotSupported)
 			}
 			c.version, c.uuid = *pv, pv.UUID
+			if c.tlsVersion != 0 && c.tlsVersion < tls.VersionTLS12 && !GlobalLegacy(c.cfg.TLS) && !c.cfg.Legacy.allowed(pv.UUID) {
+				// Accepted in TLS only because some device is on the legacy
+				// list (LegacyTLS); this one is not.
+				return c.abort(&CloseError{Reason: ReasonLegacyTLS,
+					Detail: fmt.Sprintf("a %s session, and the device is not allowed legacy TLS", tls.VersionName(c.tlsVersion))},
+					apf.DisconnectHostNotAllowed)
+			}
 			c.state = stAuthService
 		case stAuthService:
 			sr, ok := m.(*apf.ServiceRequest)
@@ -149,6 +174,13 @@ func (c *Conn) handshake(ctx context.Context) error {
 				break
 			}
 			attempts++
+			hf.User, hf.Auth = ua.Username, AuthOtherMethod
+			if ua.Method == apf.MethodPassword && !ua.ChangePassword {
+				hf.Auth = AuthWrongPassword
+				if c.cfg.UserExists != nil && !c.cfg.UserExists(ctx, ua.Username) {
+					hf.Auth = AuthUnknownUser
+				}
+			}
 			if ua.Method == apf.MethodPassword && c.cfg.OnAuthFailure != nil {
 				c.cfg.OnAuthFailure(c.uuid, ua.Username, c.remote)
 			}

@@ -199,7 +199,7 @@ func startMem(t *testing.T, cfg Config) *harness {
 	m := newMemConn(c.cfg.limits())
 	c.pc = m
 	go func() {
-		if err := c.handshake(context.Background()); err != nil {
+		if err := c.handshake(context.Background(), new(HandshakeFailure)); err != nil {
 			h.run(nil, err)
 			return
 		}
