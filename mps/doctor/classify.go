@@ -107,10 +107,11 @@ func tlsName(v uint16) string { return tls.VersionName(v) }
 // Fix returns the sentence that tells an administrator what to do about
 // an entry.
 func Fix(e Entry) string {
-	dev := e.Device
-	if dev == "" {
+	dev := "device " + e.Device
+	if e.Device == "" {
 		dev = "the device at " + host(e.Remote)
 	}
+	Dev := strings.ToUpper(dev[:1]) + dev[1:]
 	switch e.Class {
 	case LegacyTLS:
 		if e.Device != "" {
@@ -132,15 +133,15 @@ func Fix(e Entry) string {
 	case DuplicateUUID:
 		return "Two machines share the OEM UUID " + e.Device + " and replace each other's tunnel: have the OEM set a unique UUID (a BIOS update); until then only one of them can be managed."
 	case HandshakeTimeout:
-		return dev + " did not finish its handshake in time: check the network path (MTU, a proxy) and that the port is not reached by something other than AMT."
+		return Dev + " did not finish its handshake in time: check the network path (MTU, a proxy) and that the port is not reached by something other than AMT."
 	case Trickling:
 		return "Bytes from " + dev + " arrive too slowly to finish the handshake: check the link between it and the MPS (congestion, a throttling firewall)."
 	case ProtocolError:
 		return "Something other than Intel AMT talks to the CIRA port from " + host(e.Remote) + " (a scanner, a browser or a proxy): find what connects from there."
 	case KeepaliveMissed:
-		return dev + " stopped sending keepalives: it may have lost power or its network; the tunnel is dropped at the idle timeout and AMT reconnects on its own when it can."
+		return Dev + " stopped sending keepalives: it may have lost power or its network; the tunnel is dropped at the idle timeout and AMT reconnects on its own when it can."
 	case ClosedEarly:
-		return dev + " closed the connection before its tunnel was up: a port check, or a device giving up; repeated, check its MPS settings."
+		return Dev + " closed the connection before its tunnel was up: a port check, or a device giving up; repeated, check its MPS settings."
 	}
 	return "Look at the MPS's log for " + dev + "."
 }

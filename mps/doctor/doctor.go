@@ -107,8 +107,9 @@ type Adder interface {
 type Doctor struct {
 	opts Options
 
-	mu      sync.Mutex // guards entries; held only for map work and copies
+	mu      sync.Mutex // guards entries and updated; held only for map work and copies
 	entries map[key]*entry
+	updated chan struct{} // closed at the next Record; nil until Updated asks
 
 	stop chan struct{}
 	done chan struct{}
@@ -214,6 +215,21 @@ func (d *Doctor) Record(f Finding) {
 	if f.Detail != "" {
 		e.Detail = f.Detail
 	}
+	if d.updated != nil {
+		close(d.updated)
+		d.updated = nil
+	}
+}
+
+// Updated returns a channel that is closed at the next Record: a window
+// or a test waits on it instead of polling Report.
+func (d *Doctor) Updated() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.updated == nil {
+		d.updated = make(chan struct{})
+	}
+	return d.updated
 }
 
 // evictLocked drops the least recently seen tenth of the entries, so that
