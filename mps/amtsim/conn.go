@@ -568,7 +568,7 @@ func (c *conn) serveHTTP(ch *channel) {
 	if c.httpL == nil {
 		c.httpL = newListener(addr{c.cfg.Hostname, PortWSMan}, c.cfg.MaxChannels)
 		c.httpSrv = &http.Server{
-			Handler:           c.d.wsmanHandler(),
+			Handler:           c.d.tunnelHandler(),
 			ReadHeaderTimeout: 30 * time.Second,
 			IdleTimeout:       60 * time.Second,
 			MaxHeaderBytes:    16 << 10,
@@ -610,8 +610,20 @@ func (d *Device) wsmanHandler() *wsman {
 			Password:   d.cfg.AMTPassword,
 			Platform:   plat,
 		}))
+		d.mu.Lock()
+		plat.tunnelUp.Store(d.isUp) // setUp keeps it from now on
+		d.mu.Unlock()
 	})
 	return d.wsman.Load()
+}
+
+// tunnelHandler is the handler of 16992 channels: a LAN device's applies
+// the configuration changes it answers (lan.go).
+func (d *Device) tunnelHandler() http.Handler {
+	if d.rt.lan != nil {
+		return d.rt.lan
+	}
+	return d.wsmanHandler()
 }
 
 // platformIfMade returns the device's platform if something has used it,

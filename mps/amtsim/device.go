@@ -108,7 +108,11 @@ type Config struct {
 	// firmware does (apf.md §6.1), e.g. MaxVersion tls.VersionTLS11 with
 	// TLS_RSA_WITH_AES_128_CBC_SHA for AMT 11. Zero means Go's defaults.
 	MinVersion, MaxVersion uint16
-	CipherSuites           []uint16
+	// Trigger is the PROTOCOL_VERSION trigger reason (apf.md §1). Software
+	// clients send 0. (It sits here, next to the versions, so that Config
+	// packs: a Device must stay in its size class.)
+	Trigger      uint32
+	CipherSuites []uint16
 	// ResumeSessions keeps the device's last TLS session ticket and offers
 	// it when reconnecting, so the MPS can skip the RSA operation of a full
 	// handshake. Whether AMT firmware resumes sessions is not known
@@ -142,9 +146,6 @@ type Config struct {
 	// HandshakeTimeout bounds dialing, TLS and the APF handshake up to the
 	// last REQUEST_SUCCESS. Default [DefaultHandshakeTimeout].
 	HandshakeTimeout time.Duration
-	// Trigger is the PROTOCOL_VERSION trigger reason (apf.md §1). Software
-	// clients send 0.
-	Trigger uint32
 
 	// AMTUser and AMTPassword are the digest credentials of the WS-Man
 	// service. AMTUser defaults to [DefaultAMTUser]; an empty AMTPassword
@@ -172,6 +173,11 @@ type Config struct {
 	// GarbageAfterVersion makes [FaultGarbage] send a valid
 	// PROTOCOL_VERSION before the garbage.
 	GarbageAfterVersion bool
+
+	// LAN, if set, makes the device an AMT on the LAN that enrolment
+	// configures over WS-Man (see [LANConfig]); MPSAddr, MPS, User and
+	// Password are then not set.
+	LAN *LANConfig
 
 	// Dial opens the TCP connection. Default: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -369,6 +375,9 @@ type route struct {
 	ports   []uint32 // announced, in order
 	entries []entry  // AMT's order
 	tries   int      // attempts per entry in one pass
+	// lan is a LAN device's listeners and CIRA (lan.go), nil for others:
+	// kept here, in the device's own route, to keep Device small.
+	lan *lanRun
 }
 
 // entry is an [MPSEntry] ready to dial.
@@ -390,7 +399,13 @@ func New(cfg Config) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newDevice(cfg, rt), nil
+	d := newDevice(cfg, rt)
+	if cfg.LAN != nil {
+		if err := d.startLAN(); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
 }
 
 // copySlices gives c its own copies of the slices a caller passed in.
@@ -399,6 +414,10 @@ func (c *Config) copySlices() {
 	c.AMTPassword = append([]byte(nil), c.AMTPassword...)
 	c.Ports = append([]uint32(nil), c.Ports...)
 	c.CipherSuites = append([]uint16(nil), c.CipherSuites...)
+	if c.LAN != nil {
+		l := *c.LAN
+		c.LAN = &l
+	}
 	if c.MPS != nil {
 		c.MPS = append([]MPSEntry(nil), c.MPS...)
 		for i := range c.MPS {
@@ -469,6 +488,9 @@ func (c *Config) setDefaults() error {
 
 // checkMPS checks the MPS entries and the credentials each will use.
 func (c *Config) checkMPS() error {
+	if c.LAN != nil {
+		return c.checkLAN()
+	}
 	haveCreds := c.User != "" && len(c.Password) > 0
 	if len(c.MPS) == 0 {
 		if !haveCreds {
@@ -505,7 +527,7 @@ func (c *Config) route() (*route, error) {
 		return nil, errors.New("amtsim: TLS MinVersion above MaxVersion")
 	}
 	list := c.MPS
-	if len(list) == 0 {
+	if len(list) == 0 && c.LAN == nil {
 		list = []MPSEntry{{Addr: c.MPSAddr, ServerName: c.ServerName}}
 	}
 	rt := &route{ports: c.Ports, entries: make([]entry, len(list)), tries: 1}
@@ -592,6 +614,9 @@ func (d *Device) setUp(up bool) {
 		return
 	}
 	d.isUp = up
+	if p := d.platformIfMade(); p != nil {
+		p.tunnelUp.Store(up)
+	}
 	if up {
 		close(d.connected)
 	} else {
@@ -633,7 +658,14 @@ func (d *Device) Stats() Stats {
 // none takes it, Run returns the last entry's error, wrapped. A tunnel
 // that ends, or a reconnect after FaultReconnectLoop's drop, starts again
 // at the first entry. Run itself never pauses; a [Fleet] does.
+//
+// A LAN device ([LANConfig]) instead serves WS-Man on the LAN and dials
+// what enrolment wrote, retrying as AMT does, until ctx is done; it then
+// returns ctx.Err() with its listeners closed.
 func (d *Device) Run(ctx context.Context) error {
+	if d.rt.lan != nil {
+		return d.runLAN(ctx)
+	}
 	for {
 		connected, err := d.pass(ctx)
 		if d.cfg.Fault == FaultReconnectLoop && errors.Is(err, ErrDropped) {
@@ -656,12 +688,17 @@ func (d *Device) Run(ctx context.Context) error {
 // up and why the last connection ended, and counts every attempt in the
 // fleet's summary.
 func (d *Device) pass(ctx context.Context) (connected bool, err error) {
-	for i := range d.rt.entries {
-		for range d.rt.tries {
+	return d.passOn(ctx, d.rt)
+}
+
+// passOn is pass over the entries of rt.
+func (d *Device) passOn(ctx context.Context, rt *route) (connected bool, err error) {
+	for i := range rt.entries {
+		for range rt.tries {
 			if d.fleet != nil {
 				d.fleet.attempts.Add(1)
 			}
-			connected, err = d.runOnce(ctx, i)
+			connected, err = d.runOnce(ctx, rt, i)
 			if ctx.Err() != nil {
 				return connected, err
 			}
@@ -678,7 +715,7 @@ func (d *Device) pass(ctx context.Context) (connected bool, err error) {
 
 // runOnce runs one connection to entry i and reports whether its handshake
 // completed.
-func (d *Device) runOnce(ctx context.Context, i int) (connected bool, err error) {
+func (d *Device) runOnce(ctx context.Context, rt *route, i int) (connected bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -718,7 +755,7 @@ func (d *Device) runOnce(ctx context.Context, i int) (connected bool, err error)
 		var nd net.Dialer
 		dial = nd.DialContext
 	}
-	ent := &d.rt.entries[i]
+	ent := &rt.entries[i]
 	raw, err := dial(hctx, "tcp", ent.addr)
 	if err != nil {
 		return false, stageErr(err, func(err error) error { return fmt.Errorf("%w: %w", ErrDial, err) })

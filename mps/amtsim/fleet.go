@@ -117,6 +117,9 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Device.LAN != nil {
+		return nil, errors.New("amtsim: a fleet's devices cannot share LAN listeners: make LAN devices with New")
+	}
 	tmpl := cfg.Device
 	tmpl.copySlices()
 	if tmpl.Logger == nil {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/presence-mps/presence/mps/apf"
@@ -522,6 +523,10 @@ type Platform struct {
 	audit      *auditLog
 	loginFails int
 	calls      []Call // the last maxCalls, oldest first
+	// CIRA enrolment (enrolment.go), made on first use.
+	enrol *enrolState
+
+	tunnelUp atomic.Bool // AMT_RemoteAccessService IsRemoteTunnelConnected
 }
 
 // NewPlatform returns the platform cfg describes (nil: the defaults) for

@@ -103,6 +103,11 @@ type callCtx struct {
 	in   *xnode // the method's _INPUT or the Put's instance, nil if none
 	user string // the authenticated user, for the audit log
 	addr string // the console's address
+
+	sel     map[string]string // the header's selectors
+	selNode *xnode            // the header's SelectorSet, for EPR-valued selectors
+	result  *instance         // set by a Put whose answer is not the first instance
+	bare400 bool              // answer a bare HTTP 400, no body (enrolment.go)
 }
 
 // wsMethod runs a method; it returns the output properties (ReturnValue
@@ -119,13 +124,19 @@ type wsClass struct {
 	instances func(h *wsman) []*instance
 	put       func(c *callCtx) *wsFault // nil: Put is not supported
 	methods   map[string]wsMethod
+	// del deletes the instance the selectors name; nil: Delete is not
+	// supported (enrolment.go).
+	del func(c *callCtx, sel map[string]string) *wsFault
+	// missingUnreachable answers a Get of a missing instance with
+	// DestinationUnreachable, as AMT does for keyed instances.
+	missingUnreachable bool
 }
 
 var wsClasses map[string]*wsClass
 
 func init() {
 	wsClasses = map[string]*wsClass{}
-	for _, c := range toolboxClasses() {
+	for _, c := range append(toolboxClasses(), enrolmentClasses()...) {
 		wsClasses[c.name] = c
 	}
 }
@@ -161,8 +172,11 @@ func (h *wsman) dispatchLocked(rq *wsRequest, addr string, call *Call) (int, str
 		return http.StatusBadRequest, h.faultBody(rq.messageID, f.subcode, f.reason, f.detail)
 	}
 	switch rq.action {
-	case ActionGet, ActionPut, ActionEnumerate, ActionPull, ActionRelease:
+	case ActionGet, ActionPut, ActionEnumerate, ActionPull, ActionRelease, ActionDelete:
 		call.Action = rq.action[strings.LastIndexByte(rq.action, '/')+1:]
+	}
+	if f := h.refuseUnprovisioned(rq); f != nil {
+		return fault(*f)
 	}
 	cls := h.lookup(rq.resource)
 	if cls == nil {
@@ -172,11 +186,14 @@ func (h *wsman) dispatchLocked(rq *wsRequest, addr string, call *Call) (int, str
 			"http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/InvalidResourceURI"})
 	}
 	notSupported := wsFault{"b:ActionNotSupported", "The action is not supported by the service.", ""}
-	ctx := &callCtx{h: h, p: h.plat, in: rq.body, user: h.cfg.User, addr: addr}
+	ctx := &callCtx{h: h, p: h.plat, in: rq.body, user: h.cfg.User, addr: addr, sel: rq.selectors, selNode: rq.selectorNode}
 	var b strings.Builder
 	switch rq.action {
 	case ActionGet:
 		in := pick(cls.instances(h), rq.selectors)
+		if in == nil && cls.missingUnreachable {
+			return fault(*faultMissing())
+		}
 		if in == nil {
 			return fault(wsFault{"c:InvalidSelectors", "The selectors for the resource are not valid.", ""})
 		}
@@ -190,9 +207,28 @@ func (h *wsman) dispatchLocked(rq *wsRequest, addr string, call *Call) (int, str
 			return fault(*faultInvalidRepresentation("The body is not an instance of " + cls.name + "."))
 		}
 		if f := cls.put(ctx); f != nil {
+			if ctx.bare400 {
+				return http.StatusBadRequest, ""
+			}
 			return fault(*f)
 		}
-		h.getResponse(&b, ActionPutResponse, rq.messageID, cls, cls.instances(h)[0])
+		res := ctx.result
+		if res == nil {
+			res = cls.instances(h)[0]
+		}
+		h.getResponse(&b, ActionPutResponse, rq.messageID, cls, res)
+	case ActionDelete:
+		if cls.del == nil {
+			return fault(notSupported)
+		}
+		if f := cls.del(ctx, rq.selectors); f != nil {
+			if ctx.bare400 {
+				return http.StatusBadRequest, ""
+			}
+			return fault(*f)
+		}
+		h.header(&b, ActionDeleteResponse, rq.messageID, rq.resource, "")
+		b.WriteString(`<a:Body></a:Body></a:Envelope>`)
 	case ActionEnumerate:
 		id := h.enumerate(cls.name, cls.instances(h))
 		h.header(&b, ActionEnumerateResponse, rq.messageID, rq.resource, ` xmlns:g="`+nsEnumeration+`"`)
@@ -222,6 +258,9 @@ func (h *wsman) dispatchLocked(rq *wsRequest, addr string, call *Call) (int, str
 		call.Args = args(rq.body)
 		out, rv := m(ctx)
 		call.ReturnValue = rv
+		if ctx.bare400 {
+			return http.StatusBadRequest, "" // AMT 19's answer to some bad input (enrolment.go)
+		}
 		h.header(&b, rq.resource+"/"+method+"Response", rq.messageID, rq.resource, ` xmlns:h="`+rq.resource+`"`)
 		b.WriteString(`<a:Body><h:` + method + `_OUTPUT>`)
 		writeProps(&b, "h", out)
@@ -386,7 +425,6 @@ func toolboxClasses() []*wsClass {
 
 		// Version and control mode (row 6).
 		{name: "CIM_SoftwareIdentity", instances: (*wsman).softwareIdentity},
-		{name: "AMT_SetupAndConfigurationService", instances: one((*wsman).setupService)},
 
 		// Hardware (row 7).
 		{name: "CIM_Chassis", instances: one((*wsman).chassis)},
@@ -916,18 +954,21 @@ func (h *wsman) softwareIdentity() []*instance {
 }
 
 func (h *wsman) setupService() *instance {
+	e := h.plat.enrolment()
 	in := newInstance("AMT_SetupAndConfigurationService")
 	in.set("CreationClassName", "AMT_SetupAndConfigurationService")
+	in.set("DhcpDNSSuffix", e.dnsSuffix)
 	in.set("ElementName", "Intel(r) AMT Setup and Configuration Service")
 	in.set("EnabledState", "5")
 	in.set("Name", "Intel(r) AMT Setup and Configuration Service")
 	in.set("PasswordModel", "1")
 	in.setInt("ProvisioningMode", h.plat.mode.provisioningMode())
 	in.set("ProvisioningServerOTP", "")
-	in.set("ProvisioningState", "2")
+	in.setInt("ProvisioningState", map[bool]int{false: 2, true: 0}[e.preProvisioning])
 	in.set("RequestedState", "12")
 	in.set("SystemCreationClassName", "CIM_ComputerSystem")
 	in.set("SystemName", "Intel(r) AMT")
+	in.set("TrustedDNSSuffix", "")
 	in.setBool("ZeroTouchConfigurationEnabled", true)
 	return in
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -203,6 +204,11 @@ func (h *wsman) serve(body []byte, addr string) (int, string) {
 }
 
 func writeSOAP(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	if body == "" { // a bare status, as AMT 19 answers some bad input
+		w.WriteHeader(status)
+		return
+	}
 	w.Header().Set("Content-Type", "application/soap+xml;charset=UTF-8")
 	w.WriteHeader(status)
 	io.WriteString(w, body)

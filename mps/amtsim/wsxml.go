@@ -131,6 +131,7 @@ func (n *xnode) attr(local string) string {
 type wsRequest struct {
 	action, resource, messageID string
 	selectors                   map[string]string // the header's SelectorSet
+	selectorNode                *xnode            // the SelectorSet itself, for EPR-valued selectors
 	body                        *xnode            // the Body's first element, nil if empty
 }
 
@@ -148,7 +149,8 @@ func parseRequest(b []byte) (*wsRequest, error) {
 	r.action, _ = hd.textOf("Action")
 	r.resource, _ = hd.textOf("ResourceURI")
 	r.messageID, _ = hd.textOf("MessageID")
-	r.selectors = selectorSet(hd.child("SelectorSet"))
+	r.selectorNode = hd.child("SelectorSet")
+	r.selectors = selectorSet(r.selectorNode)
 	if body := root.child("Body"); body != nil && len(body.kids) > 0 {
 		r.body = body.kids[0]
 	}
@@ -217,6 +219,8 @@ func args(n *xnode) map[string]string {
 		if k.child("ReferenceParameters") != nil {
 			e, _ := parseEPR(k)
 			a[k.local] = e.label()
+		} else if k.local == "Password" || k.local == "Secret" {
+			a[k.local] = "(hidden)" // secrets stay out of the call record
 		} else {
 			a[k.local] = k.text
 		}
