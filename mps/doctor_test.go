@@ -158,7 +158,9 @@ func TestDoctorFindsEachFaultBesideHealthyFleet(t *testing.T) {
 	// 6. Silent: suspect first, dropped at the idle timeout.
 	silent, _ := e.run(e.device(1026, func(c *amtsim.Config) { c.Fault = amtsim.FaultSilent; c.KeepaliveMisses = -1 }))
 	e.connected(silent)
-	ev := e.await("suspect", func(ev mps.Event) bool { return ev.Kind == mps.EventSuspect && ev.Device.UUID == silent.UUID().String() })
+	ev := e.await("suspect", func(ev mps.Event) bool {
+		return ev.Kind == mps.EventSuspect && ev.Device.UUID == silent.UUID().String()
+	})
 	if !ev.Device.Suspect || ev.Device.Silent < 1500*time.Millisecond || ev.Device.Silent > 3*time.Second {
 		t.Errorf("suspect event %+v", ev.Device)
 	}
