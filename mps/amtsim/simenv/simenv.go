@@ -35,6 +35,9 @@ type Env struct {
 	Srv   *mps.Server
 	Addr  string
 	Roots *x509.CertPool
+	// RootDER is the server certificate's root, DER: what enrolment
+	// installs with AddTrustedRootCertificate.
+	RootDER []byte
 
 	mu        sync.Mutex
 	connected map[string]chan struct{} // device UUID → closed when it is up
@@ -76,6 +79,7 @@ func New(t testing.TB) *Env {
 	})
 	e.Roots = x509.NewCertPool()
 	e.Roots.AddCert(ca.Root())
+	e.RootDER = ca.Root().Raw
 	return e
 }
 
@@ -129,6 +133,63 @@ func (e *Env) Device(i int, mod func(*amtsim.Config)) (d *amtsim.Device, stop fu
 		e.t.Fatalf("device %d did not connect within 60 s", i)
 	}
 	return d, stop
+}
+
+// LANDevice starts simulated device i as an unconfigured AMT on the LAN
+// (amtsim.LANConfig): plain WS-Man on d.LANAddr() and TLS WS-Man on
+// d.LANTLSAddr() (its certificate d.LANCertificate()), AMT account
+// AMTUser/AMTPass, and no MPS until enrolment writes one; its periodic
+// retries wait 50 ms rather than what the rule records. mod may change
+// the configuration. Unlike Device it does not wait for a tunnel: see
+// WaitConnected. stop ends it; the test's cleanup calls it too.
+//
+// To enrol it to this server: root RootDER; AddMpServer AccessInfo
+// "127.0.0.1", InfoFormat 3, CN "127.0.0.1" (the server certificate's
+// CN), Port that of Addr, Username CIRAUser, Password CIRAPass; a Periodic
+// rule naming that SAP; and DetectionStrings that do not match the
+// device's DNS suffix ("office.example"), or MpsType 2 to dial while
+// inside.
+func (e *Env) LANDevice(i int, mod func(*amtsim.Config)) (d *amtsim.Device, stop func()) {
+	e.t.Helper()
+	cfg := amtsim.Config{
+		UUID: amtsim.DeviceUUID(e.t.Name(), i), Hostname: amtsim.DeviceHostname(i),
+		MaxVersion: tls.VersionTLS12, AMTPassword: []byte(AMTPass),
+		LAN: &amtsim.LANConfig{Addr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0", Interval: 50 * time.Millisecond},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	d, err := amtsim.New(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				e.t.Error("device did not stop")
+			}
+		})
+	}
+	e.t.Cleanup(stop)
+	return d, stop
+}
+
+// WaitConnected waits until d's tunnel to the server is up (its first
+// connection in this environment).
+func (e *Env) WaitConnected(d *amtsim.Device) {
+	e.t.Helper()
+	select {
+	case <-e.up(d.UUID().String()):
+	case <-time.After(60 * time.Second):
+		e.t.Fatalf("device %s did not connect within 60 s", d.UUID())
+	}
 }
 
 // Ctx is a context for one step of a test: 20 s, cancelled with it.
