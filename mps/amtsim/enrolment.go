@@ -141,8 +141,7 @@ type enrolState struct {
 	detIPv6  []string
 	writes   map[string]int
 
-	gen     uint64 // bumped by every write
-	changed func() // called after a write, with Platform.mu held; must not block
+	gen uint64 // bumped by every write; lan.go applies a change it sees
 }
 
 type trustedRoot struct {
@@ -188,13 +187,10 @@ func (p *Platform) enrolment() *enrolState {
 	return p.enrol
 }
 
-// wrote counts a flash write of kind and tells the device.
+// wrote counts a flash write of kind.
 func (e *enrolState) wrote(kind string) {
 	e.writes[kind]++
 	e.gen++
-	if e.changed != nil {
-		e.changed()
-	}
 }
 
 // fails reports whether fault injection fails op, and whether as a bare

@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"net"
@@ -833,4 +834,51 @@ func TestNewLAN(t *testing.T) {
 	if _, err := NewFleet(FleetConfig{Device: base, Devices: 2}); err == nil {
 		t.Fatal("NewFleet accepted LAN devices")
 	}
+}
+
+// FuzzEnrolment feeds enrolment requests to an authenticated handler: it
+// must not panic and must answer 200 or 400 with XML or, for a bare 400,
+// nothing.
+func FuzzEnrolment(f *testing.F) {
+	c := &lanClient{}
+	ra := ResourceURI("AMT_RemoteAccessService")
+	for _, b := range [][]byte{
+		c.envelope(ResourceURI("AMT_PublicKeyManagementService")+"/AddTrustedRootCertificate", "AMT_PublicKeyManagementService", "",
+			`<h:AddTrustedRootCertificate_INPUT xmlns:h="`+ResourceURI("AMT_PublicKeyManagementService")+`"><h:CertificateBlob>MIIB</h:CertificateBlob></h:AddTrustedRootCertificate_INPUT>`),
+		c.envelope(ra+"/AddMpServer", "AMT_RemoteAccessService", "",
+			`<h:AddMpServer_INPUT xmlns:h="`+ra+`"><h:AccessInfo>127.0.0.1</h:AccessInfo><h:InfoFormat>3</h:InfoFormat><h:Port>4433</h:Port><h:AuthMethod>2</h:AuthMethod><h:Username>u</h:Username><h:Password>Pass-A-1</h:Password><h:CN>x</h:CN></h:AddMpServer_INPUT>`),
+		c.envelope(ra+"/AddRemoteAccessPolicyRule", "AMT_RemoteAccessService", "",
+			`<h:AddRemoteAccessPolicyRule_INPUT xmlns:h="`+ra+`"><h:Trigger>2</h:Trigger><h:TunnelLifeTime>0</h:TunnelLifeTime><h:ExtendedData>`+interval25+`</h:ExtendedData>`+mpServer(SAPNamePrefix+"0")+`</h:AddRemoteAccessPolicyRule_INPUT>`),
+		c.envelope(ActionPut, "AMT_RemoteAccessPolicyAppliesToMPS", `<w:Selector Name="ManagedElement">`+wrappedEPR("AMT_ManagementPresenceRemoteSAP", "Name", SAPNamePrefix+"0")+`</w:Selector><w:Selector Name="PolicySet">`+wrappedEPR("AMT_RemoteAccessPolicyRule", "PolicyRuleName", "Periodic")+`</w:Selector>`,
+			`<h:AMT_RemoteAccessPolicyAppliesToMPS xmlns:h="`+ResourceURI("AMT_RemoteAccessPolicyAppliesToMPS")+`"><h:MpsType>2</h:MpsType><h:OrderOfAccess>0</h:OrderOfAccess></h:AMT_RemoteAccessPolicyAppliesToMPS>`),
+		c.envelope(ActionPut, "AMT_EnvironmentDetectionSettingData", sel("InstanceID", EnvDetectionID),
+			`<h:AMT_EnvironmentDetectionSettingData xmlns:h="`+ResourceURI("AMT_EnvironmentDetectionSettingData")+`"><h:DetectionStrings>a.example</h:DetectionStrings></h:AMT_EnvironmentDetectionSettingData>`),
+		c.envelope(ActionDelete, "AMT_ManagementPresenceRemoteSAP", sel("Name", SAPNamePrefix+"0"), ""),
+		c.envelope(ActionDelete, "AMT_RemoteAccessPolicyRule", sel("PolicyRuleName", "Periodic"), ""),
+	} {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		p, _ := NewPlatform(nil, testUUID, nil)
+		h := makeWSMan(WSManConfig{UUID: testUUID, Password: []byte(testAMTPass), Platform: p})
+		for range 3 {
+			status, out := h.serve(in, "192.0.2.1:1")
+			if status != http.StatusOK && status != http.StatusBadRequest {
+				t.Fatalf("status %d", status)
+			}
+			if out == "" && status == http.StatusBadRequest {
+				continue
+			}
+			d := xml.NewDecoder(strings.NewReader(out))
+			for {
+				_, err := d.Token()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("the answer is not XML: %v\n%s", err, out)
+				}
+			}
+		}
+	})
 }

@@ -40,7 +40,7 @@ func parseXML(b []byte) (*xnode, error) {
 	var (
 		root  *xnode
 		stack []*xnode
-		texts []strings.Builder
+		texts []*strings.Builder // pointers: a Builder must not be copied as the slice grows
 		nodes int
 	)
 	for {
@@ -68,7 +68,7 @@ func parseXML(b []byte) (*xnode, error) {
 				root = n
 			}
 			stack = append(stack, n)
-			texts = append(texts, strings.Builder{})
+			texts = append(texts, new(strings.Builder))
 		case xml.EndElement:
 			if len(stack) == 0 {
 				return nil, errors.New("amtsim: unbalanced XML")
@@ -78,7 +78,7 @@ func parseXML(b []byte) (*xnode, error) {
 			stack, texts = stack[:len(stack)-1], texts[:len(texts)-1]
 		case xml.CharData:
 			if len(stack) > 0 {
-				tb := &texts[len(texts)-1]
+				tb := texts[len(texts)-1]
 				if tb.Len()+len(t) > maxXMLText {
 					return nil, errXMLLimit
 				}
