@@ -58,6 +58,21 @@
 // firmware. [Summary] ConnectedByMPS shows which entry the devices are on.
 // A single entry keeps the plain reconnect backoff.
 //
+// # Enrolment on the LAN
+//
+// A device made with [Config] LAN ([LANConfig]) starts unconfigured: it
+// serves WS-Man on a LAN address (plain, and TLS with its own certificate)
+// and answers the CIRA enrolment classes of enrol.md (enrolment.go lists
+// them): trusted roots, MPS entries with their credentials, remote access
+// policy rules and their associations, the user-initiated connection
+// service and environment detection, with AMT's validations and a count
+// of flash writes ([Device.Enrolment]). Once a rule and its servers are
+// written and the device is outside the enterprise (or an association
+// says "both"), it closes its LAN ports and dials those servers, checking
+// their certificates against the installed roots and the SAP's name as
+// AMT does; the same state is served over the tunnel, so that removal can
+// run there.
+//
 // The channel and window logic here is written independently of the
 // server's (mps/tunnel) on purpose: a test peer that shared code with the
 // server would hide the bugs they share. Only the wire codec, mps/apf, is
