@@ -69,6 +69,8 @@ Usage:
   presence enrol   ADDRESS[:PORT] | --file F [--amt-user U] [--tls] [--replace]   configure CIRA in a device on
                     the LAN, through the running instance (AMT password on stdin)
   presence unenrol ADDRESS[:PORT] | DEVICE         remove what enrol wrote (through the tunnel when connected)
+  presence doctor  [--since 1h] [--device ID] [--format table|json|csv] | --allow-legacy GUID
+                    why devices fail to connect or stay up, and the fix
   presence simulate --mps HOST:PORT --ca FILE --devices N --user U  (password on stdin)
   presence version
 
@@ -99,6 +101,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 		"amt":      runAMT,
 		"enrol":    runEnrol,
 		"unenrol":  runUnenrol,
+		"doctor":   runDoctor,
 		"version": func(_ context.Context, _ []string, env Env) error {
 			fmt.Fprintf(env.Stdout, "presence %s\n", Version)
 			return nil

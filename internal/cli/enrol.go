@@ -32,7 +32,9 @@ policies and, last, environment detection, then waits for the tunnel.
 // enrolParallel is how many devices of a --file batch are enrolled at once.
 const enrolParallel = 32
 
-func runEnrol(ctx context.Context, args []string, env Env) error { return enrolCmd(ctx, args, env, false) }
+func runEnrol(ctx context.Context, args []string, env Env) error {
+	return enrolCmd(ctx, args, env, false)
+}
 
 func runUnenrol(ctx context.Context, args []string, env Env) error {
 	return enrolCmd(ctx, args, env, true)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"github.com/presence-mps/presence/mps"
 	"github.com/presence-mps/presence/mps/apf"
 	"github.com/presence-mps/presence/mps/api"
+	"github.com/presence-mps/presence/mps/doctor"
 	"github.com/presence-mps/presence/mps/fleet"
 	"github.com/presence-mps/presence/mps/fleet/etcdstore"
 	"github.com/presence-mps/presence/mps/history"
@@ -74,6 +76,9 @@ type Config struct {
 	// Fleet, if set, makes the instance one of a fleet: it links to its
 	// peers, tells them of its devices and reaches theirs in one hop.
 	Fleet *FleetConfig
+	// SaveSettings, if set, keeps settings the instance changes itself
+	// (a device allowed legacy TLS from the doctor's fix).
+	SaveSettings func(settings.Settings) error
 	// AccountsRefresh is how often the account cache is dropped, so that
 	// accounts added, changed or removed by another process (presence
 	// account ...) take effect. Default 15 s.
@@ -127,6 +132,7 @@ type Instance struct {
 	home      sendHome                        // Send devices home in progress
 	enrol     *enrolState                     // set once, by enrolment
 	enrolOnce sync.Once
+	doctor    *doctor.Doctor
 	wg        sync.WaitGroup
 	stopOnce  sync.Once
 	stopErr   error
@@ -166,7 +172,13 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 	acc := cfg.Accounts
 	checkCIRA := acc.CIRAAuthenticator()
 	in := &Instance{cfg: cfg, log: log, sessions: proxy.NewSessions()}
+	dopts := doctor.Options{}
+	if cfg.History != nil {
+		dopts.History = cfg.History
+	}
+	in.doctor = doctor.New(dopts)
 	srv, err := mps.New(mps.Config{
+		Doctor:     in.doctor,
 		Tunnels:    in.onTunnel,
 		TLS:        tunnel.TLSConfig(cfg.CA.TLSCertificate(), cfg.Settings.LegacyTLS),
 		MaxTunnels: cfg.MaxTunnels,
@@ -179,6 +191,12 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 				}
 				return ok
 			},
+			// Asked only after a refusal, for the doctor: a wrong
+			// password of a known account, or an unknown account.
+			UserExists: func(ctx context.Context, user string) bool {
+				names, err := acc.List(ctx, vault.KindCIRA)
+				return err == nil && slices.Contains(names, user)
+			},
 			KeepaliveInterval: cfg.Settings.Keepalive,
 			IdleTimeout:       cfg.Settings.IdleTimeout,
 			HandshakeTimeout:  cfg.HandshakeTimeout,
@@ -186,6 +204,9 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if err := srv.SetLegacyDevices(cfg.Settings.LegacyDevices()); err != nil {
+		log.Warn("legacy TLS devices ignored", "err", err)
 	}
 	for alias, guid := range cfg.Aliases {
 		if err := srv.SetAlias(alias, guid); err != nil {
@@ -252,6 +273,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 			Fleet:  in.fleetView(),
 			AMT:    in.AMT,
 			Enrol:  in,
+			Doctor: in,
 			Logger: log.With("part", "api"),
 		})
 		if err != nil {
@@ -470,6 +492,8 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 		// their relays), so the last session events are in the channel.
 		in.sessions.CloseEvents()
 		in.wg.Wait()
+		// Its last findings reach history, which the caller closes next.
+		in.doctor.Close()
 		in.stopErr = errors.Join(errs...)
 	})
 	return in.stopErr

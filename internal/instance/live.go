@@ -85,6 +85,11 @@ func (in *Instance) Apply(s settings.Settings) error {
 	if s.Keepalive != old.Keepalive || s.IdleTimeout != old.IdleTimeout || s.LegacyTLS != old.LegacyTLS {
 		in.Server.SetTunnelSettings(s.Keepalive, s.IdleTimeout, tunnel.TLSConfig(in.cfg.CA.TLSCertificate(), s.LegacyTLS))
 	}
+	if s.LegacyTLSDevices != old.LegacyTLSDevices {
+		if err := in.Server.SetLegacyDevices(s.LegacyDevices()); err != nil {
+			return err
+		}
+	}
 	portsMoved := port(in.ciraNow) != in.advertised.CIRAPort || port(in.proxyNow) != in.advertised.ProxyPort
 	in.settings = s
 	if portsMoved || s.MDNS != old.MDNS {

@@ -238,6 +238,7 @@ func (s *Starter) open(ctx context.Context) (_ *parts, err error) {
 		Version:             cfg.Version,
 		History:             p.hist,
 		SaveAliases:         cfg.Dir.SaveAliases,
+		SaveSettings:        cfg.Dir.SaveServer,
 		Logger:              log,
 	}
 	if ic.Aliases, err = cfg.Dir.Aliases(); err != nil {

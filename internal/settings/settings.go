@@ -31,8 +31,13 @@ type Settings struct {
 	// Keepalive is the interval AMT is asked to keep; IdleTimeout drops
 	// a tunnel from which nothing arrived for that long.
 	Keepalive, IdleTimeout time.Duration
-	// LegacyTLS also allows TLS 1.0 and 1.1, for AMT 11 and older.
+	// LegacyTLS also allows TLS 1.0 and 1.1, for AMT 11 and older, to
+	// every device.
 	LegacyTLS bool
+	// LegacyTLSDevices allows TLS 1.0 and 1.1 to these devices only:
+	// GUIDs in Presence's form (lower case, dashes), comma-separated, in
+	// order. Other devices still need TLS 1.2.
+	LegacyTLSDevices string
 	// MDNS advertises the proxy on the LAN.
 	MDNS bool
 	// LogLevel is debug, info, warn or error.
@@ -40,6 +45,47 @@ type Settings struct {
 	// The window's own: start hidden in the tray, and whether closing the
 	// window leaves the server running in the tray.
 	StartMinimised, CloseToTray bool
+}
+
+// LegacyDevices returns the GUIDs of LegacyTLSDevices.
+func (s Settings) LegacyDevices() []string {
+	var out []string
+	for g := range strings.SplitSeq(s.LegacyTLSDevices, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// WithLegacyDevice returns s with guid (any form) allowed legacy TLS, or
+// no longer allowed.
+func (s Settings) WithLegacyDevice(guid string, allow bool) (Settings, error) {
+	g, err := canonicalGUID(guid)
+	if err != nil {
+		return s, err
+	}
+	var keep []string
+	for _, d := range s.LegacyDevices() {
+		if d != g {
+			keep = append(keep, d)
+		}
+	}
+	if allow {
+		keep = append(keep, g)
+	}
+	s.LegacyTLSDevices = strings.Join(keep, ",")
+	return s, nil
+}
+
+// canonicalGUID is vault.CanonicalGUID (settings does not import the
+// vault): lower case with dashes, from any case, dashes optional.
+func canonicalGUID(s string) (string, error) {
+	h := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), "-", ""))
+	if len(h) != 32 || strings.Trim(h, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("%q is not a device GUID (32 hex digits, dashes optional)", s)
+	}
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
 }
 
 // Off is the address that turns the proxy or the API off.

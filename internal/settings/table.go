@@ -5,7 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -46,6 +48,8 @@ var fields = []field{
 		func(s *Settings) flag.Value { return (*durationValue)(&s.IdleTimeout) }},
 	{"legacy-tls", "legacy_tls", Server, "also allow TLS 1.0 and 1.1, for AMT 11 and older",
 		func(s *Settings) flag.Value { return (*boolValue)(&s.LegacyTLS) }},
+	{"legacy-tls-devices", "legacy_tls_devices", Server, "also allow TLS 1.0 and 1.1, but only to these devices: `GUIDs`, comma-separated",
+		func(s *Settings) flag.Value { return (*guidsValue)(&s.LegacyTLSDevices) }},
 	{"log-level", "log_level", Server, "log `level`: debug, info, warn or error",
 		func(s *Settings) flag.Value { return (*levelValue)(&s.LogLevel) }},
 	{"start-minimised", "start_minimised", Window, "start hidden in the tray",
@@ -131,7 +135,30 @@ type (
 	boolValue     bool
 	durationValue time.Duration
 	levelValue    string
+	guidsValue    string
 )
+
+func (v *guidsValue) Set(s string) error {
+	var out []string
+	for g := range strings.SplitSeq(s, ",") {
+		if g = strings.TrimSpace(g); g == "" {
+			continue
+		}
+		c, err := canonicalGUID(g)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	if len(out) > 10_000 {
+		return fmt.Errorf("at most 10000 devices, not %d", len(out))
+	}
+	*v = guidsValue(strings.Join(out, ","))
+	return nil
+}
+func (v *guidsValue) String() string { return string(*v) }
 
 func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
 func (v *stringValue) String() string     { return string(*v) }

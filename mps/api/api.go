@@ -73,6 +73,8 @@ type Config struct {
 	// Enrol, if set, answers POST /api/v1/enrol and /api/v1/unenrol
 	// (enrol.go).
 	Enrol Enroller
+	// Doctor, if set, answers /api/v1/doctor (doctor.go).
+	Doctor Doctor
 	// History, if set, answers the /api/v1/history endpoints.
 	History *history.Store
 	// SaveAliases, if set, is called with every alias after a change made
@@ -155,6 +157,7 @@ func (a *API) routes() {
 	a.mux.HandleFunc("GET /relay/webrelay.ashx", a.relay)
 	a.amtRoutes()
 	a.enrolRoutes()
+	a.doctorRoutes()
 }
 
 // ServeHTTP routes a request; unknown paths get a JSON 404.
