@@ -49,8 +49,11 @@ func runSimulate(ctx context.Context, args []string, env Env) error {
 	eventLog := fs.Int("event-log", 0, "pre-fill each device's event log with this many records of earlier boots (390 is a full AMT log)")
 	var screen amtsim.SOLScreen
 	fs.TextVar(&screen, "sol-screen", amtsim.SOLShell, "what the serial console shows: shell, or bios (a BIOS setup screen with cursor addressing, colours and line drawing)")
+	var lan lanFlags
+	lan.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `usage: presence simulate --mps HOST:PORT --ca FILE --user U [flags] (password on stdin)
+       presence simulate --lan HOST [--lan-tls] [--addresses FILE] --devices N [flags] (AMT password on stdin)
 
 Runs simulated AMT devices that hold CIRA tunnels to the MPS. With
 --amt-login their WS-Man service (16992) answers power state and actions,
@@ -65,6 +68,9 @@ consent_codes.
 	}
 	if err := parse(fs, args, env); err != nil {
 		return err
+	}
+	if lan.host != "" {
+		return simulateLAN(ctx, env, lan, lanDevices{n: *devices, first: *first, seed: *seed, duration: *duration})
 	}
 	if *mpsAddr == "" || *caFile == "" || *user == "" {
 		return usageError{"--mps, --ca and --user are required"}
