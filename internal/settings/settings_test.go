@@ -107,3 +107,39 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// The devices allowed legacy TLS: a flag and a key of GUIDs in any form,
+// kept canonical and without repeats; a bad GUID names the key; adding
+// and removing one device leaves the others.
+func TestLegacyTLSDevices(t *testing.T) {
+	const a, b = "0123456789ABCDEF0123456789abcdef", "fedcba98-7654-3210-fedc-ba9876543210"
+	s := Defaults()
+	if err := json.Unmarshal([]byte(`{"legacy_tls_devices":"`+a+`, `+b+`,`+a+`"}`), &s); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"01234567-89ab-cdef-0123-456789abcdef", b}
+	if got := s.LegacyDevices(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("LegacyDevices = %v; want %v", got, want)
+	}
+	if err := json.Unmarshal([]byte(`{"legacy_tls_devices":"nope"}`), &s); err == nil || !strings.Contains(err.Error(), "legacy_tls_devices (--legacy-tls-devices)") {
+		t.Errorf("a bad GUID: %v", err)
+	}
+	s2, err := s.WithLegacyDevice(strings.ToUpper(b), false)
+	if err != nil || s2.LegacyTLSDevices != want[0] {
+		t.Errorf("without %s: %q, %v", b, s2.LegacyTLSDevices, err)
+	}
+	s3, err := s2.WithLegacyDevice(b, true)
+	if err != nil || strings.Join(s3.LegacyDevices(), " ") != strings.Join(want, " ") {
+		t.Errorf("with %s again: %v, %v", b, s3.LegacyDevices(), err)
+	}
+	if _, err := s.WithLegacyDevice("x", true); err == nil {
+		t.Error("WithLegacyDevice accepted a bad GUID")
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f := Defaults()
+	f.Register(fs, Server)
+	if err := fs.Parse([]string{"--legacy-tls-devices", b}); err != nil || f.LegacyTLSDevices != b {
+		t.Errorf("--legacy-tls-devices: %q, %v", f.LegacyTLSDevices, err)
+	}
+}
