@@ -102,6 +102,10 @@ type DeviceScreen struct {
 	prev    []*row
 	goneMap map[string]*row
 
+	// AddLAN opens "Add a device on the LAN…", with an [EnrolBackend]
+	// only (nil otherwise).
+	AddLAN *widget.Button
+
 	Detail, Timeline                    *widget.Label
 	DisconnectBtn, MapBtn, CopyBtn, Web *widget.Button
 	deviceMsg                           *widget.Label
@@ -152,7 +156,12 @@ func (d *DeviceScreen) build(u *UI) fyne.CanvasObject {
 	d.paneScroll = container.NewScroll(pane)
 	split := container.NewHSplit(d.Table, d.paneScroll)
 	split.Offset = 0.68
-	top := container.NewBorder(nil, nil, nil, d.Status, d.Search)
+	var right fyne.CanvasObject = d.Status
+	if _, ok := u.b.(EnrolBackend); ok {
+		d.AddLAN = widget.NewButton("Add a device on the LAN…", func() { u.OpenEnrol("") })
+		right = container.NewHBox(d.Status, d.AddLAN)
+	}
+	top := container.NewBorder(nil, nil, nil, right, d.Search)
 	return container.NewBorder(top, nil, nil, nil, split)
 }
 

@@ -95,6 +95,11 @@ type UI struct {
 	OpenURL func(string) error
 	// Window is where dialogs open (nil: the window showing Root).
 	Window fyne.Window
+	// AddAccount, if set, opens the Accounts screen's form to add the
+	// account of kind named user (the Connection problems screen's fix
+	// for an unknown CIRA user); nil: the screen shows Accounts and says
+	// what to add.
+	AddAccount func(kind, user string)
 
 	problems *widget.Label
 	banner   fyne.CanvasObject
@@ -102,6 +107,9 @@ type UI struct {
 
 	Overview Overview
 	Dev      DeviceScreen
+	// Doctor is the Connection problems screen, with a [ProblemsBackend]
+	// only (nil otherwise).
+	Doctor *Problems
 
 	// Sessions
 	SessionTable *widget.Table
@@ -145,6 +153,12 @@ func New(b Backend) *UI {
 	)
 	u.Tabs.SetTabLocation(container.TabLocationLeading)
 	u.onShow = map[*container.TabItem]func(){}
+	if pb, ok := b.(ProblemsBackend); ok {
+		u.Doctor = newProblems(u, pb)
+		u.Doctor.tab = container.NewTabItem(ProblemsScreen, u.Doctor.Root)
+		u.Tabs.Append(u.Doctor.tab)
+		u.onShow[u.Doctor.tab] = u.Doctor.Read
+	}
 	u.Tabs.OnSelected = func(it *container.TabItem) {
 		if f := u.onShow[it]; f != nil {
 			f()
@@ -218,6 +232,9 @@ func (u *UI) ApplyPrepared(p Prepared) {
 	}
 	u.SessionTable.Refresh()
 	u.Dev.apply(s, p.devices)
+	if u.Doctor != nil {
+		u.Doctor.tick(s.Taken)
+	}
 }
 
 // Report shows a problem in the window's banner until the next snapshot
