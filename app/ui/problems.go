@@ -9,6 +9,7 @@ import (
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/presence-mps/presence/vault"
@@ -95,6 +96,9 @@ type Problems struct {
 	Items   []*ProblemItem
 	// Enrol is the enrol dialog a re-enrol button opened last.
 	Enrol *EnrolDialog
+	// LegacyGUID is the GUID entry of the legacy TLS dialog opened last,
+	// for a device refused before it said its GUID.
+	LegacyGUID *widget.Entry
 
 	u        *UI
 	b        ProblemsBackend
@@ -221,7 +225,9 @@ func (p *Problems) actionButton(pr Problem) *widget.Button {
 	switch pr.Action {
 	case ActionLegacyTLS:
 		if pr.Device == "" {
-			return nil
+			// Refused in TLS, before its GUID: the admin says which
+			// device it is (its GUID is on its AMT web page or in MEBx).
+			return widget.NewButton("Allow legacy TLS for a device…", func() { p.askLegacyGUID(remoteHost(pr.Remote)) })
 		}
 		return widget.NewButton("Allow legacy TLS for this device", func() { p.allowLegacy(pr.Device) })
 	case ActionReEnrol:
@@ -251,6 +257,23 @@ func (p *Problems) allowLegacy(guid string) {
 			p.Read()
 		})
 	})
+}
+
+// askLegacyGUID asks for the GUID of the device at host, then allows it
+// legacy TLS.
+func (p *Problems) askLegacyGUID(host string) {
+	guid := widget.NewEntry()
+	guid.SetPlaceHolder("00000000-0000-0000-0000-000000000000")
+	text := widget.NewLabel(wrapLines("The device at "+host+" offers only TLS 1.0/1.1 and was refused before it said its GUID. Type its GUID (on its AMT web page, in MEBx, or in presence devices on another MPS) to allow it legacy TLS.", 70))
+	form := widget.NewForm(widget.NewFormItem("GUID", guid))
+	d := dialog.NewCustomConfirm("Allow legacy TLS", "Allow", "Cancel", container.NewVBox(text, form), func(ok bool) {
+		if g := strings.TrimSpace(guid.Text); ok && g != "" {
+			p.allowLegacy(g)
+		}
+	}, p.u.window())
+	p.LegacyGUID = guid
+	d.Show()
+	p.u.window().Canvas().Focus(guid)
 }
 
 // addAccount opens the Accounts screen to add the CIRA account user,

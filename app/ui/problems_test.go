@@ -8,6 +8,7 @@ import (
 
 	"fyne.io/fyne/v2/test"
 
+	"github.com/presence-mps/presence/app/ui/uitest"
 	"github.com/presence-mps/presence/vault"
 )
 
@@ -26,6 +27,8 @@ func someProblems() []Problem {
 			Action: ActionAddAccount, Remote: "198.51.100.5:50002", User: "bob", Count: 1, First: t0, Last: t0},
 		{Class: "wrong-password", Sentence: "The device logged in with a wrong CIRA password.", Fix: "Enrol it again.",
 			Action: ActionReEnrol, Device: wrongGUID, Remote: "203.0.113.7:51000", User: "cira-0b0b", Count: 2, First: t0, Last: t0.Add(time.Minute)},
+		{Class: "legacy-tls", Sentence: "The device offers only TLS 1.0/1.1, which this MPS does not allow it.", Fix: "Turn on legacy TLS for this device.",
+			Action: ActionLegacyTLS, Remote: "198.51.100.9:50009", Count: 3, First: t0, Last: t0},
 		{Class: "protocol-error", Sentence: "Something that is not Intel AMT connected to the CIRA port.", Fix: "Find what connects from there.",
 			Remote: "192.0.2.99:1234", Count: 7, First: t0, Last: t0},
 	}
@@ -45,10 +48,10 @@ func TestProblemsScreen(t *testing.T) {
 		t.Fatal("no Connection problems screen with a doctor backend")
 	}
 	u.Show(ProblemsScreen)
-	if b.reads != 1 || len(u.Doctor.Items) != 4 {
-		t.Fatalf("after showing the screen: %d reads, %d rows; want 1, 4", b.reads, len(u.Doctor.Items))
+	if b.reads != 1 || len(u.Doctor.Items) != 5 {
+		t.Fatalf("after showing the screen: %d reads, %d rows; want 1, 5", b.reads, len(u.Doctor.Items))
 	}
-	if got := u.Doctor.Summary.Text; got != "4 connection problems, most recent first." {
+	if got := u.Doctor.Summary.Text; got != "5 connection problems, most recent first." {
 		t.Fatalf("summary %q", got)
 	}
 	legacy := flatText(u.Doctor.Items[0].Text.Text)
@@ -62,8 +65,8 @@ func TestProblemsScreen(t *testing.T) {
 	if got := flatText(u.Doctor.Items[1].Text.Text); !strings.Contains(got, "Seen once, at") || !strings.Contains(got, `user "bob"`) {
 		t.Errorf("unknown user row %q", got)
 	}
-	if u.Doctor.Items[3].Button != nil {
-		t.Errorf("a button %q for a fix outside the window", u.Doctor.Items[3].Button.Text)
+	if u.Doctor.Items[4].Button != nil {
+		t.Errorf("a button %q for a fix outside the window", u.Doctor.Items[4].Button.Text)
 	}
 
 	// Legacy TLS.
@@ -78,6 +81,21 @@ func TestProblemsScreen(t *testing.T) {
 	test.Tap(u.Doctor.Items[0].Button)
 	if got := flatText(u.Doctor.Msg.Text); got != "Legacy TLS could not be allowed for device "+legacyGUID+": the settings could not be saved: disk full" {
 		t.Fatalf("refusal %q", got)
+	}
+
+	// Legacy TLS for a device refused before its GUID: the admin types it.
+	if got := u.Doctor.Items[3].Button.Text; got != "Allow legacy TLS for a device…" {
+		t.Fatalf("button of a legacy finding without a GUID: %q", got)
+	}
+	test.Tap(u.Doctor.Items[3].Button)
+	if !strings.Contains(flatText(uitest.DialogText(w)), "The device at 198.51.100.9 offers only TLS 1.0/1.1") {
+		t.Fatalf("GUID dialog says %q", uitest.DialogText(w))
+	}
+	b.allowErr = nil
+	test.Type(u.Doctor.LegacyGUID, " 0c0c0c0c-0000-4000-8000-000000000003 ")
+	uitest.TapDialogButton(t, w, "Allow")
+	if len(b.allowed) != 3 || b.allowed[2] != "0c0c0c0c-0000-4000-8000-000000000003" {
+		t.Fatalf("allowed %q; want the GUID typed", b.allowed)
 	}
 
 	// Add the account: through the window's hook, else by showing Accounts.
