@@ -18,6 +18,9 @@ type screen struct {
 	root fyne.CanvasObject
 	// shown, if set, runs when the screen is selected.
 	shown func()
+	// addAccount, if set, fills the screen's add form for an account of
+	// kind named name (the Connection problems screen's fix).
+	addAccount func(kind, name string)
 }
 
 // adminScreens are History, Certificates and Accounts over the running
@@ -30,8 +33,18 @@ func adminScreens(w fyne.Window, r *launch.Running, log *slog.Logger) []screen {
 	h.Window, c.Window, acc.Window = w, w, w
 	h.Logger, c.Logger, acc.Logger = log, log, log
 	return []screen{
-		{"History", h.Root, h.Refresh},
-		{"Certificates", c.Root, c.Refresh},
-		{"Accounts", acc.Root, acc.Refresh},
+		{"History", h.Root, h.Refresh, nil},
+		{"Certificates", c.Root, c.Refresh, nil},
+		{"Accounts", acc.Root, acc.Refresh, func(kind, name string) {
+			for i, k := range admin.AccountKinds {
+				if k.Kind == kind {
+					acc.AddKind.SetSelectedIndex(i)
+				}
+			}
+			acc.Name.SetText(name)
+			acc.Password.SetText("")
+			acc.Confirm.SetText("")
+			w.Canvas().Focus(acc.Password)
+		}},
 	}
 }

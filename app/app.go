@@ -164,6 +164,9 @@ func show(a fyne.App, w fyne.Window, t *tray, r *launch.Running, l launch.Window
 	u.Window = w
 	for _, s := range adminScreens(w, r, l.Logger) {
 		u.AddScreen(s.name, s.root, s.shown)
+		if s.addAccount != nil {
+			u.AddAccount = func(kind, name string) { u.Show(s.name); s.addAccount(kind, name) }
+		}
 	}
 	set := ui.NewSettings(b)
 	u.AddScreen("Settings", set.Root, func() { set.Fill(b.Settings()) })
