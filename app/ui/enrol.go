@@ -147,9 +147,12 @@ func newEnrolDialog(u *UI, b EnrolBackend, w fyne.Window, address string) *Enrol
 		widget.NewFormItem("", e.TLS),
 		widget.NewFormItem("", e.Replace),
 	)
-	e.d = dialog.NewCustomWithoutButtons("Add a device on the LAN", container.NewVBox(form, e.Msg, e.Steps), w)
+	// The message and the steps grow as the enrolment goes: they scroll
+	// in a region of their own, so the dialog keeps its size.
+	progress := container.NewVScroll(container.NewVBox(e.Msg, e.Steps))
+	progress.SetMinSize(fyne.NewSize(600, 260))
+	e.d = dialog.NewCustomWithoutButtons("Add a device on the LAN", container.NewBorder(form, nil, nil, nil, progress), w)
 	e.d.SetButtons([]fyne.CanvasObject{e.Close, e.Start})
-	e.d.Resize(fyne.NewSize(640, 520))
 	e.d.Show()
 	if address == "" {
 		w.Canvas().Focus(e.Address)
@@ -262,7 +265,6 @@ func (e *EnrolDialog) finish(req EnrolRequest, res EnrolResult, err error) {
 		return
 	}
 	e.say(EnrolSentence(res))
-	e.Start.SetText("Enrol another")
 }
 
 // EnrolSentence says what an enrolment did: the device, whether its
