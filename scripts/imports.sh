@@ -12,7 +12,7 @@
 #      statuses, actions, sentences and log records) and vault; app/adapter is the one place where the
 #      window meets the running engine;
 #   3. production code never imports mps/amtsim (the simulator), except the
-#      demo and simulate commands (internal/cli/demo.go, simulate.go); test
+#      demo and simulate commands (internal/cli/demo.go, simulate.go, simulate_lan.go); test
 #      support packages (mps/amtsim/simenv among them), benchmarks and
 #      scripts/loadtest may.
 #
@@ -63,7 +63,7 @@ while read -r pkg deps; do
 done < <(go list -f '{{.ImportPath}} {{join .Deps " "}}' ./...)
 while read -r f; do
 	case $(basename "$f") in
-	demo.go | simulate.go) ;;
+	demo.go | simulate.go | simulate_lan.go) ;;
 	*) complain "internal/cli/$(basename "$f") imports mps/amtsim: only the demo and simulate commands may" ;;
 	esac
 done < <(go list -f '{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}' ./internal/cli ./ | xargs grep -l "\"$sim\"")
