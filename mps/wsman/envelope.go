@@ -33,6 +33,8 @@ type request struct {
 	action   string
 	resource string
 	body     string
+	// selectors is the header's w:SelectorSet, already escaped, or "".
+	selectors string
 	// idempotent requests may be sent again on a fresh connection when a
 	// reused one turns out to be dead before any answer arrived.
 	idempotent bool
@@ -51,7 +53,9 @@ func (r *request) envelope(messageID string) []byte {
 	b.WriteString(`</w:ResourceURI><a:MessageID>`)
 	escape(&b, messageID)
 	b.WriteString(`</a:MessageID><a:ReplyTo><a:Address>` + anonymous + `</a:Address></a:ReplyTo>`)
-	b.WriteString(`<w:OperationTimeout>PT60S</w:OperationTimeout></Header><Body>`)
+	b.WriteString(`<w:OperationTimeout>PT60S</w:OperationTimeout>`)
+	b.WriteString(r.selectors)
+	b.WriteString(`</Header><Body>`)
 	b.WriteString(r.body)
 	b.WriteString(`</Body></Envelope>`)
 	return b.Bytes()

@@ -110,10 +110,17 @@ func (e *Fault) Is(target error) bool { return target == ErrUnsupported && e.Uns
 // HTTPError is an HTTP status other than 200 that carried no SOAP fault.
 type HTTPError struct {
 	Status int
+	// Body is the start of the answer's body as text fit for a log line
+	// ("" when it had none: AMT 19 answers some invalid method input with
+	// a bare 400, enrol.md §11.1).
+	Body string
 }
 
 func (e *HTTPError) Error() string {
-	return fmt.Sprintf("wsman: the device answered HTTP %d", e.Status)
+	if e.Body == "" {
+		return fmt.Sprintf("wsman: the device answered HTTP %d with no body", e.Status)
+	}
+	return fmt.Sprintf("wsman: the device answered HTTP %d: %q", e.Status, e.Body)
 }
 
 // Is reports whether target is [ErrUnsupported] and the status is 404 (no

@@ -50,7 +50,7 @@ func (s *Session) call(ctx context.Context, r *request, want string, out any) er
 				return f
 			}
 		}
-		return &HTTPError{Status: resp.status}
+		return &HTTPError{Status: resp.status, Body: cleanText(strings.TrimSpace(string(resp.body[:min(len(resp.body), 512)])), 200)}
 	}
 	h, err := lim.decodeEnvelope(resp.body, resp.status, want, out)
 	if err != nil {
