@@ -9,7 +9,6 @@ package instance
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -43,9 +42,10 @@ const (
 // device's tunnel once its LAN ports are closed. Kept in memory; the pins
 // are also kept in the vault.
 type enrolState struct {
-	mu     sync.Mutex
-	byAddr map[string]string // LAN address → GUID
-	turns  chan struct{}
+	mu      sync.Mutex
+	byAddr  map[string]string // LAN address → GUID
+	devices map[string]enrolled
+	turns   chan struct{}
 }
 
 func (in *Instance) enrolment() *enrolState {
@@ -75,41 +75,18 @@ func lanAddress(addr string, useTLS bool) (string, error) {
 	return net.JoinHostPort(host, p), nil
 }
 
-// pinTLS returns the TLS configuration of a LAN WS-Man connection: AMT's
-// certificate is its own (self-signed, or from an enterprise CA Presence
-// does not know), so it is pinned: with pin set, only the certificate of
-// that SHA-256 is accepted; without, the first one is, and seen reports
-// it.
-func pinTLS(pin string) (cfg *tls.Config, seen func() string, err error) {
-	want := strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(pin))
-	if want != "" {
-		if b, err := hex.DecodeString(want); err != nil || len(b) != sha256.Size {
-			return nil, nil, fmt.Errorf("pin %q is not a SHA-256 (64 hex digits, colons allowed)", pin)
-		}
+// parsePin reads a certificate pin: a SHA-256 in hex, colons allowed; ""
+// is nil (trust on first use).
+func parsePin(pin string) ([]byte, error) {
+	h := strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(pin))
+	if h == "" {
+		return nil, nil
 	}
-	var mu sync.Mutex
-	var got string
-	cfg = &tls.Config{
-		// Verified below, against the pin: AMT's certificate names no
-		// address Presence could check.
-		InsecureSkipVerify: true,
-		MinVersion:         tls.VersionTLS12,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("the device sent no certificate")
-			}
-			sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
-			fp := hex.EncodeToString(sum[:])
-			mu.Lock()
-			got = fp
-			mu.Unlock()
-			if want != "" && fp != want {
-				return fmt.Errorf("the device's certificate has SHA-256 %s, not the pinned %s: another machine answers at this address, or the device's certificate changed (check it, then enrol with --pin %s)", fp, want, fp)
-			}
-			return nil
-		},
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) != sha256.Size {
+		return nil, fmt.Errorf("pin %q is not a SHA-256 (64 hex digits, colons allowed)", pin)
 	}
-	return cfg, func() string { mu.Lock(); defer mu.Unlock(); return got }, nil
+	return b, nil
 }
 
 // mpsEntry is this instance's MPS entry as AMT is given it: the name in
@@ -164,7 +141,7 @@ func (in *Instance) ciraAccount(ctx context.Context, guid, user string, newPassw
 	if err := acc.Add(ctx, vault.KindCIRA, user, vault.Secret(p)); err != nil {
 		return nil, fmt.Errorf("saving the CIRA account %s of device %s: %w", user, guid, err)
 	}
-	in.refreshAccounts()
+	in.cfg.Accounts.Flush()
 	return p, nil
 }
 
@@ -233,19 +210,6 @@ func (e *enrolState) takeTurn(ctx context.Context) (func(), error) {
 	case <-ctx.Done():
 		return nil, errors.New("too many enrolments at once; try again")
 	}
-}
-
-func (e *enrolState) remember(addr, guid string) {
-	e.mu.Lock()
-	e.byAddr[addr] = guid
-	e.mu.Unlock()
-}
-
-func (e *enrolState) guidOf(addr string) (string, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	g, ok := e.byAddr[addr]
-	return g, ok
 }
 
 // stepper collects the steps of an enrolment and reports each.
