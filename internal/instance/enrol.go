@@ -160,9 +160,9 @@ func (in *Instance) keepAMTAccount(ctx context.Context, guid, user, password str
 		return "the AMT account could not be checked: " + err.Error()
 	}
 	devices, _ := acc.AMTDevices(ctx, user)
-	if _, err := acc.Password(ctx, vault.KindAMT, user); err == nil {
+	if old, err := acc.Password(ctx, vault.KindAMT, user); err == nil && old.Reveal() != password {
 		// The name is taken by another password: keep the stored one.
-		return fmt.Sprintf("an AMT account %q with another password exists; Presence did not change it", user)
+		return fmt.Sprintf("an AMT account %q with another password exists; Presence did not change it (bind one to the device with presence account add --kind amt NAME --device %s)", user, guid)
 	}
 	if err := acc.AddAMT(ctx, user, vault.Secret(password), append(devices, guid)); err != nil {
 		return "the AMT account was not kept: " + err.Error()
