@@ -210,6 +210,9 @@ func runDevices(ctx context.Context, args []string, env Env) error {
 		if d.LastKeepalive != nil {
 			ka = ago(*d.LastKeepalive)
 		}
+		if d.Suspect {
+			ka += " (suspect: a keepalive missed)"
+		}
 		row := []string{d.UUID, d.Hostname, d.Remote, strings.Join(ports, ","), d.TLSVersion,
 			d.ConnectedAt.Format(time.RFC3339), ka, strconv.Itoa(d.Sessions)}
 		if fleet {

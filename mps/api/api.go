@@ -406,6 +406,11 @@ type DeviceInfo struct {
 	BytesIn       uint64     `json:"bytes_in"`
 	BytesOut      uint64     `json:"bytes_out"`
 	Sessions      int        `json:"sessions"`
+	// Suspect: the device missed a keepalive (silent for longer than its
+	// keepalive interval and a half); the idle timeout drops it later.
+	Suspect bool `json:"suspect"`
+	// LegacyTLS: the tunnel runs TLS 1.0 or 1.1.
+	LegacyTLS bool `json:"legacy_tls"`
 }
 
 func (a *API) deviceInfo(d mps.Device, aliases map[string][]string, sessions map[string]int) DeviceInfo {
@@ -415,7 +420,7 @@ func (a *API) deviceInfo(d mps.Device, aliases map[string][]string, sessions map
 		TLSVersion: in.TLSVersion, TLSCipher: in.TLSCipher, APFVersion: in.Protocol,
 		ConnectedAt: in.ConnectedAt, LastReceived: in.LastReceived, Keepalives: in.Keepalives,
 		Channels: in.Channels, BytesIn: in.BytesIn, BytesOut: in.BytesOut, Sessions: sessions[d.UUID],
-		Ports: make([]uint32, 0, len(in.Forwards)),
+		Ports: make([]uint32, 0, len(in.Forwards)), Suspect: d.Suspect, LegacyTLS: d.LegacyTLS,
 	}
 	if !in.LastKeepalive.IsZero() {
 		t := in.LastKeepalive
