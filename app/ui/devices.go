@@ -500,6 +500,9 @@ func (d *DeviceScreen) showDetail(x *row) {
 		}
 	}
 	state := "connected"
+	if x.Suspect {
+		state = fmt.Sprintf("connected, suspect: silent for %s, a keepalive missed (the idle timeout drops it; see Connection problems)", x.Silent.Round(time.Second))
+	}
 	if !x.gone.IsZero() {
 		state = "disconnected at " + x.gone.Local().Format(time.DateTime)
 	}
