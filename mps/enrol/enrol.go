@@ -323,7 +323,7 @@ func (r *run) read(ctx context.Context, needProvisioned bool) (*state, error) {
 		r.res.Firmware = fmt.Sprintf("%d.%d", ma, mi)
 	}
 	if needProvisioned && !st.prov.Provisioned() {
-		return nil, refuse(ErrNotProvisioned, "The device is not provisioned (ProvisioningState %d): activate it in CCM or ACM first (for instance with rpc-go activate or the MEBx), then enrol it.", st.prov.ProvisioningState)
+		return nil, refuse(ErrNotProvisioned, "The device is not provisioned: activate it in CCM or ACM first (its ProvisioningState is %d; activate it with rpc-go or in the MEBx), then enrol it.", st.prov.ProvisioningState)
 	}
 	if st.uic, err = r.s.UserInitiatedConnection(ctx); err != nil {
 		if errors.Is(err, wsman.ErrCredentials) || errors.Is(err, wsman.ErrTunnel) {
@@ -466,10 +466,6 @@ func (r *run) enrol(ctx context.Context, prim entry, back *entry) error {
 			stale = append(stale, s.Name)
 		}
 	}
-	want := func() []string { // the servers of Presence's rules, once added
-		out := slices.Clone(keep)
-		return out
-	}
 	specs := []wsman.PolicyRuleSpec{
 		{Trigger: wsman.TriggerPeriodic, TunnelLifeTime: 0, ExtendedData: wsman.PeriodicInterval(PeriodicInterval)},
 		{Trigger: wsman.TriggerUserInitiated, TunnelLifeTime: UserInitiatedLifetime},
@@ -499,7 +495,7 @@ func (r *run) enrol(ctx context.Context, prim entry, back *entry) error {
 			if rule.Trigger == wsman.TriggerUserInitiated {
 				spec = specs[1]
 			}
-			if slices.Equal(servers, want()) && !slices.Contains(want(), "") && matches(rule, spec) {
+			if slices.Equal(servers, keep) && !slices.Contains(keep, "") && matches(rule, spec) {
 				current[rule.Trigger] = true
 				continue
 			}

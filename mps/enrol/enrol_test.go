@@ -251,7 +251,9 @@ func TestEnrolForeignRule(t *testing.T) {
 // stays.
 func TestEnrolForeignEntryKept(t *testing.T) {
 	f := newFakeAMT(t)
-	f.with(func(f *fakeAMT) { f.addSAP(&fakeSAP{access: "other.example", cn: "other.example", format: 201, port: 4433}) })
+	f.with(func(f *fakeAMT) {
+		f.addSAP(&fakeSAP{access: "other.example", cn: "other.example", format: 201, port: 4433})
+	})
 	en, _ := fakeEnroller(t, f, fakeClient(t, f, fakePass))
 	if _, err := en.Enrol(ctxT(t)); err != nil {
 		t.Fatal(err)
@@ -315,7 +317,7 @@ func TestEnrolUnprovisioned(t *testing.T) {
 	f.with(func(f *fakeAMT) { f.provState = 0 })
 	en, _ := fakeEnroller(t, f, fakeClient(t, f, fakePass))
 	_, err := en.Enrol(ctxT(t))
-	if !errors.Is(err, enrol.ErrNotProvisioned) || !strings.Contains(err.Error(), "not provisioned: activate it in CCM or ACM first") && !strings.Contains(err.Error(), "activate it in CCM or ACM first") {
+	if !errors.Is(err, enrol.ErrNotProvisioned) || !strings.Contains(err.Error(), "not provisioned: activate it in CCM or ACM first") {
 		t.Fatalf("Enrol = %v", err)
 	}
 	if len(f.writes()) != 0 {
@@ -443,4 +445,3 @@ func TestAccessInfo(t *testing.T) {
 		}
 	}
 }
-
