@@ -108,6 +108,19 @@ func (e *Env) Device(i int, mod func(*amtsim.Config)) (d *amtsim.Device, stop fu
 	if mod != nil {
 		mod(&cfg)
 	}
+	d, stop = e.start(cfg)
+	select {
+	case <-e.up(d.UUID().String()):
+	case <-time.After(60 * time.Second):
+		e.t.Fatalf("device %d did not connect within 60 s", i)
+	}
+	return d, stop
+}
+
+// start makes and runs a device until stop, which the test's cleanup
+// calls too.
+func (e *Env) start(cfg amtsim.Config) (d *amtsim.Device, stop func()) {
+	e.t.Helper()
 	d, err := amtsim.New(cfg)
 	if err != nil {
 		e.t.Fatal(err)
@@ -127,11 +140,6 @@ func (e *Env) Device(i int, mod func(*amtsim.Config)) (d *amtsim.Device, stop fu
 		})
 	}
 	e.t.Cleanup(stop)
-	select {
-	case <-e.up(d.UUID().String()):
-	case <-time.After(60 * time.Second):
-		e.t.Fatalf("device %d did not connect within 60 s", i)
-	}
 	return d, stop
 }
 
@@ -159,25 +167,7 @@ func (e *Env) LANDevice(i int, mod func(*amtsim.Config)) (d *amtsim.Device, stop
 	if mod != nil {
 		mod(&cfg)
 	}
-	d, err := amtsim.New(cfg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(20 * time.Second):
-				e.t.Error("device did not stop")
-			}
-		})
-	}
-	e.t.Cleanup(stop)
+	d, stop = e.start(cfg)
 	return d, stop
 }
 
