@@ -19,13 +19,39 @@
 #      resuming their TLS sessions (--storm-resume; whether AMT firmware
 #      does is not known).
 #
-#   3. console sessions: a fresh server, --sessions-devices devices, and
+#   3. arrival of new devices, as after an office network outage: a fresh
+#      server, then --arrival-devices devices that have never connected
+#      started at --arrival-rate devices/s in all (split over simulators as
+#      in phase 1, the rate divided between them), TLS 1.2, with no
+#      handshake cap of their own: what the server does when offered more
+#      handshakes than it can take at once. Run "first" (--no-retry): each
+#      device's first attempt counts, a failed one is a device that did not
+#      come up; then run "retry" (--arrival-retry, default on): the same
+#      with the simulator's reconnect backoff (1 s doubling, +-50%).
+#      Reported: devices up out of N; the time from the first device start
+#      until all were up (from the simulators' --report 200ms lines; or
+#      until every first attempt was over, or the --arrival-window ended);
+#      handshake p50 / p99 / max (p50 the handshake-weighted mean of the
+#      simulators' own, p99 and max the maximum over them: exact with one
+#      simulator, i.e. up to --per-sim devices); failed attempts by the
+#      simulator's reason: resets ("reset": TCP/TLS reset), dial timeouts
+#      ("timeout" + "dial"), other; the CPU (utime+stime) of the server and
+#      of the simulators from their start until all were up (or the window
+#      ended), as % of one core and as ms per completed handshake.
+#      Memory: the server's RSS before the arrival, with the devices up (and
+#      VmHWM), then the simulators are stopped (the devices leave) and RSS
+#      is read every 5 s for --arrival-linger seconds; reported are RSS 0 s
+#      and --arrival-linger s after they left, and "growth halved after":
+#      the first of those readings at which RSS - RSS before was at most
+#      half of (RSS with N up - RSS before), or "no" within the linger.
+#   4. console sessions: a fresh server, --sessions-devices devices, and
 #      --sessions SOCKS5 sessions through the proxy to their echo ports,
 #      opened by one console process (ltsum consoles) and held; the server's
 #      RSS per session, then every session echoing at once.
 #
-#   bash scripts/loadtest.sh --quick          # 1,000 tunnels, short windows: ~1.5 minutes
-#   bash scripts/loadtest.sh                  # 1,000 / 10,000 / 19,000 tunnels, 4 storms: ~13 minutes
+#   bash scripts/loadtest.sh --quick          # 1,000 tunnels, short windows, 1,000 arriving at 500/s: ~3 minutes
+#   bash scripts/loadtest.sh                  # 1,000 / 10,000 / 19,000 tunnels, 4 storms, 2 arrivals: ~16 minutes
+#   bash scripts/loadtest.sh --only arrival --arrival-devices 500 --arrival-rate 250   # one small arrival: ~3 minutes
 #   bash scripts/loadtest.sh --help           # every option
 #
 # As root it runs inside a private network namespace (`unshare -n`, loopback
@@ -62,7 +88,12 @@ IDLE_TIMEOUT=90s
 SERVER_LOG_LEVEL=warn
 SESSIONS=1000
 SESSIONS_DEVICES=100
-PHASES="tunnels storm sessions"
+ARRIVAL_DEVICES=4000
+ARRIVAL_RATE=1500  # devices started per second, all simulators together
+ARRIVAL_WINDOW=60  # s from the simulators' start to wait for all to be up
+ARRIVAL_LINGER=60  # s the server's RSS is followed after the devices left
+ARRIVAL_RETRY=1    # also an arrival whose devices retry (backoff)
+PHASES="tunnels storm arrival sessions"
 OUT=""
 KEEP=0
 NETNS=auto
@@ -71,7 +102,8 @@ QUICK=0
 usage() {
 	cat <<EOF
 usage: bash scripts/loadtest.sh [options]
-  --quick                1,000 tunnels, settle 10 s, idle window 20 s, storms of 15 s, no pinned or resumed storm (~2 min)
+  --quick                1,000 tunnels, settle 10 s, idle window 20 s, storms of 15 s, no pinned or resumed storm,
+                         1,000 devices arriving at 500/s, window 40 s, linger 30 s, no retry arrival (~3 min)
   --tunnels "N ..."      tunnel counts to hold (default "$TUNNELS"; the server needs N + ~10 fds, limit $(ulimit -Hn))
   --settle S             seconds to wait after all are connected before reading RSS (default $SETTLE)
   --idle-window S        seconds of the idle CPU measurement (default $IDLE_WINDOW)
@@ -89,7 +121,13 @@ usage: bash scripts/loadtest.sh [options]
   --server-log-level L   debug logs every failed handshake with its reason (default $SERVER_LOG_LEVEL)
   --sessions N           console sessions held in the sessions phase (default $SESSIONS)
   --sessions-devices N   devices they are spread over (default $SESSIONS_DEVICES)
-  --only tunnels|storm|sessions   run one phase
+  --arrival-devices N    new devices in the arrival phase (default $ARRIVAL_DEVICES)
+  --arrival-rate R       devices started per second in the arrival, all simulators together (default $ARRIVAL_RATE)
+  --arrival-window S     most seconds to wait for every arriving device to be up (default $ARRIVAL_WINDOW;
+                         the devices' handshake timeout is 30 s)
+  --arrival-linger S     seconds the server's RSS is followed (every 5 s) after the devices left (default $ARRIVAL_LINGER)
+  --arrival-retry | --no-arrival-retry   after the first-attempt (--no-retry) arrival, one whose devices retry (default on)
+  --only "PHASE ..."     run these phases: tunnels, storm, arrival, sessions (default "$PHASES")
   --out FILE             also write the results (markdown) to FILE
   --keep                 keep the work directory (logs, summaries)
   --no-netns             run on the host network even as root
@@ -101,6 +139,7 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--quick)
 		QUICK=1 TUNNELS=1000 SETTLE=10 BASE_WINDOW=5 IDLE_WINDOW=20 STORM_WARMUP=5 STORM_WINDOW=15 STORM_PINNED=0 STORM_RESUME=0
+		ARRIVAL_DEVICES=1000 ARRIVAL_RATE=500 ARRIVAL_WINDOW=40 ARRIVAL_LINGER=30 ARRIVAL_RETRY=0
 		;;
 	--tunnels) TUNNELS=$2; shift ;;
 	--settle) SETTLE=$2; shift ;;
@@ -122,6 +161,12 @@ while [ $# -gt 0 ]; do
 	--only) PHASES=$2; shift ;;
 	--sessions) SESSIONS=$2; shift ;;
 	--sessions-devices) SESSIONS_DEVICES=$2; shift ;;
+	--arrival-devices) ARRIVAL_DEVICES=$2; shift ;;
+	--arrival-rate) ARRIVAL_RATE=$2; shift ;;
+	--arrival-window) ARRIVAL_WINDOW=$2; shift ;;
+	--arrival-linger) ARRIVAL_LINGER=$2; shift ;;
+	--arrival-retry) ARRIVAL_RETRY=1 ;;
+	--no-arrival-retry) ARRIVAL_RETRY=0 ;;
 	--out) OUT=$2; shift ;;
 	--keep) KEEP=1 ;;
 	--no-netns) NETNS=no ;;
@@ -131,8 +176,13 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-for v in SETTLE IDLE_WINDOW RAMP_RATE PER_SIM STORM_DEVICES STORM_WARMUP STORM_WINDOW SESSIONS SESSIONS_DEVICES; do
+for v in SETTLE IDLE_WINDOW RAMP_RATE PER_SIM STORM_DEVICES STORM_WARMUP STORM_WINDOW SESSIONS SESSIONS_DEVICES ARRIVAL_DEVICES ARRIVAL_WINDOW ARRIVAL_LINGER; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "--$(tr 'A-Z_' 'a-z-' <<<"$v") must be a positive integer, not '${!v}'"
+done
+[[ $ARRIVAL_RATE =~ ^[0-9]*\.?[0-9]+$ ]] && [ "$(awk "BEGIN { print ($ARRIVAL_RATE > 0) }")" = 1 ] ||
+	die "--arrival-rate must be a positive number, not '$ARRIVAL_RATE'"
+for p in $PHASES; do
+	case $p in tunnels | storm | arrival | sessions) ;; *) die "--only: unknown phase '$p' (want tunnels, storm, arrival or sessions)" ;; esac
 done
 for n in $TUNNELS; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "--tunnels: '$n' is not a positive integer"; done
 [ -z "$OUT" ] || OUT=$(realpath -m "$OUT")
@@ -352,7 +402,8 @@ per_tunnel() { calc "sprintf(\"%.1f MiB (%.1f KiB/tunnel)\", $1 / 1048576, $1 / 
 # ceil(TOTAL/PER_SIM) simulators with disjoint --first ranges, each ending
 # after DURATION at the latest. Sets SIM_PIDS, SIM_ERR (--report lines),
 # SIM_OUT (final summaries). EXTRA are more simulate flags; the literal
-# word RATE in them becomes this simulator's share of RAMP_RATE.
+# word RATE in them becomes this simulator's share of SIM_RATE (default
+# RAMP_RATE; e.g. SIM_RATE=100 start_sims ...).
 start_sims() {
 	local name=$1 total=$2 dur=$3 cpus=${4:-} pin=() first=0 i=0 n cmd extra a
 	shift 4
@@ -364,7 +415,7 @@ start_sims() {
 		n=$(((total - first + procs - i - 1) / (procs - i))) # even split
 		extra=()
 		for a in "$@"; do
-			[ "$a" = RATE ] && a=$(calc "sprintf(\"%.1f\", $RAMP_RATE * $n / $total)")
+			[ "$a" = RATE ] && a=$(calc "sprintf(\"%.1f\", ${SIM_RATE:-$RAMP_RATE} * $n / $total)")
 			extra+=("$a")
 		done
 		cmd=("${pin[@]}" "$BIN" simulate --mps "$ADDR" --ca "$ROOT_PEM" --user "$CIRA_USER" --devices "$n" --first "$first"
@@ -418,7 +469,7 @@ setup_vault() {
 	printf %s "$CIRA_PW" | "$BIN" account add --kind console --data-dir "$DATA" load >/dev/null || return 1
 }
 
-# hold_sessions: console sessions through the proxy (phase 3).
+# hold_sessions: console sessions through the proxy (phase 4).
 hold_sessions() {
 	local n=$SESSIONS devs=$SESSIONS_DEVICES name=sessions c=0 deadline rss0 rss held_secs=15 i
 	log "== $n console sessions over $devs devices: fresh server"
@@ -633,6 +684,132 @@ storm() {
 	STORM_NOTES+=("storm TLS $label: window $hs handshakes, $(kv "$WORK/$name.delta" attempts) attempts; whole run: failed $(kv "$WORK/$name.final" failed), ended $(kv "$WORK/$name.final" ended); server fds at the end $fdn, peak RSS $(calc "sprintf(\"%.1f\", $hwm / 1024)") MiB; graceful stop: $SERVER_STOP; server log warnings/errors: $SERVER_WARN")
 }
 
+# --- phase 3: arrival of new devices ---------------------------------------------
+ARRIVAL_ROWS=()
+ARRIVAL_MEM_ROWS=()
+ARRIVAL_NOTES=()
+
+# arrival_sum FILE: `ltsum arrival` over the simulators' --report lines and
+# final summaries (KEY=VALUE lines) to FILE.
+arrival_sum() {
+	local i args=()
+	for i in "${!SIM_ERR[@]}"; do args+=("${SIM_ERR[$i]}" "${SIM_OUT[$i]}"); done
+	"$LTSUM" arrival "${args[@]}" >"$1.tmp" 2>"$1.err" && mv "$1.tmp" "$1"
+}
+
+mib() { calc "sprintf(\"%.1f\", $1 / 1024)"; } # KB
+
+# go_mem_words LABEL WORDS...: go_mem's six words as "; LABEL: heap in use ...",
+# nothing when there are not six.
+go_mem_words() {
+	[ "$#" -eq 7 ] || return 0
+	printf '; %s: heap in use %s MiB, stacks %s MiB, free not returned %s MiB, %s goroutines' "$1" \
+		"$(calc "sprintf(\"%.1f\", $2 / 1048576)")" "$(calc "sprintf(\"%.1f\", $3 / 1048576)")" "$(calc "sprintf(\"%.1f\", $4 / 1048576)")" "$7"
+}
+
+# arrival first|retry: ARRIVAL_DEVICES new devices started at ARRIVAL_RATE/s
+# against a fresh server; "first" with --no-retry (a failed first attempt
+# is a device that did not come up), "retry" with the simulator's backoff.
+# Then the devices leave and the server's RSS is followed.
+arrival() {
+	local variant=$1 n=$ARRIVAL_DEVICES name="arrival-$1" extra=() label
+	case $variant in
+	first) extra=(--no-retry) label="first attempt (--no-retry)" ;;
+	retry) label="with retries (backoff)" ;;
+	esac
+	log "== arrival of $n new devices at $ARRIVAL_RATE/s, $label: fresh server"
+	start_server "$name" || return 1
+	sleep 2
+	local rss0 mem0=()
+	read -r -a mem0 < <(go_mem)
+	rss0=$(rss_kb "$SERVER_PID")
+	log "   server pid $SERVER_PID, RSS ${rss0} kB; starting the devices"
+	# The devices' handshake timeout is 30 s: the simulators outlive the
+	# window by more, and are stopped by stop_sims (or the trap) anyway.
+	local s0 w0 mb0 mt0
+	s0=$(ticks "$SERVER_PID") w0=$(now)
+	read -r mb0 mt0 < <(machine_ticks)
+	SIM_RATE=$ARRIVAL_RATE start_sims "$name" "$n" "$((ARRIVAL_WINDOW + 60))s" "" -- \
+		--rate RATE --report 200ms --tls-max 1.2 --max-handshakes 0 "${extra[@]}"
+	# Wait, bounded by the window, for every device up (or, with
+	# --no-retry, every first attempt over). The simulators are fresh
+	# processes: their CPU is counted from 0.
+	local poll=$WORK/$name.poll end c=0 why="window"
+	end=$(calc "$w0 + $ARRIVAL_WINDOW")
+	while [ "$(calc "$(now) < $end")" = 1 ]; do
+		sleep 0.2
+		arrival_sum "$poll" || continue
+		c=$(kv "$poll" connected_now)
+		[ "${c:-0}" -ge "$n" ] && { why="up"; break; }
+		if [ "$variant" = first ] && [ "$(kv "$poll" done_sec)" != - ]; then
+			why="done"
+			break
+		fi
+		if ! sims_alive && [ "$variant" = retry ]; then
+			log "   a simulator exited early:"
+			tail -n 5 "${SIM_ERR[@]}" >&2
+			why="exited"
+			break
+		fi
+	done
+	local s1 m1 w1 mb1 mt1
+	s1=$(ticks "$SERVER_PID") m1=$(ticks "${SIM_PIDS[@]}") w1=$(now)
+	read -r mb1 mt1 < <(machine_ticks)
+	local sum=$WORK/$name.sum
+	arrival_sum "$sum" || { log "   ltsum arrival failed:"; cat "$sum.err" >&2; return 1; }
+	local rss_up hwm fdn srv_sock mem_up=()
+	rss_up=$(rss_kb "$SERVER_PID") hwm=$(hwm_kb "$SERVER_PID") fdn=$(fds "$SERVER_PID") srv_sock=$(server_sockets)
+	read -r -a mem_up < <(go_mem)
+	local up hs secs up_sec done_sec t_all
+	up=$(kv "$sum" connected_now) hs=$(kv "$sum" handshakes)
+	up_sec=$(kv "$sum" up_sec) done_sec=$(kv "$sum" done_sec)
+	secs=$(calc "$w1 - $w0")
+	case $why in
+	up) t_all=$(calc "sprintf(\"%.1f\", $up_sec)") ;;
+	done) t_all="not all up (every first attempt over after $(calc "sprintf(\"%.1f\", $done_sec)") s)" ;;
+	*) t_all="not all up (window of $(calc "sprintf(\"%.0f\", $secs)") s ended)" ;;
+	esac
+	log "   $up of $n up; $t_all; failed $(kv "$sum" failed); server RSS ${rss0} -> ${rss_up} kB"
+	# The devices leave; the server's RSS every 5 s for ARRIVAL_LINGER s.
+	stop_sims
+	local t_left t rss series=() halved=no growth
+	t_left=$(now)
+	growth=$((rss_up - rss0))
+	for ((t = 0; t <= ARRIVAL_LINGER; t += 5)); do
+		sleep "$(calc "max0($t_left + $t - $(now))")"
+		rss=$(rss_kb "$SERVER_PID")
+		series+=("${t}s:$(calc "sprintf(\"%.1f\", $rss / 1024)")")
+		if [ "$halved" = no ] && [ "$growth" -gt 0 ] && [ $((2 * (rss - rss0))) -le "$growth" ]; then
+			halved=$t
+		fi
+	done
+	local rss_left=${series[0]#*:} rss_end=$rss fd_end sock_end mem_end=()
+	fd_end=$(fds "$SERVER_PID") sock_end=$(server_sockets)
+	read -r -a mem_end < <(go_mem)
+	[ "$growth" -gt 0 ] || halved="- (no growth)"
+	stop_server
+
+	local srv_ticks=$((s1 - s0)) sim_ticks=$m1 srv_cpu sim_cpu rest srv_ms sim_ms
+	srv_cpu=$(calc "sprintf(\"%.0f\", 100 * $srv_ticks / $CLK_TCK / $secs)")
+	sim_cpu=$(calc "sprintf(\"%.0f\", 100 * $sim_ticks / $CLK_TCK / $secs)")
+	rest=$(calc "sprintf(\"%.0f\", max0($NCPU * 100 * ($mb1 - $mb0) / ($mt1 - $mt0) - $srv_cpu - $sim_cpu))")
+	srv_ms=$(calc "$hs > 0 ? sprintf(\"%.2f\", 1000 * $srv_ticks / $CLK_TCK / $hs) : \"-\"")
+	sim_ms=$(calc "$hs > 0 ? sprintf(\"%.2f\", 1000 * $sim_ticks / $CLK_TCK / $hs) : \"-\"")
+	local resets timeouts other canceled
+	resets=$(kv "$sum" failed_reset) timeouts=$(kv "$sum" failed_timeout)
+	other=$(kv "$sum" failed_other) canceled=$(kv "$sum" failed_canceled)
+	ARRIVAL_ROWS+=("| $label | $n (${#SIM_PIDS[@]}) | $ARRIVAL_RATE | **$up** / $n | $t_all | $(kv "$sum" hs_p50_ms) / $(kv "$sum" hs_p99_ms) / $(kv "$sum" hs_max_ms) | **$resets** | **$timeouts** | $other | $srv_cpu | **$srv_ms** | $sim_cpu | $sim_ms | $rest |")
+	local per
+	per=$(calc "$up > 0 ? sprintf(\"%.1f\", $growth / $up) : \"-\"")
+	ARRIVAL_MEM_ROWS+=("| $label | $(mib "$rss0") | $(mib "$rss_up") ($per KiB/device) | $(mib "$hwm") | $rss_left | $(mib "$rss_end") | **$halved** | $sock_end / $fd_end |")
+	ARRIVAL_NOTES+=("arrival, $label: failed attempts by reason: $(kv "$sum" failed) (${canceled} still in their handshake when the simulators were stopped, counted in none of the columns); $(kv "$sum" attempts) attempts, $hs handshakes, $(kv "$sum" started) of $n devices started; CPU window $(calc "sprintf(\"%.1f\", $secs)") s (server $(calc "sprintf(\"%.2f\", $srv_ticks / $CLK_TCK)") s, simulators $(calc "sprintf(\"%.2f\", $sim_ticks / $CLK_TCK)") s); when it closed: server sockets $srv_sock, fds $fdn")
+	ARRIVAL_NOTES+=("arrival, $label: server RSS after the devices left, MiB: ${series[*]}; graceful stop: $SERVER_STOP; server log warnings/errors: $SERVER_WARN")
+	local gm
+	gm="$(go_mem_words before "${mem0[@]}")$(go_mem_words "with the devices up" "${mem_up[@]}")$(go_mem_words "${ARRIVAL_LINGER} s after they left" "${mem_end[@]}")"
+	[ -z "$gm" ] || ARRIVAL_NOTES+=("arrival, $label: Go runtime${gm#;}")
+	[ "$up" -eq "$n" ] || [ "$variant" = first ] || FAILED=1
+}
+
 # --- run --------------------------------------------------------------------------
 machine() {
 	local model
@@ -681,7 +858,15 @@ for phase in $PHASES; do
 		hold_sessions || { FAILED=1; SESSION_NOTES+=("sessions: FAILED, see $WORK"); }
 		stop_leftovers
 		;;
-	*) die "--only: unknown phase '$phase' (want tunnels, storm or sessions)" ;;
+	arrival)
+		arrival first || { FAILED=1; ARRIVAL_NOTES+=("arrival, first attempt: FAILED, see $WORK"); }
+		stop_leftovers
+		if [ "$ARRIVAL_RETRY" = 1 ]; then
+			arrival retry || { FAILED=1; ARRIVAL_NOTES+=("arrival with retries: FAILED, see $WORK"); }
+			stop_leftovers
+		fi
+		;;
+	*) die "--only: unknown phase '$phase' (want tunnels, storm, arrival or sessions)" ;;
 	esac
 done
 
@@ -725,11 +910,34 @@ done
 		echo "RSS is read 5 s after every session is open; per session = (holding − before) / opened. Each session is a console TCP connection and an APF channel."
 		echo "Server CPU per echo: utime+stime from the RSS reading to the end of the echoes (10 s of holding included) / echoes."
 	fi
-	if [ "$((${#TUNNEL_NOTES[@]} + ${#STORM_NOTES[@]} + ${#SESSION_NOTES[@]}))" -gt 0 ]; then
+	if [ "${#ARRIVAL_ROWS[@]}" -gt 0 ]; then
+		echo
+		echo "### Arrival of new devices (as after a network outage; TLS 1.2, no handshake cap in the devices)"
+		echo
+		echo "| run | devices (sim procs) | offered, devices/s | **came up** | time until all up, s | handshake p50 / p99 / max, ms | **resets** | **dial timeouts** | other failures | server CPU, % of a core | **server CPU ms / handshake** | sims CPU, % | sims CPU ms / handshake | rest of machine, % |"
+		echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+		printf '%s\n' "${ARRIVAL_ROWS[@]}"
+		echo
+		echo "came up: connected_now summed over the simulators when all were up (or every first attempt was over, or the ${ARRIVAL_WINDOW} s window ended)."
+		echo "Time until all up: from each simulator's first device start to its first --report (200 ms) summary with all its devices up, the latest of them."
+		echo "Failures are failed attempts by the simulator's reason: resets = \"reset\" (TCP/TLS reset), dial timeouts = \"timeout\" + \"dial\", other = the rest;"
+		echo "with --no-retry an attempt is a device, with retries a device may fail several times. Handshake latency: p50 is the handshake-weighted mean"
+		echo "of the simulators' p50s, p99 and max the maximum of theirs (exact with one simulator). CPU: utime+stime from the simulators' start to the"
+		echo "end of the wait, as % of one core and per completed handshake (failed handshakes cost the server CPU too); the simulators share the machine."
+		echo
+		echo "| run | server RSS before, MiB | with the devices up, MiB | peak (VmHWM), MiB | 0 s after they left, MiB | ${ARRIVAL_LINGER} s after, MiB | **growth halved after, s** | server sockets / fds ${ARRIVAL_LINGER} s after |"
+		echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+		printf '%s\n' "${ARRIVAL_MEM_ROWS[@]}"
+		echo
+		echo "RSS with the devices up is read as the wait ends (KiB/device = its growth over before / came up). The simulators are then stopped (the devices"
+		echo "close their tunnels) and the server's RSS read every 5 s for ${ARRIVAL_LINGER} s; growth halved after = the first reading at which RSS − before was at"
+		echo "most half of (RSS with the devices up − before); \"no\" when none within ${ARRIVAL_LINGER} s."
+	fi
+	if [ "$((${#TUNNEL_NOTES[@]} + ${#STORM_NOTES[@]} + ${#ARRIVAL_NOTES[@]} + ${#SESSION_NOTES[@]}))" -gt 0 ]; then
 		echo
 		echo "### Notes"
 		echo
-		for x in "${TUNNEL_NOTES[@]}" "${STORM_NOTES[@]}" "${SESSION_NOTES[@]}"; do echo "- $x"; done
+		for x in "${TUNNEL_NOTES[@]}" "${STORM_NOTES[@]}" "${ARRIVAL_NOTES[@]}" "${SESSION_NOTES[@]}"; do echo "- $x"; done
 	fi
 	echo
 	echo "### Commands"

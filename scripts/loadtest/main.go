@@ -7,8 +7,9 @@
 //	loadtest sum FIELD FILE...         sum of a numeric top-level field of each file's last summary
 //	loadtest delta A1 B1 [A2 B2]...    what changed between two snapshots of each simulator
 //	loadtest final FILE...             the simulators' final summaries, merged
+//	loadtest arrival ERR1 OUT1 [ERR2 OUT2]...   an arrival of new devices: came up, failed by reason, when all were up
 //
-// delta and final print shell-friendly KEY=VALUE lines.
+// delta, final and arrival print shell-friendly KEY=VALUE lines.
 package main
 
 import (
@@ -26,6 +27,7 @@ import (
 // summary holds the fields of amtsim.Summary the load test uses.
 type summary struct {
 	Devices            int              `json:"devices"`
+	Started            int              `json:"started"`
 	ConnectedNow       int              `json:"connected_now"`
 	Attempts           int64            `json:"attempts"`
 	Handshakes         int64            `json:"handshakes"`
@@ -64,6 +66,11 @@ func main() {
 		err = delta(args)
 	case "consoles":
 		err = consoles(args)
+	case "arrival":
+		if len(args) == 0 || len(args)%2 != 0 {
+			usage()
+		}
+		err = arrival(args)
 	case "final":
 		if len(args) == 0 {
 			usage()
@@ -79,7 +86,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadtest sum FIELD FILE... | delta A1 B1 [A2 B2]... | final FILE... | consoles [flags]")
+	fmt.Fprintln(os.Stderr, "usage: loadtest sum FIELD FILE... | delta A1 B1 [A2 B2]... | final FILE... | arrival ERR1 OUT1 [ERR2 OUT2]... | consoles [flags]")
 	os.Exit(2)
 }
 
