@@ -620,6 +620,13 @@ func TestLANEnrolDeleteEndsTunnel(t *testing.T) {
 		t.Fatalf("Delete rule over the tunnel = %d %s", status, out)
 	}
 	awaitDisconnect(t, a)
+	// The MPS sees the end before the device's dialer has wound down.
+	for deadline := time.Now().Add(5 * time.Second); d.Stats().State == StateConnected; {
+		if time.Now().After(deadline) {
+			t.Fatal("the device still has a tunnel 5 s after the rule was deleted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	n := len(log.snapshot())
 	// A write that does not change the plan must not make it dial either.
 	if _, rv, _ := c.invoke("AMT_UserInitiatedConnectionService", "RequestStateChange", "<h:RequestedState>32768</h:RequestedState>"); rv != 0 {
