@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -85,7 +86,22 @@ type Server struct {
 	legacy    tunnel.LegacyTLS          // devices allowed TLS 1.0/1.1 (SetLegacyDevices)
 	suspects  map[*tunnel.Conn]struct{} // registered tunnels the sweep found silent; guarded by mu
 	sweepOnce sync.Once
+	poller    *tunnel.Poller // reads idle tunnels without a goroutine each; nil: none
 }
+
+// closed releases what the server holds once every tunnel has ended.
+func (s *Server) closed() {
+	s.events.Close()
+	if s.poller != nil {
+		s.poller.Close()
+	}
+}
+
+// EnvReaders, set to "poll" in the server's environment, parks idle
+// tunnels in a poller instead of serving each with a goroutine of its own
+// (the default); "poll,coalesce=DURATION" sets the poller's coalescing
+// pause (0: none). For comparing them; see README's Performance section.
+const EnvReaders = "PRESENCE_TUNNEL_READERS"
 
 // New returns a server; start it with [Server.Serve] or [Server.Listen].
 func New(cfg Config) (*Server, error) {
@@ -122,6 +138,23 @@ func New(cfg Config) (*Server, error) {
 	s.stats.failures = make(map[string]uint64)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	tc := cfg.Tunnel
+	if mode := os.Getenv(EnvReaders); strings.HasPrefix(mode, "poll") {
+		// Opt-in while a console's first dial to a device that has just
+		// reconnected can find its forwards not yet read (a shard's
+		// coalescing pause; TestEnrolKeepsOtherMPS shows it). Where the
+		// system has no poller, each tunnel gets a goroutine.
+		var opt tunnel.PollerOptions
+		if v, ok := strings.CutPrefix(mode, "poll,coalesce="); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				opt.Coalesce = d
+				if d == 0 {
+					opt.Coalesce = -1
+				}
+			}
+		}
+		s.poller, _ = tunnel.NewPoller(opt)
+		tc.Poller = s.poller
+	}
 	tc.TLS = cfg.TLS
 	if tc.Logger == nil {
 		tc.Logger = cfg.Logger.WithGroup("tunnel")
@@ -292,8 +325,18 @@ func (s *Server) handle(raw net.Conn) {
 		s.diagnoseReplaced(old, raw.RemoteAddr().String(), c.UUID())
 	}
 
-	err = c.Serve()
+	if s.poller != nil {
+		s.wg.Add(1)
+		if c.Park(s.poller, func(err error) { defer s.wg.Done(); s.ended(c, seq, err) }) == nil {
+			return
+		}
+		s.wg.Done()
+	}
+	s.ended(c, seq, c.Serve())
+}
 
+// ended unregisters a tunnel that ended with err.
+func (s *Server) ended(c *tunnel.Conn, seq uint64, err error) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	if s.devices[c.UUID()] == c {
@@ -545,7 +588,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		s.events.Close()
+		s.closed()
 		return nil
 	case <-ctx.Done():
 	}
@@ -555,7 +598,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	<-done
-	s.events.Close()
+	s.closed()
 	return ctx.Err()
 }
 

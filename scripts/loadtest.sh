@@ -83,6 +83,8 @@ STORM_TLS="1.2 1.3"
 STORM_PINNED=1     # also a TLS 1.2 storm with the server on CPU 0 alone
 STORM_RESUME=1     # also a TLS 1.2 storm with session resumption
 SERVER_ENV=""      # VAR=VALUE ... for the server only (e.g. GOGC=50)
+PROFILE_DIR=""     # where CPU profiles of the idle server go (--profile DIR)
+PROFILE_SECS=30
 KEEPALIVE=30s
 IDLE_TIMEOUT=90s
 SERVER_LOG_LEVEL=warn
@@ -116,6 +118,8 @@ usage: bash scripts/loadtest.sh [options]
   --storm-pinned | --no-storm-pinned   one more TLS 1.2 storm with the server pinned to CPU 0 (default on)
   --storm-resume | --no-storm-resume   one more TLS 1.2 storm whose devices resume their TLS sessions (default on)
   --server-env "V=X ..." environment for the server only, e.g. "GOGC=50" or "GOMEMLIMIT=200MiB"
+                         ("PRESENCE_TUNNEL_READERS=poll": idle tunnels parked in the poller, not a goroutine each)
+  --profile DIR          after each idle window, a ${PROFILE_SECS} s CPU profile of the server into DIR/NAME.cpu.pprof
   --keepalive D          server keepalive interval (default $KEEPALIVE; keep 30s for meaningful keepalive CPU)
   --idle-timeout D       server idle timeout (default $IDLE_TIMEOUT)
   --server-log-level L   debug logs every failed handshake with its reason (default $SERVER_LOG_LEVEL)
@@ -155,6 +159,7 @@ while [ $# -gt 0 ]; do
 	--storm-resume) STORM_RESUME=1 ;;
 	--no-storm-resume) STORM_RESUME=0 ;;
 	--server-env) SERVER_ENV=$2; shift ;;
+	--profile) PROFILE_DIR=$(mkdir -p "$2" && cd "$2" && pwd); shift ;;
 	--keepalive) KEEPALIVE=$2; shift ;;
 	--idle-timeout) IDLE_TIMEOUT=$2; shift ;;
 	--server-log-level) SERVER_LOG_LEVEL=$2; shift ;;
@@ -574,6 +579,13 @@ hold_tunnels() {
 	s1=$(ticks "$SERVER_PID") m1=$(ticks "${SIM_PIDS[@]}") w1=$(now)
 	read -r mb1 mt1 < <(machine_ticks)
 	snapshot "$WORK/$name.B"
+	if [ -n "$PROFILE_DIR" ] && [ -n "$DEBUG_ADDR" ]; then
+		# After the window, so that profiling does not count in it.
+		log "   CPU profile of the idle server, ${PROFILE_SECS} s -> $PROFILE_DIR/$name.cpu.pprof"
+		note_cmd "profile $name" "curl -sf http://$DEBUG_ADDR/debug/pprof/profile?seconds=$PROFILE_SECS -o $PROFILE_DIR/$name.cpu.pprof"
+		curl -sf --max-time $((PROFILE_SECS + 20)) "http://$DEBUG_ADDR/debug/pprof/profile?seconds=$PROFILE_SECS" \
+			-o "$PROFILE_DIR/$name.cpu.pprof" || log "   the profile could not be fetched"
+	fi
 	local rss_end
 	rss_end=$(rss_kb "$SERVER_PID") hwm=$(hwm_kb "$SERVER_PID") fdn=$(fds "$SERVER_PID") srv_sock=$(server_sockets)
 	# shellcheck disable=SC2046 # word splitting wanted

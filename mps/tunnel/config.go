@@ -76,6 +76,10 @@ type Config struct {
 	// user name the device offered (never the password). It must not block.
 	OnAuthFailure func(device apf.UUID, user string, remote string)
 
+	// Poller, if set, is where the tunnel may be parked ([Conn.Park]):
+	// Accept then keeps the socket ready to be read without a goroutine.
+	Poller *Poller
+
 	// Logger receives debug and warning logs; nil discards them.
 	Logger *slog.Logger
 }

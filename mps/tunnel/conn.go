@@ -40,7 +40,7 @@ type Conn struct {
 	tlsCipher   uint16
 	names       infoNames // Info's strings, made once
 	remote      string
-	connectedAt time.Time
+	connectedAt int64 // unix ns (a time.Time is 16 bytes more)
 
 	// Owned by the reader goroutine. state is a byte and sits next to
 	// replied (and ready, closed and writerActive sit together below) so
@@ -73,7 +73,8 @@ type Conn struct {
 	closeOnce sync.Once
 	err       *CloseError // set before done is closed
 
-	received   // updated by the transport
+	received                          // updated by the transport
+	park       atomic.Pointer[parked] // set by Park
 	lastKA     atomic.Int64
 	bytesOut   atomic.Uint64
 	keepalives atomic.Uint64
@@ -88,7 +89,7 @@ func newConn(cfg *Config, remote string, local net.Addr) *Conn {
 		remote:      remote,
 		channels:    make(map[uint32]*Channel),
 		done:        make(chan struct{}),
-		connectedAt: time.Now(),
+		connectedAt: time.Now().UnixNano(),
 	}
 	c.wcond.L = &c.wmu
 	return c
@@ -144,9 +145,13 @@ func (c *Conn) closeWith(err *CloseError, disc apf.DisconnectReason) {
 		c.wmu.Unlock()
 
 		if disc != 0 {
+			c.setNoWait(true) // a parked tunnel's last words never wait
 			c.pc.writePacket((&apf.Disconnect{Reason: disc}).Append(nil), finalDeadline)
 		}
 		c.pc.Close()
+		if pk := c.park.Load(); pk != nil {
+			c.parkEnded(pk)
+		}
 		for _, ch := range chans {
 			ch.tunnelClosed(err)
 		}

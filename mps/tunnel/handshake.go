@@ -32,7 +32,13 @@ const (
 // failure raw is closed and the error is a [*CloseError].
 func Accept(ctx context.Context, raw net.Conn, cfg *Config) (*Conn, error) {
 	c := newConn(cfg, raw.RemoteAddr().String(), raw.LocalAddr())
-	c.stream = streamConn{conn: raw, recv: &c.received, lim: c.cfg.limits(), rbuf: make([]byte, smallReadBuf)}
+	conn := raw
+	if c.cfg.Poller != nil {
+		if s := newSock(raw, c.cfg.WriteTimeout); s != nil {
+			conn = s
+		}
+	}
+	c.stream = streamConn{conn: conn, recv: &c.received, lim: c.cfg.limits(), rbuf: make([]byte, smallReadBuf)}
 	c.pc = &c.stream
 	if err := raw.SetDeadline(time.Now().Add(c.cfg.HandshakeTimeout)); err != nil {
 		return nil, c.abort(&CloseError{Reason: ReasonNetworkError, Err: err}, 0)
@@ -43,10 +49,10 @@ func Accept(ctx context.Context, raw net.Conn, cfg *Config) (*Conn, error) {
 	// hf is filled as the handshake goes, and attached to its error.
 	hf := new(HandshakeFailure)
 	if c.cfg.TLS != nil {
-		helloSlots.Store(raw, &hf.Hello)
-		tc := tls.Server(raw, c.cfg.Legacy.config(c.cfg.TLS))
+		helloSlots.Store(conn, &hf.Hello)
+		tc := tls.Server(conn, c.cfg.Legacy.config(c.cfg.TLS))
 		err := tc.HandshakeContext(ctx)
-		helloSlots.Delete(raw)
+		helloSlots.Delete(conn)
 		if err != nil {
 			return nil, c.failed(hf, c.abort(c.handshakeError(ctx, err, ReasonTLSError), 0))
 		}

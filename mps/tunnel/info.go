@@ -34,7 +34,7 @@ type Info struct {
 }
 
 // ConnectedAt returns when the connection was accepted.
-func (c *Conn) ConnectedAt() time.Time { return c.connectedAt }
+func (c *Conn) ConnectedAt() time.Time { return time.Unix(0, c.connectedAt) }
 
 // UUID returns the device UUID from PROTOCOL_VERSION.
 func (c *Conn) UUID() apf.UUID { return c.uuid }
@@ -81,7 +81,7 @@ func (c *Conn) Info() Info {
 		TLSVersion: n.tlsName, TLSCipher: n.cipherName,
 		Protocol:          n.protocol,
 		Trigger:           c.version.Trigger,
-		ConnectedAt:       c.connectedAt,
+		ConnectedAt:       time.Unix(0, c.connectedAt),
 		LastReceived:      time.Unix(0, c.lastRecv.Load()),
 		KeepaliveAccepted: [2]uint32{c.kaInterval, c.kaTimeout},
 		Forwards:          slices.Clone(c.forwards),

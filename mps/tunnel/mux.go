@@ -142,6 +142,7 @@ func (c *Conn) Dial(ctx context.Context, port uint32) (*Channel, error) {
 		c.removeChannel(id)
 		return nil, c.Err()
 	}
+	c.poke() // a parked tunnel's shard reads the confirmation at once
 	if err := ch.waitOpen(ctx); err != nil {
 		return nil, err
 	}

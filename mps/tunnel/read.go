@@ -99,7 +99,7 @@ func (s *streamConn) readPacket(wait time.Duration) (apf.Message, error) {
 				return nil, err
 			}
 		}
-		if wait < 0 {
+		if wait < 0 && wait != pollWait {
 			return nil, errWouldBlock
 		}
 		if err := s.fill(wait); err != nil {
@@ -122,7 +122,7 @@ func (s *streamConn) maxMessage() int {
 func (s *streamConn) fill(wait time.Duration) error {
 	if s.rstart == s.rend {
 		s.rstart, s.rend = 0, 0
-		if len(s.rbuf) > smallReadBuf && s.lastRead < smallReadBuf && wait > 0 {
+		if len(s.rbuf) > smallReadBuf && s.lastRead < smallReadBuf && (wait > 0 || wait == pollWait) {
 			// Drop a big buffer once drained so idle tunnels stay small.
 			s.rbuf = make([]byte, smallReadBuf)
 		}
@@ -160,7 +160,8 @@ func (s *streamConn) fill(wait time.Duration) error {
 }
 
 func (s *streamConn) writePacket(b []byte, timeout time.Duration) error {
-	if timeout > 0 {
+	if timeout > 0 && !s.noWait() {
+		// A shard's turn never waits to write (see sock).
 		s.conn.SetWriteDeadline(time.Now().Add(timeout))
 	}
 	_, err := s.conn.Write(b)

@@ -170,6 +170,9 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	if cfg.Auth == nil {
 		cfg.Auth = testAuth
 	}
+	if cfg.Poller == nil {
+		cfg.Poller = testPoller // set by TestParked's subtests
+	}
 	return &harness{t: t, cfg: cfg, res: make(chan result, 1), serve: make(chan error, 1)}
 }
 
@@ -178,6 +181,11 @@ func newHarness(t testing.TB, cfg Config) *harness {
 func (h *harness) run(c *Conn, err error) {
 	h.res <- result{c, err}
 	if err == nil {
+		if h.cfg.Poller != nil {
+			if perr := c.Park(h.cfg.Poller, func(err error) { h.serve <- err }); perr == nil {
+				return
+			}
+		}
 		h.serve <- c.Serve()
 	}
 }

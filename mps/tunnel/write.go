@@ -77,6 +77,7 @@ func (c *Conn) sendData(recipient uint32, p []byte) error {
 	c.pending = append(c.pending, p...)
 	c.wmu.Unlock()
 	c.signalWriter()
+	c.poke() // the answer is read at once, not after a coalescing pause
 	return nil
 }
 
@@ -153,7 +154,9 @@ func (c *Conn) flushFromReader() {
 		c.signalWriter()
 		return
 	}
+	c.setNoWait(true)
 	c.flushLocked()
+	c.setNoWait(false)
 	c.writing.Unlock()
 }
 
