@@ -83,7 +83,6 @@ type shard struct {
 	nextKey uint64
 	due     dueHeap
 	closed  bool
-	waiting atomic.Int64 // unix ns until which run's EpollWait waits; 0: for an event only
 
 	// hotUntil (unix ns) keeps the shard from coalescing while a tunnel
 	// of it has console traffic; poke wakes a coalescing shard.
@@ -143,7 +142,6 @@ func (sh *shard) poke() {
 type parked struct {
 	sh    *shard
 	key   uint64
-	sock  *sock
 	ended func(error)
 	// mu is held by whoever reads the tunnel: the shard in a turn, Park
 	// in the first one. gone is set once the tunnel ended, under mu, so
@@ -178,7 +176,7 @@ func (c *Conn) Park(p *Poller, ended func(error)) error {
 		sh.mu.Unlock()
 		return errNotParkable
 	}
-	pk := &parked{sh: sh, key: sh.nextKey, sock: s, ended: ended}
+	pk := &parked{sh: sh, key: sh.nextKey, ended: ended}
 	sh.nextKey++
 	sh.conns[pk.key] = c
 	due := c.lastRecv.Load() + int64(c.cfg.IdleTimeout)
@@ -234,7 +232,7 @@ func (c *Conn) parkEnded(pk *parked) {
 			delete(pk.sh.conns, pk.key)
 			pk.sh.mu.Unlock()
 			c.writer.Wait()
-			pk.sock.waitDrained()
+			c.stream.socket().waitDrained()
 			pk.ended(c.err)
 		}()
 	})
@@ -285,9 +283,6 @@ func (sh *shard) run() {
 		if len(sh.due) > 0 {
 			until := time.Until(time.Unix(0, sh.due[0].at))
 			wait = int(max(0, (until+time.Millisecond-1)/time.Millisecond))
-			sh.waiting.Store(sh.due[0].at)
-		} else {
-			sh.waiting.Store(0)
 		}
 		sh.mu.Unlock()
 		n, err := unix.EpollWait(sh.epfd, events, wait)
