@@ -29,13 +29,10 @@ func TestEnrolWithFleetPeer(t *testing.T) {
 	root := fleettest.NewRoot(t, "fleet")
 	ca := vaulttest.CA(t, "127.0.0.1")
 	start := func(id string, peers ...string) *instance.Instance {
-		stls, ctls := root.TLS(root.Peer(t, id))
-		in, _ := instancetest.Start(t, func(c *instance.Config) {
-			c.InstanceID, c.CA = id, ca
-			c.Fleet = &instance.FleetConfig{PeerAddr: "127.0.0.1:0", Peers: peers, ServerTLS: stls, ClientTLS: ctls,
-				PeerID: fleettest.PeerID, Name: "127.0.0.1"} // as presence serve names it: its certificate's CN
-
-		})
+		in, _ := startPeerWith(t, root, id, func(c *instance.Config) {
+			c.CA = ca
+			c.Fleet.Name = "127.0.0.1" // as presence serve names it: its certificate's CN
+		}, peers...)
 		return in
 	}
 	b := start("inst-b")

@@ -27,11 +27,21 @@ import (
 // linking to the peer listeners in peers.
 func startPeer(t testing.TB, root *fleettest.Root, id string, peers ...string) (*instance.Instance, *vault.CA) {
 	t.Helper()
+	return startPeerWith(t, root, id, nil, peers...)
+}
+
+// startPeerWith is startPeer with mod, if not nil, changing the
+// configuration last.
+func startPeerWith(t testing.TB, root *fleettest.Root, id string, mod func(*instance.Config), peers ...string) (*instance.Instance, *vault.CA) {
+	t.Helper()
 	stls, ctls := root.TLS(root.Peer(t, id))
 	return instancetest.Start(t, func(c *instance.Config) {
 		c.InstanceID = id
 		c.Fleet = &instance.FleetConfig{PeerAddr: "127.0.0.1:0", Peers: peers, ServerTLS: stls, ClientTLS: ctls,
 			PeerID: fleettest.PeerID, Name: id}
+		if mod != nil {
+			mod(c)
+		}
 	})
 }
 
