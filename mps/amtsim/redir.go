@@ -326,7 +326,13 @@ func (ss *redirSession) release() {
 	if ss.admitted {
 		ss.s.cfg.Platform.endRedirection(redirSOL, ss.user, ss.addr())
 	}
+	ss.releaseSOL()
+}
+
+// releaseSOL gives back the SOL slot this session holds, once.
+func (ss *redirSession) releaseSOL() {
 	if ss.holdsSOL {
+		ss.holdsSOL = false
 		ss.s.releaseSOL()
 	}
 }
@@ -606,6 +612,10 @@ func (ss *redirSession) startSOL() (time.Duration, error) {
 			// Refused after the login: no consent (or SOL was switched
 			// off meanwhile). What AMT sends here is not documented;
 			// 0x21 with status 0xFF (error) stops every console.
+			// The SOL slot is given back before the refusal, so a
+			// console that retries at once (after sending the
+			// consent code) is not told it is busy.
+			ss.releaseSOL()
 			ss.sendSOL(&redir.SOLStartReply{SOLHeader: redir.SOLHeader{Status: redir.StatusError}, Settings: start.Settings}, true)
 			return 0, err
 		}
