@@ -106,8 +106,43 @@ func (c *Conn) onConfirm(m *apf.ChannelOpenConfirmation) error {
 	return nil
 }
 
+// maxReadyWait bounds how long Dial waits for a new tunnel's forwards to
+// settle: ForwardSettle after the last one, unless the device never asks
+// for port forwarding at all.
+const maxReadyWait = 5 * time.Second
+
+// awaitForward waits until port is announced, the tunnel is ready (its
+// forwards have settled) or closed, maxReadyWait has passed, or ctx ends
+// (its error). It polls: it runs only for a Dial in a tunnel's first
+// moments, and a channel to wait on would push every idle tunnel's struct
+// out of its size class (TestConnSize).
+func (c *Conn) awaitForward(ctx context.Context, port uint32) error {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	limit := time.NewTimer(maxReadyWait)
+	defer limit.Stop()
+	for {
+		c.mu.Lock()
+		settled := c.ready || c.closed || slices.ContainsFunc(c.forwards, func(f Forward) bool { return f.Port == port })
+		c.mu.Unlock()
+		if settled {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-limit.C:
+			return nil
+		case <-c.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // Dial opens a channel to an announced port of the device and waits for the
-// device to confirm it. It fails with [ErrPortNotAnnounced],
+// device to confirm it. On a tunnel whose forwards have not settled yet
+// (the device has just authenticated) it first waits for them. It fails with [ErrPortNotAnnounced],
 // [ErrTooManyChannels], an [*OpenError] when the device refuses, ctx's error,
 // or the tunnel's [*CloseError].
 func (c *Conn) Dial(ctx context.Context, port uint32) (*Channel, error) {
@@ -117,6 +152,22 @@ func (c *Conn) Dial(ctx context.Context, port uint32) (*Channel, error) {
 		return nil, c.Err()
 	}
 	i := slices.IndexFunc(c.forwards, func(f Forward) bool { return f.Port == port })
+	if i < 0 && !c.ready {
+		// The port may be on its way: AMT announces its ports just
+		// after it authenticates, and the device is listed from then
+		// on, so a console (or an enrolment) that comes at once would
+		// be refused for being a few milliseconds early.
+		c.mu.Unlock()
+		if err := c.awaitForward(ctx, port); err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, c.Err()
+		}
+		i = slices.IndexFunc(c.forwards, func(f Forward) bool { return f.Port == port })
+	}
 	if i < 0 {
 		c.mu.Unlock()
 		return nil, ErrPortNotAnnounced

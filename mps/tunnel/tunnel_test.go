@@ -585,6 +585,53 @@ func TestWindowAdjustOverflow(t *testing.T) {
 	}
 }
 
+// TestDialWaitsForForwards: a Dial that comes as the device has just
+// authenticated, before its ports are announced, waits: it opens the
+// channel as soon as the port is announced, and a port the device does
+// not announce is refused once the forwards have settled.
+func TestDialWaitsForForwards(t *testing.T) {
+	h := start(t, Config{ForwardSettle: 500 * time.Millisecond})
+	h.peer.login(testUser, testPass)
+	recv[*apf.UserauthSuccess](h.peer)
+	c := h.conn()
+	opened, refused := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := c.Dial(context.Background(), 16992); opened <- err }()
+	go func() { _, err := c.Dial(context.Background(), 5900); refused <- err }()
+	select {
+	case err := <-opened:
+		t.Fatalf("Dial before the forwards returned at once: %v", err)
+	case err := <-refused:
+		t.Fatalf("Dial before the forwards returned at once: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	h.peer.send(&apf.ServiceRequest{Service: apf.ServicePfwd})
+	recv[*apf.ServiceAccept](h.peer)
+	h.peer.send(&apf.TCPIPForward{WantReply: true, Address: "dev.example", Port: 16992})
+	recv[*apf.RequestSuccess](h.peer)
+	open := recv[*apf.ChannelOpen](h.peer)
+	if open.ConnectedPort != 16992 {
+		t.Fatalf("CHANNEL_OPEN %+v", open)
+	}
+	h.peer.send(&apf.ChannelOpenConfirmation{Recipient: open.Sender, Sender: 900, Window: 4096, Reserved: 0xffffffff})
+	if err := <-opened; err != nil {
+		t.Fatalf("Dial 16992: %v", err)
+	}
+	select {
+	case err := <-refused:
+		t.Fatalf("Dial 5900 returned before the forwards settled: %v", err)
+	default:
+	}
+	recv[*apf.KeepaliveOptionsRequest](h.peer) // ready
+	select {
+	case err := <-refused:
+		if !errors.Is(err, ErrPortNotAnnounced) {
+			t.Fatalf("Dial 5900: %v; want ErrPortNotAnnounced", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Dial 5900 did not return after the forwards settled")
+	}
+}
+
 func TestDialErrors(t *testing.T) {
 	h := start(t, Config{MaxChannels: 1})
 	h.peer.up(16992, 16994)
