@@ -1,6 +1,7 @@
 package mps
 
 import (
+	"container/heap"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -113,12 +114,46 @@ func (s *Server) startSweep() {
 	})
 }
 
+// silence is a registered tunnel's next check: at (unix ns), when it
+// would have been silent for longer than suspectAfter if nothing came.
+type silence struct {
+	at int64
+	c  *tunnel.Conn
+}
+
+// silenceHeap orders the checks by time (container/heap).
+type silenceHeap []silence
+
+func (h silenceHeap) Len() int           { return len(h) }
+func (h silenceHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h silenceHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *silenceHeap) Push(x any)        { *h = append(*h, x.(silence)) }
+func (h *silenceHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = silence{}
+	*h = old[:len(old)-1]
+	return x
+}
+
+// watchSilence schedules a newly registered tunnel's first check. The
+// entry of a tunnel that ends stays until it is due (at most
+// suspectAfter), and is then dropped.
+func (s *Server) watchSilence(c *tunnel.Conn) {
+	at := c.LastReceived().Add(suspectAfter(c.KeepaliveInterval())).UnixNano()
+	s.silenceMu.Lock()
+	heap.Push(&s.silences, silence{at: at, c: c})
+	s.silenceMu.Unlock()
+}
+
 // sweep marks tunnels suspect that have been silent for longer than
-// suspectAfter, and clears the mark when input comes again. It is a
-// coarse pass over the registered tunnels, a quarter of the keepalive
-// interval apart (10 ms to 5 s): an atomic load per tunnel, no timer per
-// tunnel and nothing per message. The idle timeout itself stays the
-// read deadline the tunnel sets anyway.
+// suspectAfter, and clears the mark when input comes again. It wakes a
+// quarter of the keepalive interval apart (10 ms to 5 s) and looks only
+// at the tunnels whose check is due, in a heap by time: a tunnel that
+// sent something since is put back at its new time, so a tunnel costs
+// about one heap push per keepalive interval, and nothing per message,
+// with no pass over the fleet. The idle timeout itself stays the
+// tunnel's own (its read deadline, or the poller's heap).
 func (s *Server) sweep() {
 	defer s.wg.Done()
 	for {
@@ -137,14 +172,29 @@ func (s *Server) sweep() {
 	}
 }
 
-// sweepNow is one pass of sweep.
+// sweepNow is one pass of sweep: the checks due by now.
 func (s *Server) sweepNow(now time.Time) {
 	var became, cleared []*tunnel.Conn
-	s.mu.Lock()
-	for _, c := range s.devices {
-		silent := now.Sub(c.LastReceived())
+	t := now.UnixNano()
+	for {
+		s.silenceMu.Lock()
+		if len(s.silences) == 0 || s.silences[0].at > t {
+			s.silenceMu.Unlock()
+			break
+		}
+		c := heap.Pop(&s.silences).(silence).c
+		s.silenceMu.Unlock()
+
+		ka := c.KeepaliveInterval()
+		last := c.LastReceived()
+		next := last.Add(suspectAfter(ka)).UnixNano()
+		s.mu.Lock()
+		if s.devices[c.UUID()] != c {
+			s.mu.Unlock()
+			continue // ended or replaced: no more checks
+		}
 		_, was := s.suspects[c]
-		switch is := silent > suspectAfter(c.KeepaliveInterval()); {
+		switch is := next < t; {
 		case is && !was:
 			s.suspects[c] = struct{}{}
 			became = append(became, c)
@@ -152,8 +202,15 @@ func (s *Server) sweepNow(now time.Time) {
 			delete(s.suspects, c)
 			cleared = append(cleared, c)
 		}
+		s.mu.Unlock()
+		if next < t {
+			// Suspect: look again at the next pass, to see it resume.
+			next = t + 1
+		}
+		s.silenceMu.Lock()
+		heap.Push(&s.silences, silence{at: next, c: c})
+		s.silenceMu.Unlock()
 	}
-	s.mu.Unlock()
 	for _, c := range became {
 		d := snapshot(c.Info())
 		d.Suspect = true

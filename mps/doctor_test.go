@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -224,4 +225,72 @@ func TestDoctorFindsEachFaultBesideHealthyFleet(t *testing.T) {
 		}
 	}
 	e.mu.Unlock()
+}
+
+// pausedConn is a device's connection whose writes can be held back: a
+// device that loses its network for a while and then comes back.
+type pausedConn struct {
+	net.Conn
+	mu sync.RWMutex // held for writing while paused
+}
+
+func (c *pausedConn) Write(b []byte) (int, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.Conn.Write(b)
+}
+
+// TestSuspectThenResumed: a device whose keepalives stop is suspect after
+// one interval and a half; when they come again it is resumed, and only
+// it: the devices beside it are never suspect.
+func TestSuspectThenResumed(t *testing.T) {
+	e := newEnvWith(t, tunnel.Config{KeepaliveInterval: time.Second, IdleTimeout: 20 * time.Second}, nil)
+	var (
+		pc     *pausedConn
+		once   sync.Once
+		dialed = make(chan struct{})
+	)
+	quiet, _ := e.run(e.device(0, func(c *amtsim.Config) {
+		c.KeepaliveMisses = -1
+		c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var d net.Dialer
+			conn, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			p := &pausedConn{Conn: conn}
+			once.Do(func() { pc = p; close(dialed) }) // the test holds back the first connection only
+			return p, nil
+		}
+	}))
+	<-dialed
+	e.connected(quiet)
+	for i := 1; i <= 3; i++ {
+		d, _ := e.run(e.device(i, nil))
+		e.connected(d)
+	}
+	is := func(kind mps.EventKind) func(mps.Event) bool {
+		return func(ev mps.Event) bool { return ev.Kind == kind && ev.Device.UUID == quiet.UUID().String() }
+	}
+
+	pc.mu.Lock()
+	ev := e.await("suspect", is(mps.EventSuspect))
+	if ev.Device.Silent < 1500*time.Millisecond {
+		t.Errorf("suspect after %s of silence; want at least 1.5 s", ev.Device.Silent)
+	}
+	if d, ok := e.srv.Device(quiet.UUID().String()); !ok || !d.Suspect {
+		t.Errorf("while silent: %+v, %v; want suspect", d, ok)
+	}
+	pc.mu.Unlock()
+	e.await("resumed", is(mps.EventResumed))
+	if d, ok := e.srv.Device(quiet.UUID().String()); !ok || d.Suspect {
+		t.Errorf("after it came back: %+v, %v; want connected, not suspect", d, ok)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ev := range e.events {
+		if ev.Kind == mps.EventDisconnected || (ev.Kind == mps.EventSuspect && ev.Device.UUID != quiet.UUID().String()) {
+			t.Errorf("event %s %s %s", ev.Kind, ev.Device.UUID, ev.Reason)
+		}
+	}
 }

@@ -86,6 +86,8 @@ type Server struct {
 	legacy    tunnel.LegacyTLS          // devices allowed TLS 1.0/1.1 (SetLegacyDevices)
 	suspects  map[*tunnel.Conn]struct{} // registered tunnels the sweep found silent; guarded by mu
 	sweepOnce sync.Once
+	silenceMu sync.Mutex     // guards silences
+	silences  silenceHeap    // the sweep's checks (diagnosis.go)
 	poller    *tunnel.Poller // reads idle tunnels without a goroutine each; nil: none
 }
 
@@ -97,10 +99,12 @@ func (s *Server) closed() {
 	}
 }
 
-// EnvReaders, set to "poll" in the server's environment, parks idle
-// tunnels in a poller instead of serving each with a goroutine of its own
-// (the default); "poll,coalesce=DURATION" sets the poller's coalescing
-// pause (0: none). For comparing them; see README's Performance section.
+// EnvReaders in the server's environment chooses how idle tunnels are
+// read. By default (or "poll") they are parked in a poller, with no
+// goroutine each, on Linux; "poll,coalesce=DURATION" sets the poller's
+// coalescing pause (0: none), and "goroutine" serves each tunnel with a
+// goroutine of its own, as on other systems. For comparing them; see
+// README's Performance section.
 const EnvReaders = "PRESENCE_TUNNEL_READERS"
 
 // New returns a server; start it with [Server.Serve] or [Server.Listen].
@@ -138,11 +142,9 @@ func New(cfg Config) (*Server, error) {
 	s.stats.failures = make(map[string]uint64)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	tc := cfg.Tunnel
-	if mode := os.Getenv(EnvReaders); strings.HasPrefix(mode, "poll") {
-		// Opt-in while a console's first dial to a device that has just
-		// reconnected can find its forwards not yet read (a shard's
-		// coalescing pause; TestEnrolKeepsOtherMPS shows it). Where the
-		// system has no poller, each tunnel gets a goroutine.
+	if mode := os.Getenv(EnvReaders); mode != "goroutine" {
+		// Where the system has no poller (not Linux), NewPoller fails
+		// and each tunnel gets a goroutine.
 		var opt tunnel.PollerOptions
 		if v, ok := strings.CutPrefix(mode, "poll,coalesce="); ok {
 			if d, err := time.ParseDuration(v); err == nil {
@@ -319,6 +321,7 @@ func (s *Server) handle(raw net.Conn) {
 	old := s.devices[c.UUID()]
 	s.devices[c.UUID()] = c
 	s.mu.Unlock()
+	s.watchSilence(c)
 	s.stats.accepted.Add(1)
 	if old != nil {
 		old.CloseWithReason(tunnel.ReasonReplaced, "a newer connection of the same device")
