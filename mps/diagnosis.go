@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"time"
+	"weak"
 
 	"github.com/presence-mps/presence/mps/apf"
 	"github.com/presence-mps/presence/mps/doctor"
@@ -116,9 +117,11 @@ func (s *Server) startSweep() {
 
 // silence is a registered tunnel's next check: at (unix ns), when it
 // would have been silent for longer than suspectAfter if nothing came.
+// The tunnel is held weakly, so that one that ended is freed at once, not
+// when its check comes (after a storm, thousands of them).
 type silence struct {
 	at int64
-	c  *tunnel.Conn
+	c  weak.Pointer[tunnel.Conn]
 }
 
 // silenceHeap orders the checks by time (container/heap).
@@ -137,12 +140,12 @@ func (h *silenceHeap) Pop() any {
 }
 
 // watchSilence schedules a newly registered tunnel's first check. The
-// entry of a tunnel that ends stays until it is due (at most
-// suspectAfter), and is then dropped.
+// entry of a tunnel that ends is dropped when it is due (at most
+// suspectAfter later).
 func (s *Server) watchSilence(c *tunnel.Conn) {
 	at := c.LastReceived().Add(suspectAfter(c.KeepaliveInterval())).UnixNano()
 	s.silenceMu.Lock()
-	heap.Push(&s.silences, silence{at: at, c: c})
+	heap.Push(&s.silences, silence{at: at, c: weak.Make(c)})
 	s.silenceMu.Unlock()
 }
 
@@ -168,7 +171,12 @@ func (s *Server) sweep() {
 			t.Stop()
 			return
 		}
-		s.sweepNow(time.Now())
+		now := time.Now()
+		s.sweepNow(now)
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		s.returnMemory(now, n)
 	}
 }
 
@@ -182,8 +190,12 @@ func (s *Server) sweepNow(now time.Time) {
 			s.silenceMu.Unlock()
 			break
 		}
-		c := heap.Pop(&s.silences).(silence).c
+		wc := heap.Pop(&s.silences).(silence).c
 		s.silenceMu.Unlock()
+		c := wc.Value()
+		if c == nil {
+			continue // ended, and freed
+		}
 
 		ka := c.KeepaliveInterval()
 		last := c.LastReceived()
@@ -208,7 +220,7 @@ func (s *Server) sweepNow(now time.Time) {
 			next = t + 1
 		}
 		s.silenceMu.Lock()
-		heap.Push(&s.silences, silence{at: next, c: c})
+		heap.Push(&s.silences, silence{at: next, c: wc})
 		s.silenceMu.Unlock()
 	}
 	for _, c := range became {

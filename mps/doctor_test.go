@@ -294,3 +294,82 @@ func TestSuspectThenResumed(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryReturnedAfterDevicesLeave: when 300 devices leave at once,
+// the server gives their memory back to the system at its next sweep,
+// once; a few tunnels coming and going do not make it collect.
+func TestMemoryReturnedAfterDevicesLeave(t *testing.T) {
+	const n = 300
+	e := newEnvWith(t, tunnel.Config{KeepaliveInterval: time.Second, IdleTimeout: 5 * time.Second}, nil)
+	few, _ := e.run(e.device(n, nil))
+	e.connected(few)
+	fleet, err := amtsim.NewFleet(amtsim.FleetConfig{Devices: n, Seed: t.Name(), Device: e.device(0, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	fleetDone := make(chan amtsim.Summary, 1)
+	go func() { fleetDone <- fleet.Run(ctx) }()
+	for up := 0; up < n; up++ {
+		e.await("connected", func(ev mps.Event) bool { return ev.Kind == mps.EventConnected })
+	}
+	time.Sleep(time.Second) // four sweeps with every tunnel up
+	if st := e.srv.Stats(); st.MemoryReturns != 0 || st.Tunnels != n+1 {
+		t.Fatalf("with the devices up: %+v; want %d tunnels and no memory return", st, n+1)
+	}
+	cancel()
+	<-fleetDone
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st := e.srv.Stats()
+		if st.Tunnels == 1 && st.MemoryReturns == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("15 s after the devices left: %+v; want 1 tunnel and one memory return", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	if st := e.srv.Stats(); st.MemoryReturns != 1 {
+		t.Errorf("memory returned %d times; want once", st.MemoryReturns)
+	}
+}
+
+// TestQueuedDevicesWaitTheirTurn: with one handshake slot taken in turn by
+// three devices that trickle until the 1 s handshake timeout, healthy
+// devices queued behind them wait about 3 s, three times the timeout,
+// and all come up, none reset.
+func TestQueuedDevicesWaitTheirTurn(t *testing.T) {
+	e := newEnvWith(t, tunnel.Config{HandshakeTimeout: time.Second}, func(c *mps.Config) { c.MaxHandshakes = 1 })
+	for i := range 3 {
+		e.run(e.device(100+i, func(c *amtsim.Config) {
+			c.Fault, c.TrickleGap = amtsim.FaultTrickle, 200*time.Millisecond
+		}))
+		deadline := time.Now().Add(10 * time.Second)
+		for e.srv.Stats().Handshakes < i+1 { // queued in this order
+			if time.Now().After(deadline) {
+				t.Fatalf("trickling device %d not accepted", i)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	start := time.Now()
+	for i := range 5 {
+		d, _ := e.run(e.device(i, nil))
+		defer func() {
+			if st := d.Stats(); st.Handshakes != 1 {
+				t.Errorf("healthy device %d: %+v; want one handshake", i, st)
+			}
+		}()
+	}
+	for range 5 {
+		e.await("connected", func(ev mps.Event) bool { return ev.Kind == mps.EventConnected })
+	}
+	if waited := time.Since(start); waited < 2*time.Second {
+		t.Errorf("the healthy devices were up after %s; the tricklers should have held the slot for about 3 s", waited)
+	}
+	if st := e.srv.Stats(); st.Tunnels != 5 {
+		t.Errorf("%+v; want the 5 healthy devices up", st)
+	}
+}

@@ -36,7 +36,8 @@ type Config struct {
 	// MaxTunnels caps concurrent tunnels, handshakes included (default 50,000).
 	MaxTunnels int
 	// MaxHandshakes caps concurrent TLS+APF handshakes (default 256); more
-	// connections wait their turn within the handshake timeout.
+	// connections wait their turn, in order, for up to a minute
+	// (maxSlotWait), and the handshake timeout runs from their turn.
 	MaxHandshakes int
 	// Tunnels, if set, is told of every tunnel that comes up (its ports
 	// settled) and of its end, with the tunnel's number, which tells the
@@ -82,13 +83,15 @@ type Server struct {
 
 	stats stats
 
-	doctor    *doctor.Doctor
-	legacy    tunnel.LegacyTLS          // devices allowed TLS 1.0/1.1 (SetLegacyDevices)
-	suspects  map[*tunnel.Conn]struct{} // registered tunnels the sweep found silent; guarded by mu
-	sweepOnce sync.Once
-	silenceMu sync.Mutex     // guards silences
-	silences  silenceHeap    // the sweep's checks (diagnosis.go)
-	poller    *tunnel.Poller // reads idle tunnels without a goroutine each; nil: none
+	doctor     *doctor.Doctor
+	legacy     tunnel.LegacyTLS          // devices allowed TLS 1.0/1.1 (SetLegacyDevices)
+	suspects   map[*tunnel.Conn]struct{} // registered tunnels the sweep found silent; guarded by mu
+	sweepOnce  sync.Once
+	silenceMu  sync.Mutex     // guards silences
+	silences   silenceHeap    // the sweep's checks (diagnosis.go)
+	memory     memoryState    // the sweep's memory returns (memory.go)
+	memReturns atomic.Int64   // how many there were
+	poller     *tunnel.Poller // reads idle tunnels without a goroutine each; nil: none
 }
 
 // closed releases what the server holds once every tunnel has ended.
@@ -360,14 +363,20 @@ func (s *Server) ended(c *tunnel.Conn, seq uint64, err error) {
 		Detail: errDetail(err)})
 }
 
+// maxSlotWait is how long a connection may wait for a handshake slot: a
+// minute, or the handshake timeout if that is longer. In a storm the
+// machine is CPU-bound and devices queue; each waits its turn, in order of
+// arrival (a channel's waiting senders are served first in, first out),
+// rather than be reset after the handshake timeout: AMT retries slowly,
+// so a device reset in a storm may stay away for many minutes. A device
+// that gave up meanwhile closed its socket, which its handshake then finds
+// at once. The handshake timeout itself runs from the slot on.
+const maxSlotWait = time.Minute
+
 // accept runs the handshake, waiting for a handshake slot first.
 func (s *Server) accept(raw net.Conn) (*tunnel.Conn, error) {
 	tc := s.tcfg.Load()
-	timeout := tc.HandshakeTimeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	t := time.NewTimer(timeout)
+	t := time.NewTimer(max(maxSlotWait, tc.HandshakeTimeout))
 	defer t.Stop()
 	select {
 	case s.sem <- struct{}{}:
@@ -612,6 +621,9 @@ type Stats struct {
 	Accepted   uint64            // handshakes completed since start
 	Failures   map[string]uint64 // failed or refused handshakes by reason
 	Dropped    uint64            // events dropped for slow subscribers
+	// MemoryReturns counts the times freed memory was given back to the
+	// system at once after many tunnels ended (memory.go).
+	MemoryReturns int64
 }
 
 type stats struct {
@@ -633,6 +645,7 @@ func (s *Server) Stats() Stats {
 	s.mu.Unlock()
 	out.Accepted = s.stats.accepted.Load()
 	out.Dropped = s.events.Dropped()
+	out.MemoryReturns = s.memReturns.Load()
 	s.stats.mu.Lock()
 	out.Failures = make(map[string]uint64, len(s.stats.failures))
 	for k, v := range s.stats.failures {

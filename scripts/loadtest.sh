@@ -747,7 +747,8 @@ arrival() {
 	# --no-retry, every first attempt over). The simulators are fresh
 	# processes: their CPU is counted from 0.
 	local poll=$WORK/$name.poll end c=0 why="window"
-	end=$(calc "$w0 + $ARRIVAL_WINDOW")
+	# An absolute time: %.3f, as awk would print it in %.6g (1.76476e+09)
+	end=$(calc "sprintf(\"%.3f\", $w0 + $ARRIVAL_WINDOW)")
 	while [ "$(calc "$(now) < $end")" = 1 ]; do
 		sleep 0.2
 		arrival_sum "$poll" || continue
