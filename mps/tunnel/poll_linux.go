@@ -53,7 +53,7 @@ func (p *Poller) Close() error {
 	}
 	p.wg.Wait()
 	for _, sh := range p.shards {
-		unix.Close(sh.epfd)
+		sh.ep.Close() // the epoll set's descriptor
 		unix.Close(sh.evfd)
 	}
 	p.shards = nil
@@ -77,6 +77,10 @@ type shard struct {
 	opt  PollerOptions
 	epfd int
 	evfd int // an eventfd in the set (key 0) that wakes the shard
+	// ep is epfd in the Go runtime's own poller, which the shard waits
+	// in (see waitEvents); ep owns epfd.
+	ep  *os.File
+	erc syscall.RawConn
 
 	mu      sync.Mutex
 	conns   map[uint64]*Conn
@@ -105,7 +109,53 @@ func newShard(opt PollerOptions) (*shard, error) {
 		unix.Close(evfd)
 		return nil, fmt.Errorf("tunnel: epoll: %w", err)
 	}
-	return &shard{opt: opt, epfd: epfd, evfd: evfd, conns: make(map[uint64]*Conn), nextKey: 1, wake: make(chan struct{}, 1)}, nil
+	sh := &shard{opt: opt, epfd: epfd, evfd: evfd, conns: make(map[uint64]*Conn), nextKey: 1, wake: make(chan struct{}, 1)}
+	// Non-blocking, the epoll descriptor joins the runtime's poller
+	// (an epoll set is readable while it has events).
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, fmt.Errorf("tunnel: epoll: %w", err)
+	}
+	sh.ep = os.NewFile(uintptr(epfd), "epoll")
+	if sh.erc, err = sh.ep.SyscallConn(); err != nil {
+		sh.ep.Close()
+		unix.Close(evfd)
+		return nil, fmt.Errorf("tunnel: epoll: %w", err)
+	}
+	return sh, nil
+}
+
+// waitEvents waits up to wait milliseconds (-1: no limit) for events of
+// the set. It does not block in epoll_wait itself: a goroutine blocked in
+// a system call keeps its thread and its P until the runtime's monitor
+// takes the P back, up to milliseconds later, and the goroutines the
+// last turn made runnable (a console's relay, say) would wait that long.
+// It asks without waiting, and otherwise parks in the runtime's poller,
+// which watches the set's own descriptor, as any socket's goroutine does.
+func (sh *shard) waitEvents(events []unix.EpollEvent, wait int) (int, error) {
+	n, err := unix.EpollWait(sh.epfd, events, 0)
+	if n > 0 || wait == 0 || (err != nil && err != unix.EINTR) {
+		return n, err
+	}
+	dl := time.Time{}
+	if wait > 0 {
+		dl = time.Now().Add(time.Duration(wait) * time.Millisecond)
+	}
+	if err := sh.ep.SetReadDeadline(dl); err != nil {
+		return 0, err
+	}
+	rerr := sh.erc.Read(func(fd uintptr) bool {
+		n, err = unix.EpollWait(int(fd), events, 0)
+		return n > 0 || (err != nil && err != unix.EINTR)
+	})
+	switch {
+	case errors.Is(rerr, os.ErrDeadlineExceeded):
+		return 0, nil
+	case rerr != nil:
+		return 0, rerr
+	}
+	return n, err
 }
 
 // interrupt makes run's EpollWait return.
@@ -285,7 +335,7 @@ func (sh *shard) run() {
 			wait = int(max(0, (until+time.Millisecond-1)/time.Millisecond))
 		}
 		sh.mu.Unlock()
-		n, err := unix.EpollWait(sh.epfd, events, wait)
+		n, err := sh.waitEvents(events, wait)
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			return // the set is gone: the poller is closing
 		}
