@@ -118,7 +118,7 @@ usage: bash scripts/loadtest.sh [options]
   --storm-pinned | --no-storm-pinned   one more TLS 1.2 storm with the server pinned to CPU 0 (default on)
   --storm-resume | --no-storm-resume   one more TLS 1.2 storm whose devices resume their TLS sessions (default on)
   --server-env "V=X ..." environment for the server only, e.g. "GOGC=50" or "GOMEMLIMIT=200MiB"
-                         ("PRESENCE_TUNNEL_READERS=poll": idle tunnels parked in the poller, not a goroutine each)
+                         ("PRESENCE_TUNNEL_READERS=goroutine": a goroutine per tunnel instead of the poller)
   --profile DIR          after each idle window, a ${PROFILE_SECS} s CPU profile of the server into DIR/NAME.cpu.pprof
   --keepalive D          server keepalive interval (default $KEEPALIVE; keep 30s for meaningful keepalive CPU)
   --idle-timeout D       server idle timeout (default $IDLE_TIMEOUT)

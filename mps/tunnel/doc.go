@@ -22,14 +22,18 @@
 //	CHANNEL_DATA / WINDOW_ADJUST ◄─────►
 //	CHANNEL_CLOSE ◄────────────────────►
 //
-// Each tunnel has one reader goroutine, the one that calls [Conn.Serve]: it
-// decodes and dispatches, never blocks on a consumer, and writes its own
+// A tunnel is read either by a goroutine of its own, the one that calls
+// [Conn.Serve], or, once [Conn.Park]ed, by a [Poller]'s shard: a goroutine
+// that reads many tunnels' sockets as epoll reports them, so that an idle
+// tunnel owns no goroutine (the server's default on Linux). Either way the
+// reader decodes and dispatches, never blocks on a consumer, and writes its own
 // small replies (keepalive replies and the like) before it next waits for
 // input, when no write is in progress. At most one writer goroutine drains
 // the rest of the write queue (channel data, window adjusts); it runs only
-// while there is something to write. So an idle tunnel costs one goroutine
-// and no buffer but the 512-byte read buffer, and a keepalive costs no
-// thread handoff: both were measured to matter at 19,000 tunnels.
+// while there is something to write. So an idle tunnel costs no buffer
+// but the 512-byte read buffer (and, served, one goroutine), and a
+// keepalive costs no thread handoff: both were measured to matter at
+// 19,000 tunnels.
 // Backpressure comes from windows: a channel buffers at most the window it
 // advertised, and a device that sends more is a protocol error. Memory per
 // tunnel is bounded by the window per channel times the channel cap, plus the
