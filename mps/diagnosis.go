@@ -1,7 +1,6 @@
 package mps
 
 import (
-	"container/heap"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -115,37 +114,13 @@ func (s *Server) startSweep() {
 	})
 }
 
-// silence is a registered tunnel's next check: at (unix ns), when it
-// would have been silent for longer than suspectAfter if nothing came.
-// The tunnel is held weakly, so that one that ended is freed at once, not
-// when its check comes (after a storm, thousands of them).
-type silence struct {
-	at int64
-	c  weak.Pointer[tunnel.Conn]
-}
-
-// silenceHeap orders the checks by time (container/heap).
-type silenceHeap []silence
-
-func (h silenceHeap) Len() int           { return len(h) }
-func (h silenceHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h silenceHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *silenceHeap) Push(x any)        { *h = append(*h, x.(silence)) }
-func (h *silenceHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	old[len(old)-1] = silence{}
-	*h = old[:len(old)-1]
-	return x
-}
-
 // watchSilence schedules a newly registered tunnel's first check. The
 // entry of a tunnel that ends is dropped when it is due (at most
 // suspectAfter later).
 func (s *Server) watchSilence(c *tunnel.Conn) {
 	at := c.LastReceived().Add(suspectAfter(c.KeepaliveInterval())).UnixNano()
 	s.silenceMu.Lock()
-	heap.Push(&s.silences, silence{at: at, c: weak.Make(c)})
+	s.silences.Push(at, weak.Make(c))
 	s.silenceMu.Unlock()
 }
 
@@ -186,12 +161,11 @@ func (s *Server) sweepNow(now time.Time) {
 	t := now.UnixNano()
 	for {
 		s.silenceMu.Lock()
-		if len(s.silences) == 0 || s.silences[0].at > t {
-			s.silenceMu.Unlock()
+		wc, ok := s.silences.PopDue(t)
+		s.silenceMu.Unlock()
+		if !ok {
 			break
 		}
-		wc := heap.Pop(&s.silences).(silence).c
-		s.silenceMu.Unlock()
 		c := wc.Value()
 		if c == nil {
 			continue // ended, and freed
@@ -206,7 +180,8 @@ func (s *Server) sweepNow(now time.Time) {
 			continue // ended or replaced: no more checks
 		}
 		_, was := s.suspects[c]
-		switch is := next < t; {
+		is := next < t
+		switch {
 		case is && !was:
 			s.suspects[c] = struct{}{}
 			became = append(became, c)
@@ -215,12 +190,12 @@ func (s *Server) sweepNow(now time.Time) {
 			cleared = append(cleared, c)
 		}
 		s.mu.Unlock()
-		if next < t {
+		if is {
 			// Suspect: look again at the next pass, to see it resume.
 			next = t + 1
 		}
 		s.silenceMu.Lock()
-		heap.Push(&s.silences, silence{at: next, c: wc})
+		s.silences.Push(next, wc)
 		s.silenceMu.Unlock()
 	}
 	for _, c := range became {

@@ -17,10 +17,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/presence-mps/presence/mps/apf"
 	"github.com/presence-mps/presence/mps/doctor"
 	"github.com/presence-mps/presence/mps/internal/hub"
+	"github.com/presence-mps/presence/mps/internal/timeheap"
 	"github.com/presence-mps/presence/mps/tunnel"
 )
 
@@ -83,12 +85,16 @@ type Server struct {
 
 	stats stats
 
-	doctor     *doctor.Doctor
-	legacy     tunnel.LegacyTLS          // devices allowed TLS 1.0/1.1 (SetLegacyDevices)
-	suspects   map[*tunnel.Conn]struct{} // registered tunnels the sweep found silent; guarded by mu
-	sweepOnce  sync.Once
-	silenceMu  sync.Mutex     // guards silences
-	silences   silenceHeap    // the sweep's checks (diagnosis.go)
+	doctor    *doctor.Doctor
+	legacy    tunnel.LegacyTLS          // devices allowed TLS 1.0/1.1 (SetLegacyDevices)
+	suspects  map[*tunnel.Conn]struct{} // registered tunnels the sweep found silent; guarded by mu
+	sweepOnce sync.Once
+	silenceMu sync.Mutex // guards silences
+	// silences are the sweep's checks (diagnosis.go): when each tunnel
+	// would have been silent too long. The tunnels are held weakly, so
+	// that one that ended is freed at once, not when its check comes
+	// (after a storm, thousands of them).
+	silences   timeheap.Heap[weak.Pointer[tunnel.Conn]]
 	memory     memoryState    // the sweep's memory returns (memory.go)
 	memReturns atomic.Int64   // how many there were
 	poller     *tunnel.Poller // reads idle tunnels without a goroutine each; nil: none

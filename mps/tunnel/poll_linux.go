@@ -3,7 +3,6 @@
 package tunnel
 
 import (
-	"container/heap"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/presence-mps/presence/mps/apf"
+	"github.com/presence-mps/presence/mps/internal/timeheap"
 )
 
 // Poller reads parked tunnels; see [PollerOptions].
@@ -85,7 +85,7 @@ type shard struct {
 	mu      sync.Mutex
 	conns   map[uint64]*Conn
 	nextKey uint64
-	due     dueHeap
+	due     timeheap.Heap[uint64] // idle deadlines, by parked.key
 	closed  bool
 
 	// hotUntil (unix ns) keeps the shard from coalescing while a tunnel
@@ -230,8 +230,9 @@ func (c *Conn) Park(p *Poller, ended func(error)) error {
 	sh.nextKey++
 	sh.conns[pk.key] = c
 	due := c.lastRecv.Load() + int64(c.cfg.IdleTimeout)
-	heap.Push(&sh.due, dueEntry{at: due, key: pk.key})
-	early := sh.due[0].key == pk.key
+	sh.due.Push(due, pk.key)
+	first, _ := sh.due.Min()
+	early := first.V == pk.key
 	sh.mu.Unlock()
 
 	s.polled.Store(true)
@@ -330,8 +331,8 @@ func (sh *shard) run() {
 			return
 		}
 		wait := -1
-		if len(sh.due) > 0 {
-			until := time.Until(time.Unix(0, sh.due[0].at))
+		if first, ok := sh.due.Min(); ok {
+			until := time.Until(time.Unix(0, first.At))
 			wait = int(max(0, (until+time.Millisecond-1)/time.Millisecond))
 		}
 		sh.mu.Unlock()
@@ -383,12 +384,12 @@ func (sh *shard) expire(now time.Time) {
 	t := now.UnixNano()
 	for {
 		sh.mu.Lock()
-		if len(sh.due) == 0 || sh.due[0].at > t {
+		key, ok := sh.due.PopDue(t)
+		if !ok {
 			sh.mu.Unlock()
 			return
 		}
-		e := heap.Pop(&sh.due).(dueEntry)
-		c := sh.conns[e.key]
+		c := sh.conns[key]
 		if c == nil {
 			sh.mu.Unlock()
 			continue
@@ -396,7 +397,7 @@ func (sh *shard) expire(now time.Time) {
 		idle := int64(c.cfg.IdleTimeout)
 		last := c.lastRecv.Load()
 		if t-last < idle {
-			heap.Push(&sh.due, dueEntry{at: last + idle, key: e.key})
+			sh.due.Push(last+idle, key)
 			sh.mu.Unlock()
 			continue
 		}
@@ -423,25 +424,6 @@ func setKey(ev *unix.EpollEvent, key uint64) {
 
 func getKey(ev *unix.EpollEvent) uint64 {
 	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-}
-
-// dueEntry is an idle deadline: the tunnel keyed key is looked at at.
-type dueEntry struct {
-	at  int64
-	key uint64
-}
-
-type dueHeap []dueEntry
-
-func (h dueHeap) Len() int           { return len(h) }
-func (h dueHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueEntry)) }
-func (h *dueHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return e
 }
 
 // sock is the accepted TCP connection of a tunnel that may be parked: in
