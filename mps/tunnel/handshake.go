@@ -244,7 +244,7 @@ func (c *Conn) pfwdService(m *apf.ServiceRequest) error {
 // forward records or withdraws an announced port (apf.md §2.5).
 func (c *Conn) forward(m *apf.TCPIPForward) error {
 	c.mu.Lock()
-	i := slices.IndexFunc(c.forwards, func(f Forward) bool { return f.Port == m.Port })
+	i := c.forwardIndex(m.Port)
 	var reply apf.Message = &apf.RequestSuccess{Port: m.Port}
 	changed := false
 	switch {

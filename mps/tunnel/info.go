@@ -61,7 +61,13 @@ func Hostname(fs []Forward) string {
 func (c *Conn) HasPort(port uint32) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return slices.ContainsFunc(c.forwards, func(f Forward) bool { return f.Port == port })
+	return c.forwardIndex(port) >= 0
+}
+
+// forwardIndex is the index of port in c.forwards, or -1; the caller
+// holds c.mu.
+func (c *Conn) forwardIndex(port uint32) int {
+	return slices.IndexFunc(c.forwards, func(f Forward) bool { return f.Port == port })
 }
 
 // Info returns a snapshot of the tunnel's state.

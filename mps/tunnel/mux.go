@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/presence-mps/presence/mps/apf"
@@ -123,7 +122,7 @@ func (c *Conn) awaitForward(ctx context.Context, port uint32) error {
 	defer limit.Stop()
 	for {
 		c.mu.Lock()
-		settled := c.ready || c.closed || slices.ContainsFunc(c.forwards, func(f Forward) bool { return f.Port == port })
+		settled := c.ready || c.closed || c.forwardIndex(port) >= 0
 		c.mu.Unlock()
 		if settled {
 			return nil
@@ -142,16 +141,16 @@ func (c *Conn) awaitForward(ctx context.Context, port uint32) error {
 
 // Dial opens a channel to an announced port of the device and waits for the
 // device to confirm it. On a tunnel whose forwards have not settled yet
-// (the device has just authenticated) it first waits for them. It fails with [ErrPortNotAnnounced],
-// [ErrTooManyChannels], an [*OpenError] when the device refuses, ctx's error,
-// or the tunnel's [*CloseError].
+// (the device has just authenticated) it first waits for them. It fails
+// with [ErrPortNotAnnounced], [ErrTooManyChannels], an [*OpenError] when
+// the device refuses, ctx's error, or the tunnel's [*CloseError].
 func (c *Conn) Dial(ctx context.Context, port uint32) (*Channel, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return nil, c.Err()
 	}
-	i := slices.IndexFunc(c.forwards, func(f Forward) bool { return f.Port == port })
+	i := c.forwardIndex(port)
 	if i < 0 && !c.ready {
 		// The port may be on its way: AMT announces its ports just
 		// after it authenticates, and the device is listed from then
@@ -166,7 +165,7 @@ func (c *Conn) Dial(ctx context.Context, port uint32) (*Channel, error) {
 			c.mu.Unlock()
 			return nil, c.Err()
 		}
-		i = slices.IndexFunc(c.forwards, func(f Forward) bool { return f.Port == port })
+		i = c.forwardIndex(port)
 	}
 	if i < 0 {
 		c.mu.Unlock()
