@@ -40,6 +40,25 @@ func awaitEntry(t *testing.T, d *doctor.Doctor, class doctor.Class, device strin
 	}
 }
 
+// fleetUp runs n healthy devices (the test's fleet, numbered from 0) and
+// waits until the server has reported each connected. stop ends them and
+// waits for the fleet to wind down.
+func (e *env) fleetUp(n int) (*amtsim.Fleet, func()) {
+	e.t.Helper()
+	fleet, err := amtsim.NewFleet(amtsim.FleetConfig{Devices: n, Seed: e.t.Name(), Device: e.device(0, nil)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { fleet.Run(ctx); close(done) }()
+	stop := func() { cancel(); <-done }
+	for range n {
+		e.await("connected", func(ev mps.Event) bool { return ev.Kind == mps.EventConnected })
+	}
+	return fleet, stop
+}
+
 func entryKey(e doctor.Entry) string { return string(e.Class) + "|" + e.Device + "|" + e.Remote }
 
 // dialFrom makes a device connect from a given loopback address, as two
@@ -62,17 +81,8 @@ func TestDoctorFindsEachFaultBesideHealthyFleet(t *testing.T) {
 		UserExists: func(_ context.Context, user string) bool { return user == ciraUser }}, nil)
 	doc := e.srv.Doctor()
 
-	fleet, err := amtsim.NewFleet(amtsim.FleetConfig{Devices: healthy, Seed: t.Name(), Device: e.device(0, nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	fleetDone := make(chan amtsim.Summary, 1)
-	go func() { fleetDone <- fleet.Run(ctx) }()
-	defer func() { cancel(); <-fleetDone }()
-	for up := 0; up < healthy; up++ {
-		e.await("connected", func(ev mps.Event) bool { return ev.Kind == mps.EventConnected })
-	}
+	fleet, stop := e.fleetUp(healthy)
+	defer stop()
 	healthyIDs := map[string]bool{}
 	for _, d := range fleet.Devices() {
 		healthyIDs[d.UUID().String()] = true
@@ -303,22 +313,13 @@ func TestMemoryReturnedAfterDevicesLeave(t *testing.T) {
 	e := newEnvWith(t, tunnel.Config{KeepaliveInterval: time.Second, IdleTimeout: 5 * time.Second}, nil)
 	few, _ := e.run(e.device(n, nil))
 	e.connected(few)
-	fleet, err := amtsim.NewFleet(amtsim.FleetConfig{Devices: n, Seed: t.Name(), Device: e.device(0, nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	fleetDone := make(chan amtsim.Summary, 1)
-	go func() { fleetDone <- fleet.Run(ctx) }()
-	for up := 0; up < n; up++ {
-		e.await("connected", func(ev mps.Event) bool { return ev.Kind == mps.EventConnected })
-	}
+	_, stop := e.fleetUp(n)
+	defer stop()            // a second call returns at once
 	time.Sleep(time.Second) // four sweeps with every tunnel up
 	if st := e.srv.Stats(); st.MemoryReturns != 0 || st.Tunnels != n+1 {
 		t.Fatalf("with the devices up: %+v; want %d tunnels and no memory return", st, n+1)
 	}
-	cancel()
-	<-fleetDone
+	stop()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		st := e.srv.Stats()
