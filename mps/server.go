@@ -116,6 +116,33 @@ func (s *Server) closed() {
 // README's Performance section.
 const EnvReaders = "PRESENCE_TUNNEL_READERS"
 
+// readersMode reads EnvReaders' value: "" and "poll" (the poller with its
+// default pause), "poll,coalesce=DURATION" (0: no pause) and "goroutine".
+// Anything else is an error, with the default's answer beside it, so that
+// a typo in a comparison run is seen and not silently measured as the
+// default.
+func readersMode(v string) (poll bool, opt tunnel.PollerOptions, err error) {
+	switch v {
+	case "", "poll":
+		return true, opt, nil
+	case "goroutine":
+		return false, opt, nil
+	}
+	d, ok := strings.CutPrefix(v, "poll,coalesce=")
+	if !ok {
+		return true, opt, fmt.Errorf("%q: want poll, poll,coalesce=DURATION or goroutine", v)
+	}
+	pause, perr := time.ParseDuration(d)
+	if perr != nil || pause < 0 {
+		return true, opt, fmt.Errorf("%q: coalesce wants a duration of 0 or more, such as 2ms", v)
+	}
+	opt.Coalesce = pause
+	if pause == 0 {
+		opt.Coalesce = -1 // PollerOptions: negative is none, 0 the default
+	}
+	return true, opt, nil
+}
+
 // New returns a server; start it with [Server.Serve] or [Server.Listen].
 func New(cfg Config) (*Server, error) {
 	if cfg.TLS == nil {
@@ -151,19 +178,16 @@ func New(cfg Config) (*Server, error) {
 	s.stats.failures = make(map[string]uint64)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	tc := cfg.Tunnel
-	if mode := os.Getenv(EnvReaders); mode != "goroutine" {
+	poll, opt, err := readersMode(os.Getenv(EnvReaders))
+	if err != nil {
+		s.log.Warn("ignoring "+EnvReaders+"; using the default", "err", err)
+	}
+	if poll {
 		// Where the system has no poller (not Linux), NewPoller fails
 		// and each tunnel gets a goroutine.
-		var opt tunnel.PollerOptions
-		if v, ok := strings.CutPrefix(mode, "poll,coalesce="); ok {
-			if d, err := time.ParseDuration(v); err == nil {
-				opt.Coalesce = d
-				if d == 0 {
-					opt.Coalesce = -1
-				}
-			}
+		if s.poller, err = tunnel.NewPoller(opt); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+			s.log.Warn("tunnel poller unavailable; each tunnel gets a goroutine", "err", err)
 		}
-		s.poller, _ = tunnel.NewPoller(opt)
 		tc.Poller = s.poller
 	}
 	tc.TLS = cfg.TLS
